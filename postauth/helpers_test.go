@@ -1,0 +1,197 @@
+package postauth_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/hmac"
+	"crypto/tls"
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/reattest/reattest/internal/testpki"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/softeat"
+)
+
+// env is one real mutual TLS 1.3 connection on loopback with everything
+// both ends need to attest and to verify.
+type env struct {
+	t          testing.TB
+	ep         *testpki.Endpoints
+	clientCh   *postauth.Channel // the client's view
+	serverCh   *postauth.Channel // the server's view
+	clientID   *postauth.Identity
+	serverID   *postauth.Identity
+	attKey     crypto.Signer
+	attester   *softeat.Attester
+	verifier   *softeat.Verifier
+	serverReqr *postauth.Requester // server asks the client
+	clientReqr *postauth.Requester // client asks the server
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	ep := testpki.MutualTLS(t)
+	return envFor(t, ep)
+}
+
+func envFor(t testing.TB, ep *testpki.Endpoints) *env {
+	t.Helper()
+	e := &env{t: t, ep: ep}
+	var err error
+	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
+	if e.clientCh, err = postauth.NewChannel(&ccs); err != nil {
+		t.Fatal(err)
+	}
+	if e.serverCh, err = postauth.NewChannel(&scs); err != nil {
+		t.Fatal(err)
+	}
+	if e.clientID, err = postauth.IdentityFromTLS(&ep.ClientCert); err != nil {
+		t.Fatal(err)
+	}
+	if e.serverID, err = postauth.IdentityFromTLS(&ep.ServerCert); err != nil {
+		t.Fatal(err)
+	}
+	attKey := testpki.NewKey(t)
+	e.attKey = attKey
+	if e.attester, err = softeat.NewAttester(attKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e.verifier, err = softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e.serverReqr, err = postauth.NewRequester(e.serverCh, postauth.RoleClient, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e.clientReqr, err = postauth.NewRequester(e.clientCh, postauth.RoleServer, nil); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) policy() *postauth.Policy {
+	return &postauth.Policy{Verifier: e.verifier, Formats: []string{softeat.MediaType}}
+}
+
+// clientAnswer makes the client answer req with attested Evidence.
+func (e *env) clientAnswer(req *postauth.Request) []byte {
+	e.t.Helper()
+	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, e.attester, nil)
+	if err != nil {
+		e.t.Fatalf("Respond: %v", err)
+	}
+	return raw
+}
+
+// wantErr fails unless err matches target (errors.Is) and code.
+func wantErr(t *testing.T, err error, target error, code postauth.Code) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want error %v, got nil", target)
+	}
+	if target != nil && !errors.Is(err, target) {
+		t.Fatalf("want %v, got %v", target, err)
+	}
+	if got := postauth.CodeOf(err); got != code {
+		t.Fatalf("want code %v, got %v (%v)", code, got, err)
+	}
+}
+
+// forger builds authenticators from scratch, independently of the package
+// under test, straight from the RFC 9261 text and the TLS exporter. Tests
+// use it to produce messages the package would refuse to create.
+type forger struct {
+	cs   tls.ConnectionState
+	hash crypto.Hash
+}
+
+func newForger(t *testing.T, conn *tls.Conn) *forger {
+	t.Helper()
+	cs := conn.ConnectionState()
+	h := crypto.SHA256
+	if cs.CipherSuite == tls.TLS_AES_256_GCM_SHA384 {
+		h = crypto.SHA384
+	}
+	return &forger{cs: cs, hash: h}
+}
+
+type forgedEntry struct {
+	der  []byte
+	exts []postauth.Extension
+}
+
+// build returns Certificate || CertificateVerify || Finished for request
+// bytes reqBytes, sent with the labels of role, signed by signer.
+func (f *forger) build(t *testing.T, role postauth.Role, reqBytes, context []byte, entries []forgedEntry, signer crypto.Signer) []byte {
+	t.Helper()
+	label := "client"
+	if role == postauth.RoleServer {
+		label = "server"
+	}
+	hc, err := f.cs.ExportKeyingMaterial("EXPORTER-"+label+" authenticator handshake context", nil, f.hash.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk, err := f.cs.ExportKeyingMaterial("EXPORTER-"+label+" authenticator finished key", nil, f.hash.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b cryptobyte.Builder
+	b.AddUint8(11)
+	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(context) })
+		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+			for _, e := range entries {
+				b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(e.der) })
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					for _, x := range e.exts {
+						b.AddUint16(x.Type)
+						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(x.Data) })
+					}
+				})
+			}
+		})
+	})
+	cert := b.BytesOrPanic()
+	th := f.hash.New()
+	th.Write(hc)
+	th.Write(reqBytes)
+	th.Write(cert)
+	msg := append(append(bytesRepeat(0x20, 64), "Exported Authenticator\x00"...), th.Sum(nil)...)
+	d := crypto.SHA256.New()
+	d.Write(msg)
+	sig, err := signer.Sign(nil, d.Sum(nil), crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cv cryptobyte.Builder
+	cv.AddUint8(15)
+	cv.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+		b.AddUint16(uint16(tls.ECDSAWithP256AndSHA256))
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(sig) })
+	})
+	cvMsg := cv.BytesOrPanic()
+	th.Write(cvMsg)
+	m := hmac.New(f.hash.New, fk)
+	m.Write(th.Sum(nil))
+	mac := m.Sum(nil)
+	out := append(append(cert, cvMsg...), 20, 0, 0, byte(len(mac)))
+	return append(out, mac...)
+}
+
+func bytesRepeat(b byte, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
+}
+
+// fakeClock is a settable clock for expiry tests.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }

@@ -1,0 +1,609 @@
+package postauth_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/reattest/reattest/internal/testpki"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/softeat"
+)
+
+func TestRoundTripClientAttests(t *testing.T) {
+	e := newEnv(t)
+	req, err := e.serverReqr.NewRequest("pay", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := e.clientAnswer(req)
+	res, err := e.serverReqr.Verify(context.Background(), raw, "pay", nil, e.policy())
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if res.Attester() != postauth.RoleClient || res.Format() != softeat.Format || res.HardwareBacked() {
+		t.Errorf("unexpected result: attester %v format %q hw %v", res.Attester(), res.Format(), res.HardwareBacked())
+	}
+	if res.KeyTrust() != postauth.KeyTrustSamePeer {
+		t.Errorf("key trust = %v, want same-peer (mTLS)", res.KeyTrust())
+	}
+	if !bytes.Equal(res.MachineID(), e.attester.UEID()) {
+		t.Errorf("machine id = %x, want %x", res.MachineID(), e.attester.UEID())
+	}
+	if !bytes.Equal(res.KeyHash(), e.serverCh.KeyHash(e.clientID.SPKI())) {
+		t.Error("key hash is not the client key's")
+	}
+	if time.Since(res.AttestedAt()) > time.Minute {
+		t.Errorf("attested at %v", res.AttestedAt())
+	}
+}
+
+func TestRoundTripServerAttests(t *testing.T) {
+	e := newEnv(t)
+	req, err := e.clientReqr.NewRequest("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Type != postauth.TypeClientCertificateRequest {
+		t.Fatalf("client requester issued type %d", req.Type)
+	}
+	// The server answers with its TLS certificate's key.
+	raw, err := postauth.Respond(context.Background(), e.serverCh, postauth.RoleServer, req, e.serverID, e.attester, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.clientReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if res.Attester() != postauth.RoleServer || res.KeyTrust() != postauth.KeyTrustSamePeer {
+		t.Errorf("attester %v key trust %v", res.Attester(), res.KeyTrust())
+	}
+}
+
+func TestRoundTripJSONCMW(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, e.attester,
+		&postauth.RespondOptions{Encoding: postauth.CMWJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
+		t.Fatalf("Verify with a JSON CMW: %v", err)
+	}
+}
+
+// Relay: a relaying attacker M holds connection B to the server and makes
+// the victim agent answer B's challenge on its own connection A to M. The
+// exporter differs per connection, so the answer fails on B.
+func TestAttackRelay(t *testing.T) {
+	p := testpki.New(t)
+	sc := p.Issue(t, "localhost", true, nil)
+	cc := p.Issue(t, "agent", false, nil)
+	a := envFor(t, pairEndpoints(t, p, sc, cc))
+	b := envFor(t, pairEndpoints(t, p, sc, cc))
+	b.verifier, b.attester = a.verifier, a.attester // same trusted attester on both
+
+	req, err := b.serverReqr.NewRequest("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onA := a.clientAnswer(req) // made with connection A's exporter
+	_, err = b.serverReqr.Verify(context.Background(), onA, "", nil, b.policy())
+	wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+
+	// The same holds at layer 1 alone, for a request both sides know.
+	onA = a.clientAnswer(req)
+	if _, err := b.serverCh.Validate(postauth.RoleClient, req, onA, nil); !errors.Is(err, postauth.ErrBadFinished) {
+		t.Fatalf("layer-1 relay: want ErrBadFinished, got %v", err)
+	}
+}
+
+func pairEndpoints(t *testing.T, p *testpki.PKI, sc, cc tls.Certificate) *testpki.Endpoints {
+	c, s := testpki.Pair(t, p.ClientConfig(&cc), p.ServerConfig(sc))
+	return &testpki.Endpoints{Client: c, Server: s, ClientCert: cc, ServerCert: sc, PKI: p}
+}
+
+func TestAttackReplay(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	raw := e.clientAnswer(req)
+	if _, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	wantErr(t, err, postauth.ErrContextReused, postauth.CodeInvalid)
+}
+
+// A failed answer consumes its context too: no second try with the same one.
+func TestContextConsumedByFailure(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	raw := e.clientAnswer(req)
+	bad := bytes.Clone(raw)
+	bad[len(bad)-1] ^= 1
+	if _, err := e.serverReqr.Verify(context.Background(), bad, "", nil, e.policy()); err == nil {
+		t.Fatal("tampered answer accepted")
+	}
+	_, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	wantErr(t, err, postauth.ErrContextReused, postauth.CodeInvalid)
+}
+
+// Reflection: a malicious server turns the client's own request for server
+// attestation into a CertificateRequest, gets the client to answer it, and
+// sends the answer back as its own. Role-specific exporter labels and the
+// request type in the transcript make it fail.
+func TestAttackReflection(t *testing.T) {
+	e := newEnv(t)
+	clientAsks, _ := e.clientReqr.NewRequest("", nil)
+	reflected := &postauth.Request{Type: postauth.TypeCertificateRequest, Context: clientAsks.Context, Extensions: clientAsks.Extensions}
+	clientsOwn := e.clientAnswer(reflected)
+	_, err := e.clientReqr.Verify(context.Background(), clientsOwn, "", nil, e.policy())
+	wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+
+	// And an endpoint refuses to answer a request of the other role's type.
+	_, err = postauth.Respond(context.Background(), e.serverCh, postauth.RoleServer, reflected, e.serverID, e.attester, nil)
+	if !errors.Is(err, postauth.ErrWrongRequestType) {
+		t.Fatalf("server answered a CertificateRequest: %v", err)
+	}
+}
+
+func TestAttackTamper(t *testing.T) {
+	e := newEnv(t)
+	// Offsets in Certificate || CertificateVerify || Finished.
+	certLen := func(raw []byte) int { return 4 + int(raw[1])<<16 | int(raw[2])<<8 | int(raw[3]) }
+	cases := []struct {
+		name   string
+		mutate func(raw []byte) []byte
+		want   error
+	}{
+		{"context-nonce", func(r []byte) []byte { r[5] ^= 1; return r }, postauth.ErrUnknownContext},
+		{"context-tail", func(r []byte) []byte { r[4+32] ^= 1; return r }, postauth.ErrContextMismatch},
+		{"certificate", func(r []byte) []byte { r[4+1+32+3+3+40] ^= 1; return r }, postauth.ErrBadFinished},
+		{"extension", func(r []byte) []byte { r[certLen(r)-10] ^= 1; return r }, postauth.ErrBadFinished},
+		{"signature", func(r []byte) []byte { r[certLen(r)+12] ^= 1; return r }, postauth.ErrBadFinished},
+		{"finished", func(r []byte) []byte { r[len(r)-1] ^= 1; return r }, postauth.ErrBadFinished},
+		{"truncated", func(r []byte) []byte { return r[:len(r)-1] }, postauth.ErrMalformed},
+		{"trailing", func(r []byte) []byte { return append(r, 0) }, postauth.ErrMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := e.serverReqr.NewRequest("", nil)
+			raw := tc.mutate(e.clientAnswer(req))
+			_, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+			wantErr(t, err, tc.want, postauth.CodeInvalid)
+		})
+	}
+}
+
+// A peer that holds the connection (and so can compute Finished) but not the
+// certificate's private key cannot pass: the CertificateVerify check fails.
+func TestAttackForgedSignature(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	reqBytes, _ := req.Marshal()
+	ev, err := e.attester.Attest(context.Background(), postauth.Challenge{
+		Binder: mustBinder(t, e.clientCh, e.clientID.SPKI(), req.Context), KeyHash: e.clientCh.KeyHash(e.clientID.SPKI()),
+		Hash: e.clientCh.Hash(), Context: req.Context, Role: postauth.RoleClient,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := testpki.NewKey(t) // not the certificate's key
+	raw := newForger(t, e.ep.Client).build(t, postauth.RoleClient, reqBytes, req.Context,
+		[]forgedEntry{{der: e.ep.ClientCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, other)
+	_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	wantErr(t, err, postauth.ErrBadSignature, postauth.CodeInvalid)
+}
+
+func TestForgerAgreesWithPackage(t *testing.T) {
+	// The independent forger, given the right key, produces an authenticator
+	// the package accepts: the tests above fail for the reason they claim.
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	reqBytes, _ := req.Marshal()
+	ev, err := e.attester.Attest(context.Background(), postauth.Challenge{
+		Binder: mustBinder(t, e.clientCh, e.clientID.SPKI(), req.Context), KeyHash: e.clientCh.KeyHash(e.clientID.SPKI()),
+		Hash: e.clientCh.Hash(), Context: req.Context, Role: postauth.RoleClient,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := newForger(t, e.ep.Client).build(t, postauth.RoleClient, reqBytes, req.Context,
+		[]forgedEntry{{der: e.ep.ClientCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, e.ep.ClientCert.PrivateKey.(crypto.Signer))
+	if _, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
+		t.Fatalf("forged-with-the-right-key authenticator rejected: %v", err)
+	}
+}
+
+func mustBinder(t *testing.T, ch *postauth.Channel, spki, context []byte) []byte {
+	t.Helper()
+	b, err := ch.Binder(spki, context)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func cmwExt(t *testing.T, ev postauth.Evidence) postauth.Extension {
+	t.Helper()
+	rec, err := postauth.EncodeCMW(ev, postauth.CMWCBOR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postauth.Extension{Type: postauth.DefaultAttestationExtension, Data: append([]byte{byte(len(rec) >> 8), byte(len(rec))}, rec...)}
+}
+
+// lyingAttester signs Evidence for a challenge other than the one asked.
+type lyingAttester struct {
+	inner  postauth.Attester
+	mutate func(*postauth.Challenge)
+}
+
+func (l lyingAttester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
+	l.mutate(&ch)
+	return l.inner.Attest(ctx, ch)
+}
+
+func TestAttackEvidence(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*postauth.Challenge)
+		want   error
+	}{
+		// Evidence made for another request (a stale or foreign binder).
+		{"binder", func(c *postauth.Challenge) { c.Binder = bytes.Clone(c.Binder); c.Binder[0] ^= 1 }, postauth.ErrBinderMismatch},
+		// Key substitution: the attester vouches for another key.
+		{"key-hash", func(c *postauth.Challenge) { c.KeyHash = bytes.Clone(c.KeyHash); c.KeyHash[0] ^= 1 }, postauth.ErrKeyHashMismatch},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			req, _ := e.serverReqr.NewRequest("", nil)
+			raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID,
+				lyingAttester{e.attester, tc.mutate}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+			wantErr(t, err, tc.want, postauth.CodeInvalid)
+		})
+	}
+}
+
+// A verifier that forgets to compare the nonce and key hash still cannot let
+// unbound Evidence through: Verify compares what it reports.
+type carelessVerifier struct{ nonce, keyHash []byte }
+
+func (c carelessVerifier) Verify(context.Context, postauth.Challenge, postauth.Evidence) (*postauth.Appraisal, error) {
+	return &postauth.Appraisal{Format: "careless", Nonce: c.nonce, KeyHash: c.keyHash}, nil
+}
+
+func TestCarelessVerifierCannotPass(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name string
+		v    carelessVerifier
+		want error
+	}{
+		{"nonce", carelessVerifier{nonce: make([]byte, 32), keyHash: e.serverCh.KeyHash(e.clientID.SPKI())}, postauth.ErrBinderMismatch},
+		{"key-hash", carelessVerifier{keyHash: make([]byte, 32)}, postauth.ErrKeyHashMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := e.serverReqr.NewRequest("", nil)
+			if tc.want == postauth.ErrKeyHashMismatch {
+				tc.v.nonce = mustBinder(t, e.serverCh, e.clientID.SPKI(), req.Context)
+			}
+			_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "", nil, &postauth.Policy{Verifier: tc.v})
+			wantErr(t, err, tc.want, postauth.CodeInvalid)
+		})
+	}
+}
+
+func TestAttackEvidenceSignature(t *testing.T) {
+	e := newEnv(t)
+	// Evidence signed by an attestation key the verifier does not trust.
+	rogue, err := softeat.NewAttester(testpki.NewKey(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := e.serverReqr.NewRequest("", nil)
+	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, rogue, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	wantErr(t, err, nil, postauth.CodeInvalid)
+	var pe *postauth.Error
+	if !errors.As(err, &pe) || pe.Reason != "untrusted_attester" {
+		t.Fatalf("want untrusted_attester, got %v", err)
+	}
+}
+
+func TestAttackDiversion(t *testing.T) {
+	e := newEnv(t)
+	// The relying party expects one machine; a genuine attester elsewhere
+	// answers.
+	v, err := softeat.NewVerifier([]crypto.PublicKey{e.attKey.Public()}, &softeat.VerifierOptions{MachineIDs: [][]byte{{0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := e.serverReqr.NewRequest("", nil)
+	_, err = e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "", nil, &postauth.Policy{Verifier: v})
+	var pe *postauth.Error
+	if !errors.As(err, &pe) || pe.Reason != "unknown_machine" {
+		t.Fatalf("want unknown_machine, got %v", err)
+	}
+}
+
+func TestAttestationNotOffered(t *testing.T) {
+	e := newEnv(t)
+	sigalgs := postauth.Extension{Type: postauth.ExtensionSignatureAlgorithms, Data: []byte{0, 2, 4, 3}}
+	plain := &postauth.Request{Type: postauth.TypeCertificateRequest, Context: []byte("0123456789abcdef"), Extensions: []postauth.Extension{sigalgs}}
+
+	// The attester will not put Evidence where it was not offered...
+	_, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, plain, e.clientID, e.attester, nil)
+	if !errors.Is(err, postauth.ErrAttestationNotOffered) {
+		t.Fatalf("Respond: want ErrAttestationNotOffered, got %v", err)
+	}
+	// ...a relying party refuses an authenticator that carries it anyway...
+	reqBytes, _ := plain.Marshal()
+	ev, _ := e.attester.Attest(context.Background(), postauth.Challenge{Binder: make([]byte, 32), KeyHash: make([]byte, 32), Hash: crypto.SHA256})
+	signer := e.ep.ClientCert.PrivateKey.(crypto.Signer)
+	forged := newForger(t, e.ep.Client).build(t, postauth.RoleClient, reqBytes, plain.Context,
+		[]forgedEntry{{der: e.ep.ClientCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, signer)
+	_, err = e.serverCh.Validate(postauth.RoleClient, plain, forged, nil)
+	wantErr(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid)
+	// ...and attested verification needs a request that offered it.
+	_, err = postauth.Verify(context.Background(), e.serverCh, postauth.RoleClient, plain, forged, e.policy())
+	wantErr(t, err, postauth.ErrAttestationNotOffered, postauth.CodeInvalid)
+}
+
+func TestAttestationOnlyInEndEntity(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	reqBytes, _ := req.Marshal()
+	ev, _ := e.attester.Attest(context.Background(), postauth.Challenge{
+		Binder: mustBinder(t, e.clientCh, e.clientID.SPKI(), req.Context), KeyHash: e.clientCh.KeyHash(e.clientID.SPKI()),
+		Hash: e.clientCh.Hash(), Role: postauth.RoleClient,
+	})
+	signer := e.ep.ClientCert.PrivateKey.(crypto.Signer)
+	forged := newForger(t, e.ep.Client).build(t, postauth.RoleClient, reqBytes, req.Context, []forgedEntry{
+		{der: e.ep.ClientCert.Certificate[0]},
+		{der: e.ep.PKI.Root.Raw, exts: []postauth.Extension{cmwExt(t, ev)}},
+	}, signer)
+	_, err := e.serverReqr.Verify(context.Background(), forged, "", nil, e.policy())
+	wantErr(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid)
+}
+
+func TestNoAttestationInAnswer(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	// A plain RFC 9261 authenticator, no Evidence: the request is not met.
+	raw, err := e.clientCh.Authenticate(postauth.RoleClient, req, e.clientID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	wantErr(t, err, postauth.ErrNoAttestation, postauth.CodeRequired)
+}
+
+func TestRefusal(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	raw, err := e.clientCh.Refuse(postauth.RoleClient, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := postauth.ParseAuthenticator(raw); err != nil || !a.Empty() {
+		t.Fatalf("refusal is not an empty authenticator: %v", err)
+	}
+	if _, err := e.serverCh.Validate(postauth.RoleClient, req, raw, nil); !errors.Is(err, postauth.ErrRefused) {
+		t.Fatalf("Validate: want ErrRefused, got %v", err)
+	}
+	_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	wantErr(t, err, postauth.ErrRefused, postauth.CodeRequired)
+	if n := e.serverReqr.Pending(); n != 0 {
+		t.Errorf("refused request still pending (%d)", n)
+	}
+	// A refusal computed on another connection is not one.
+	other := newEnv(t)
+	req2, _ := other.serverReqr.NewRequest("", nil)
+	raw2, _ := e.clientCh.Refuse(postauth.RoleClient, req2)
+	_, err = other.serverReqr.Verify(context.Background(), raw2, "", nil, other.policy())
+	wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+}
+
+func TestKeyTrust(t *testing.T) {
+	selfSigned := func(t *testing.T) *postauth.Identity {
+		id, err := postauth.SelfSignedIdentity(testpki.NewKey(t), "agent", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	answer := func(t *testing.T, e *env, id *postauth.Identity, opts postauth.ValidateOptions) (*postauth.Result, error) {
+		req, _ := e.serverReqr.NewRequest("", nil)
+		raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, id, e.attester, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := e.policy()
+		p.Validate = opts
+		return e.serverReqr.Verify(context.Background(), raw, "", nil, p)
+	}
+	t.Run("same-peer-rejects-other-key", func(t *testing.T) {
+		e := newEnv(t)
+		_, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{})
+		wantErr(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid)
+	})
+	t.Run("same-peer-rejects-other-ca-cert", func(t *testing.T) {
+		e := newEnv(t)
+		other := e.ep.PKI.Issue(t, "agent", false, nil) // valid chain, other key
+		id, _ := postauth.IdentityFromTLS(&other)
+		_, err := answer(t, e, id, postauth.ValidateOptions{})
+		wantErr(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid)
+	})
+	t.Run("attested-key-only-opt-in", func(t *testing.T) {
+		e := newEnv(t)
+		res, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{KeyTrust: postauth.KeyTrustAttestedKeyOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.KeyTrust() != postauth.KeyTrustAttestedKeyOnly {
+			t.Errorf("key trust %v", res.KeyTrust())
+		}
+	})
+	t.Run("chain", func(t *testing.T) {
+		e := newEnv(t)
+		other := e.ep.PKI.Issue(t, "agent", false, nil)
+		id, _ := postauth.IdentityFromTLS(&other)
+		if _, err := answer(t, e, id, postauth.ValidateOptions{KeyTrust: postauth.KeyTrustChain, Roots: e.ep.PKI.Pool}); err != nil {
+			t.Fatalf("chained identity rejected: %v", err)
+		}
+		_, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{KeyTrust: postauth.KeyTrustChain, Roots: e.ep.PKI.Pool})
+		wantErr(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid)
+	})
+	t.Run("no-mtls-no-roots-fails-closed", func(t *testing.T) {
+		p := testpki.New(t)
+		c, s := testpki.Pair(t, p.ClientConfig(nil), p.ServerConfig(p.Issue(t, "localhost", true, nil)))
+		e := envFor(t, &testpki.Endpoints{Client: c, Server: s, ClientCert: p.Issue(t, "agent", false, nil), ServerCert: p.Issue(t, "localhost", true, nil), PKI: p})
+		_, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{})
+		wantErr(t, err, postauth.ErrNoKeyTrust, postauth.CodeInvalid)
+	})
+}
+
+func TestSignatureSchemes(t *testing.T) {
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for _, tc := range []struct {
+		name   string
+		key    crypto.Signer
+		scheme tls.SignatureScheme
+	}{
+		{"p256", testpki.NewKey(t), tls.ECDSAWithP256AndSHA256},
+		{"p384", p384, tls.ECDSAWithP384AndSHA384},
+		{"ed25519", edKey, tls.Ed25519},
+		{"rsa-pss", rsaKey, tls.PSSWithSHA256},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			id, err := postauth.SelfSignedIdentity(tc.key, "agent", time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := e.serverReqr.NewRequest("", nil)
+			raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, id, e.attester, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := postauth.ParseAuthenticator(raw)
+			if a.Scheme != tc.scheme {
+				t.Errorf("scheme 0x%04x, want 0x%04x", uint16(a.Scheme), uint16(tc.scheme))
+			}
+			p := e.policy()
+			p.Validate.KeyTrust = postauth.KeyTrustAttestedKeyOnly
+			if _, err := e.serverReqr.Verify(context.Background(), raw, "", nil, p); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Run("scheme-not-offered", func(t *testing.T) {
+		e := newEnv(t)
+		r, _ := postauth.NewRequester(e.serverCh, postauth.RoleClient, &postauth.RequesterConfig{SignatureSchemes: []tls.SignatureScheme{tls.Ed25519}})
+		req, _ := r.NewRequest("", nil)
+		_, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, e.attester, nil)
+		if !errors.Is(err, postauth.ErrUnsupportedScheme) {
+			t.Fatalf("P-256 key answered an Ed25519-only request: %v", err)
+		}
+	})
+}
+
+// The SHA-384 suites change the transcript, binder and key hash sizes.
+func TestSHA384Suite(t *testing.T) {
+	ep := testpki.MutualTLS(t)
+	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
+	clientCh, err := postauth.NewChannelFromExporter(tls.TLS_AES_256_GCM_SHA384, ccs.ExportKeyingMaterial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCh, _ := postauth.NewChannelFromExporter(tls.TLS_AES_256_GCM_SHA384, scs.ExportKeyingMaterial)
+	id, _ := postauth.IdentityFromTLS(&ep.ClientCert)
+	key := testpki.NewKey(t)
+	att, _ := softeat.NewAttester(key, nil)
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{key.Public()}, nil)
+	r, _ := postauth.NewRequester(serverCh, postauth.RoleClient, nil)
+	req, _ := r.NewRequest("", nil)
+	raw, err := postauth.Respond(context.Background(), clientCh, postauth.RoleClient, req, id, att, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := postauth.ParseAuthenticator(raw)
+	if len(a.Finished) != 48 {
+		t.Errorf("Finished is %d bytes, want 48", len(a.Finished))
+	}
+	// No TLS peer on an exporter-only channel: trust the attested key.
+	res, err := r.Verify(context.Background(), raw, "", nil, &postauth.Policy{Verifier: v, Validate: postauth.ValidateOptions{KeyTrust: postauth.KeyTrustAttestedKeyOnly}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.KeyHash()) != 48 {
+		t.Errorf("key hash is %d bytes, want 48", len(res.KeyHash()))
+	}
+}
+
+func TestFormatNotAccepted(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewRequest("", nil)
+	p := e.policy()
+	p.Formats = []string{"application/vnd.example.tpm-quote+cbor"}
+	_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "", nil, p)
+	wantErr(t, err, postauth.ErrFormatNotAccepted, postauth.CodeInvalid)
+}
+
+func TestNewChannelRefusesNonTLS13(t *testing.T) {
+	t.Run("tls12", func(t *testing.T) {
+		p := testpki.New(t)
+		sc := p.ServerConfig(p.Issue(t, "localhost", true, nil))
+		sc.MinVersion, sc.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+		cc := p.ClientConfig(nil)
+		cc.MinVersion = tls.VersionTLS12
+		c, _ := testpki.Pair(t, cc, sc)
+		cs := c.ConnectionState()
+		_, err := postauth.NewChannel(&cs)
+		wantErr(t, err, postauth.ErrNotTLS13, postauth.CodeInvalid)
+	})
+	t.Run("zero", func(t *testing.T) {
+		_, err := postauth.NewChannel(&tls.ConnectionState{})
+		wantErr(t, err, postauth.ErrNoConnectionState, postauth.CodeInvalid)
+	})
+	t.Run("nil", func(t *testing.T) {
+		_, err := postauth.NewChannel(nil)
+		wantErr(t, err, postauth.ErrNoConnectionState, postauth.CodeInvalid)
+	})
+	t.Run("incomplete", func(t *testing.T) {
+		_, err := postauth.NewChannel(&tls.ConnectionState{Version: tls.VersionTLS13})
+		wantErr(t, err, postauth.ErrHandshakeIncomplete, postauth.CodeInvalid)
+	})
+	t.Run("hand-made-state-without-keys", func(t *testing.T) {
+		// Looks complete but has no keying material: no panic, an error.
+		ch, err := postauth.NewChannel(&tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, CipherSuite: tls.TLS_AES_128_GCM_SHA256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.Binder([]byte("spki"), nil); err == nil {
+			t.Fatal("exporter without keys did not fail")
+		}
+	})
+}

@@ -1,0 +1,307 @@
+package postauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Context layout (docs/protocol.md, "certificate_request_context"): every
+// context starts with NonceLen unpredictable bytes that identify it among
+// the pending requests of a connection.
+const (
+	// NonceLen is the length of the random prefix of every context.
+	NonceLen = 16
+	// connectionContextLen is the length of a connection-mode context: all
+	// random.
+	connectionContextLen = 32
+	// MaxBindingLen bounds an operation binding appended to the nonce.
+	MaxBindingLen = MaxContextLen - NonceLen
+)
+
+// Requester defaults.
+const (
+	DefaultContextTTL = time.Minute
+	DefaultMaxPending = 16
+	// consumedMemory is how many consumed context nonces a Requester
+	// remembers to report reuse clearly. Reuse is refused either way.
+	consumedMemory = 16
+)
+
+// RequesterConfig configures a [Requester]. The zero value is valid and
+// safe. A RequesterConfig may be shared by many Requesters and must not be
+// modified after use.
+type RequesterConfig struct {
+	// Rand is the source of context nonces; nil means crypto/rand.
+	Rand io.Reader
+	// Time is the current time; nil means time.Now.
+	Time func() time.Time
+	// ContextTTL is how long an issued request may be answered. Zero means
+	// DefaultContextTTL.
+	ContextTTL time.Duration
+	// MaxPending bounds the unanswered requests kept per connection; when
+	// full, issuing a new request forgets the oldest. Zero means
+	// DefaultMaxPending.
+	MaxPending int
+	// SignatureSchemes offered in signature_algorithms; nil means
+	// DefaultSignatureSchemes.
+	SignatureSchemes []tls.SignatureScheme
+	// AttestationExtension is the cmw_attestation code point offered; 0
+	// means DefaultAttestationExtension.
+	AttestationExtension uint16
+}
+
+type pendingRequest struct {
+	context  []byte // nonce || suffix; just the nonce for a template
+	bound    bool   // the context ends with an operation binding
+	template bool   // the answerer appends the operation binding
+	scope    string
+	expires  time.Time
+}
+
+// Requester is the relying party's side of attestation on one connection:
+// it issues authenticator requests and verifies the answers. Contexts are
+// unpredictable (a random nonce), single use (consumed by the first answer,
+// valid or not), expire after ContextTTL, and at most MaxPending are kept, so
+// a flood of unanswered requests costs bounded memory. A Requester is safe
+// for concurrent use (HTTP/2 streams share one).
+type Requester struct {
+	ch      *Channel
+	peer    Role
+	reqType HandshakeType
+	exts    []Extension
+	rand    io.Reader
+	now     func() time.Time
+	ttl     time.Duration
+	max     int
+
+	mu       sync.Mutex // guards pending, consumed, next
+	pending  []pendingRequest
+	consumed [consumedMemory][NonceLen]byte
+	next     int
+}
+
+// NewRequester returns a Requester for attestations by peer (the role of the
+// endpoint that will answer) on ch. A server asks RoleClient (it sends
+// CertificateRequests); a client asks RoleServer (ClientCertificateRequests).
+func NewRequester(ch *Channel, peer Role, cfg *RequesterConfig) (*Requester, error) {
+	if ch == nil {
+		return nil, errors.New("postauth: nil channel")
+	}
+	if cfg == nil {
+		cfg = &RequesterConfig{}
+	}
+	r := &Requester{ch: ch, peer: peer, rand: cfg.Rand, now: cfg.Time, ttl: cfg.ContextTTL, max: cfg.MaxPending}
+	switch peer {
+	case RoleClient:
+		r.reqType = TypeCertificateRequest
+	case RoleServer:
+		r.reqType = TypeClientCertificateRequest
+	default:
+		return nil, fmt.Errorf("postauth: invalid peer role %d", peer)
+	}
+	if r.rand == nil {
+		r.rand = rand.Reader
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.ttl <= 0 {
+		r.ttl = DefaultContextTTL
+	}
+	if r.max <= 0 {
+		r.max = DefaultMaxPending
+	}
+	schemes := cfg.SignatureSchemes
+	if schemes == nil {
+		schemes = DefaultSignatureSchemes
+	}
+	ext := cfg.AttestationExtension
+	if ext == 0 {
+		ext = DefaultAttestationExtension
+	}
+	r.exts = []Extension{
+		{Type: ExtensionSignatureAlgorithms, Data: marshalSignatureAlgorithms(schemes)},
+		{Type: ext, Data: []byte{}},
+	}
+	return r, nil
+}
+
+// Channel is the connection the Requester works on.
+func (r *Requester) Channel() *Channel { return r.ch }
+
+// NewRequest issues a request for scope (an opaque label the answer must be
+// verified under, such as a route). With a nil binding the context is 32
+// random bytes (connection freshness). With a binding, the context is
+// 16 random bytes || binding, so the authenticator signs the binding (for
+// example a digest of the operation it authorises) and [Requester.Verify]
+// checks it against the binding of the request that carries the answer.
+func (r *Requester) NewRequest(scope string, binding []byte) (*Request, error) {
+	if len(binding) > MaxBindingLen {
+		return nil, fmt.Errorf("postauth: binding longer than %d bytes", MaxBindingLen)
+	}
+	n := connectionContextLen
+	if binding != nil {
+		n = NonceLen
+	}
+	ctx := make([]byte, n, n+len(binding))
+	if _, err := io.ReadFull(r.rand, ctx); err != nil {
+		return nil, fmt.Errorf("postauth: reading randomness: %w", err)
+	}
+	ctx = append(ctx, binding...)
+	return r.issue(pendingRequest{context: ctx, scope: scope, bound: binding != nil})
+}
+
+// NewTemplate issues a request whose context is a bare 16-byte nonce that
+// the answerer completes by appending the binding of the operation it is
+// about to perform (pre-armed operation freshness; docs/protocol.md). The
+// answer is verified with [Requester.Verify] and that operation's binding.
+func (r *Requester) NewTemplate(scope string) (*Request, error) {
+	ctx := make([]byte, NonceLen)
+	if _, err := io.ReadFull(r.rand, ctx); err != nil {
+		return nil, fmt.Errorf("postauth: reading randomness: %w", err)
+	}
+	return r.issue(pendingRequest{context: ctx, scope: scope, bound: true, template: true})
+}
+
+func (r *Requester) issue(p pendingRequest) (*Request, error) {
+	p.expires = r.now().Add(r.ttl)
+	r.mu.Lock()
+	r.dropExpiredLocked()
+	if len(r.pending) >= r.max {
+		r.pending = append(r.pending[:0], r.pending[len(r.pending)-r.max+1:]...)
+	}
+	r.pending = append(r.pending, p)
+	r.mu.Unlock()
+	return &Request{Type: r.reqType, Context: p.context, Extensions: r.exts}, nil
+}
+
+func (r *Requester) dropExpiredLocked() {
+	now := r.now()
+	kept := r.pending[:0]
+	for _, p := range r.pending {
+		if now.Before(p.expires) {
+			kept = append(kept, p)
+		}
+	}
+	clear(r.pending[len(kept):])
+	r.pending = kept
+}
+
+// Pending is the number of issued requests not yet answered or expired.
+func (r *Requester) Pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropExpiredLocked()
+	return len(r.pending)
+}
+
+// take removes and returns the pending request whose nonce starts ctx.
+func (r *Requester) take(ctx []byte) (pendingRequest, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(ctx) >= NonceLen {
+		for i, p := range r.pending {
+			if bytes.Equal(p.context[:NonceLen], ctx[:NonceLen]) {
+				r.pending = append(r.pending[:i], r.pending[i+1:]...)
+				copy(r.consumed[r.next][:], ctx[:NonceLen])
+				r.next = (r.next + 1) % consumedMemory
+				return p, nil
+			}
+		}
+		for _, c := range r.consumed {
+			if bytes.Equal(c[:], ctx[:NonceLen]) {
+				return pendingRequest{}, invalid("context_reused", ErrContextReused)
+			}
+		}
+	}
+	return pendingRequest{}, invalid("unknown_context", ErrUnknownContext)
+}
+
+// Verify checks raw, the peer's answer to one of our pending requests, under
+// scope and binding (nil for connection freshness; the operation's binding
+// otherwise), and returns the verified Result. The request is consumed
+// whatever the outcome, so a context is never accepted twice.
+func (r *Requester) Verify(ctx context.Context, raw []byte, scope string, binding []byte, p *Policy) (*Result, error) {
+	a, err := ParseAuthenticator(raw)
+	if err != nil {
+		return nil, invalid("malformed", err)
+	}
+	if a.Empty() {
+		return nil, r.refusal(a)
+	}
+	pr, err := r.take(a.Context)
+	if err != nil {
+		return nil, err
+	}
+	if !r.now().Before(pr.expires) {
+		return nil, &Error{Code: CodeStale, Reason: "context_expired", Err: ErrContextExpired}
+	}
+	if pr.scope != scope {
+		return nil, invalid("context_mismatch", fmt.Errorf("%w: issued for another scope", ErrContextMismatch))
+	}
+	want := pr.context
+	switch {
+	case pr.template:
+		if binding == nil {
+			return nil, invalid("context_mismatch", fmt.Errorf("%w: template answered without a binding", ErrContextMismatch))
+		}
+		want = append(want[:NonceLen:NonceLen], binding...)
+	case binding == nil:
+		if pr.bound {
+			return nil, invalid("context_mismatch", fmt.Errorf("%w: operation context used without an operation", ErrContextMismatch))
+		}
+	case !pr.bound:
+		return nil, invalid("context_mismatch", fmt.Errorf("%w: connection context used for an operation", ErrContextMismatch))
+	default:
+		if !bytes.Equal(want[NonceLen:], binding) {
+			return nil, invalid("operation_mismatch", ErrOperationMismatch)
+		}
+	}
+	if !bytes.Equal(a.Context, want) {
+		if binding != nil {
+			return nil, invalid("operation_mismatch", ErrOperationMismatch)
+		}
+		return nil, invalid("context_mismatch", ErrContextMismatch)
+	}
+	req := &Request{Type: r.reqType, Context: want, Extensions: r.exts}
+	return verifyParsed(ctx, r.ch, r.peer, req, a, p)
+}
+
+// refusal matches an empty authenticator against the pending requests (it
+// carries no context, only a MAC over one) and consumes the one it answers.
+func (r *Requester) refusal(a *Authenticator) error {
+	keys, err := r.ch.keysFor(r.peer)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, p := range r.pending {
+		if p.template {
+			continue
+		}
+		req := &Request{Type: r.reqType, Context: p.context, Extensions: r.exts}
+		reqBytes, err := req.Marshal()
+		if err != nil {
+			continue
+		}
+		emptyCert, err := marshalCertificate(p.context, nil)
+		if err != nil {
+			continue
+		}
+		t := r.ch.newTranscript(keys, reqBytes)
+		if hmac.Equal(finishedMAC(keys, r.ch.hash, t.add(emptyCert)), a.Finished) {
+			r.pending = append(r.pending[:i], r.pending[i+1:]...)
+			return &Error{Code: CodeRequired, Reason: "attestation_refused", Err: ErrRefused}
+		}
+	}
+	return invalid("bad_finished", ErrBadFinished)
+}

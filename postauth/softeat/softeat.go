@@ -1,0 +1,478 @@
+package softeat
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/veraison/eat"
+	cose "github.com/veraison/go-cose"
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/reattest/reattest/internal/cborutil"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/posture"
+)
+
+// MediaType is the CMW media type of software EAT Evidence.
+const MediaType = "application/eat+cwt"
+
+// Format is the format name reported in [postauth.Result.Format].
+const Format = "software-eat"
+
+// Profile is the eat_profile of this format.
+const Profile = "tag:github.com,2026:reattest/software-eat/v1"
+
+// Claim keys. Standard EAT/CWT keys, and two private-use keys (below -65536)
+// for what no registered claim carries yet.
+const (
+	KeyIssuedAt = 6      // iat (RFC 8392), integer seconds
+	KeyNonce    = 10     // eat_nonce: the binder
+	KeyUEID     = 256    // ueid: machine identifier
+	KeyProfile  = 265    // eat_profile
+	KeyKeyHash  = -70000 // reattest key hash: [alg, Hash(SPKI)] (expat's AIK_pub_hash)
+	KeyPosture  = -70001 // reattest posture: {1: [alg, head], 2: posture log}
+)
+
+// Defaults for the Verifier.
+const (
+	DefaultMaxAge = 2 * time.Minute
+	DefaultSkew   = 30 * time.Second
+)
+
+// MaxTokenLen bounds a token the Verifier will parse.
+const MaxTokenLen = postauth.MaxEvidenceLen
+
+type postureClaim struct {
+	Head posture.Digest  `cbor:"1,keyasint"`
+	Log  cbor.RawMessage `cbor:"2,keyasint"`
+}
+
+type claims struct {
+	IssuedAt int64          `cbor:"6,keyasint"`
+	Nonce    eat.Nonce      `cbor:"10,keyasint"`
+	UEID     eat.UEID       `cbor:"256,keyasint"`
+	Profile  string         `cbor:"265,keyasint"`
+	KeyHash  posture.Digest `cbor:"-70000,keyasint"`
+	Posture  *postureClaim  `cbor:"-70001,keyasint,omitempty"`
+}
+
+// PostureSource supplies the measured posture the Evidence covers.
+// *posture.Tracker implements it.
+type PostureSource interface {
+	Snapshot() (*posture.Snapshot, error)
+}
+
+// AttesterOptions configure an [Attester]. The zero value is valid.
+type AttesterOptions struct {
+	// UEID is the machine identifier (EAT ueid, 7 to 33 bytes, first byte
+	// the UEID type). Nil derives a RAND-type UEID from the key:
+	// 0x01 || SHA-256(SPKI)[:16].
+	UEID []byte
+	// Posture, if set, puts the agent's measured posture (register value
+	// and log) into every token.
+	Posture PostureSource
+	// Time is the current time; nil means time.Now.
+	Time func() time.Time
+	// Rand is passed to the signer; nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Attester produces software EAT Evidence signed with an ECDSA P-256 key
+// held by the process. It is safe for concurrent use.
+type Attester struct {
+	signer  cose.Signer
+	kid     []byte
+	ueid    []byte
+	posture PostureSource
+	now     func() time.Time
+	rand    io.Reader
+}
+
+var _ postauth.Attester = (*Attester)(nil)
+
+// NewAttester returns an Attester signing with key, which must be an ECDSA
+// P-256 key (ES256).
+func NewAttester(key crypto.Signer, opts *AttesterOptions) (*Attester, error) {
+	if opts == nil {
+		opts = &AttesterOptions{}
+	}
+	if key == nil {
+		return nil, errors.New("softeat: nil key")
+	}
+	pub, ok := key.Public().(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return nil, errors.New("softeat: the attestation key must be ECDSA P-256")
+	}
+	kid, err := KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	a := &Attester{signer: es256Signer{key}, kid: kid, posture: opts.Posture, now: opts.Time, rand: opts.Rand}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.rand == nil {
+		a.rand = rand.Reader
+	}
+	a.ueid = slices.Clone(opts.UEID)
+	if a.ueid == nil {
+		spki, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(spki)
+		a.ueid = append([]byte{0x01}, sum[:16]...)
+	}
+	if err := eat.UEID(a.ueid).Validate(); err != nil {
+		return nil, fmt.Errorf("softeat: ueid: %w", err)
+	}
+	return a, nil
+}
+
+// UEID is the machine identifier the Attester puts in its tokens.
+func (a *Attester) UEID() []byte { return slices.Clone(a.ueid) }
+
+// Attest returns a COSE_Sign1-signed EAT whose eat_nonce is ch.Binder and
+// which carries ch.KeyHash, the time, the UEID and, if configured, the
+// posture.
+func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
+	if err := ctx.Err(); err != nil {
+		return postauth.Evidence{}, err
+	}
+	alg := posture.AlgID(ch.Hash)
+	if alg == 0 || len(ch.KeyHash) != ch.Hash.Size() {
+		return postauth.Evidence{}, fmt.Errorf("softeat: unsupported challenge hash %v", ch.Hash)
+	}
+	var nonce eat.Nonce
+	if err := nonce.Add(ch.Binder); err != nil {
+		return postauth.Evidence{}, fmt.Errorf("softeat: binder: %w", err)
+	}
+	c := claims{
+		IssuedAt: a.now().Unix(),
+		Nonce:    nonce,
+		UEID:     a.ueid,
+		Profile:  Profile,
+		KeyHash:  posture.Digest{Alg: alg, Value: ch.KeyHash},
+	}
+	if a.posture != nil {
+		snap, err := a.posture.Snapshot()
+		if err != nil {
+			return postauth.Evidence{}, fmt.Errorf("softeat: posture: %w", err)
+		}
+		c.Posture = &postureClaim{Head: posture.Digest{Alg: posture.AlgID(snap.Alg), Value: snap.Head}, Log: snap.Log}
+	}
+	payload, err := cborutil.Enc.Marshal(c)
+	if err != nil {
+		return postauth.Evidence{}, fmt.Errorf("softeat: encoding claims: %w", err)
+	}
+	msg := cose.Sign1Message{
+		Headers: cose.Headers{Protected: cose.ProtectedHeader{
+			cose.HeaderLabelAlgorithm: cose.AlgorithmES256,
+			cose.HeaderLabelKeyID:     a.kid,
+		}},
+		Payload: payload,
+	}
+	if err := msg.Sign(a.rand, nil, a.signer); err != nil {
+		return postauth.Evidence{}, fmt.Errorf("softeat: signing: %w", err)
+	}
+	tok, err := msg.MarshalCBOR()
+	if err != nil {
+		return postauth.Evidence{}, fmt.Errorf("softeat: encoding token: %w", err)
+	}
+	return postauth.Evidence{Type: MediaType, Value: tok}, nil
+}
+
+// VerifierOptions configure a [Verifier]. The zero value is valid.
+type VerifierOptions struct {
+	// MaxAge is how old iat may be. Zero means DefaultMaxAge. Freshness
+	// comes from the binder; this only bounds how long an attester may sit
+	// on a challenge.
+	MaxAge time.Duration
+	// Skew is how far in the future iat may be. Zero means DefaultSkew.
+	Skew time.Duration
+	// Time is the current time; nil means time.Now.
+	Time func() time.Time
+	// RequirePosture rejects tokens without a posture claim.
+	RequirePosture bool
+	// MachineIDs, if not nil, lists the accepted UEIDs (the machines the
+	// relying party means to reach; a defence against diversion).
+	MachineIDs [][]byte
+}
+
+// Verifier checks software EAT Evidence against trusted attestation keys.
+// It is safe for concurrent use.
+type Verifier struct {
+	keys map[string]cose.Verifier // by key id
+	opts VerifierOptions
+}
+
+var _ postauth.Verifier = (*Verifier)(nil)
+
+// NewVerifier returns a Verifier that trusts tokens signed by any of keys
+// (ECDSA P-256 public keys).
+func NewVerifier(keys []crypto.PublicKey, opts *VerifierOptions) (*Verifier, error) {
+	v := &Verifier{keys: make(map[string]cose.Verifier)}
+	if opts != nil {
+		v.opts = *opts
+	}
+	if v.opts.MaxAge <= 0 {
+		v.opts.MaxAge = DefaultMaxAge
+	}
+	if v.opts.Skew <= 0 {
+		v.opts.Skew = DefaultSkew
+	}
+	if v.opts.Time == nil {
+		v.opts.Time = time.Now
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("softeat: no trusted keys")
+	}
+	for _, k := range keys {
+		pub, ok := k.(*ecdsa.PublicKey)
+		if !ok || pub.Curve != elliptic.P256() {
+			return nil, errors.New("softeat: trusted keys must be ECDSA P-256")
+		}
+		cv, err := cose.NewVerifier(cose.AlgorithmES256, pub)
+		if err != nil {
+			return nil, err
+		}
+		kid, err := KeyID(pub)
+		if err != nil {
+			return nil, err
+		}
+		v.keys[string(kid)] = cv
+	}
+	return v, nil
+}
+
+// evidenceErr is a CodeInvalid error with a wire-safe reason.
+func evidenceErr(reason string, cause error) error {
+	return postauth.NewError(postauth.CodeInvalid, reason, cause)
+}
+
+// Verify checks the token's signature, profile, eat_nonce (must equal the
+// binder), key hash, iat window and UEID, replays the posture log against
+// the signed register value, and returns the appraisal.
+func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if postauth.BaseMediaType(ev.Type) != MediaType {
+		return nil, evidenceErr("format_not_accepted", fmt.Errorf("softeat: media type %q", ev.Type))
+	}
+	c, err := v.verifyToken(ev.Value)
+	if err != nil {
+		return nil, err
+	}
+	if c.Profile != Profile {
+		return nil, evidenceErr("evidence_invalid", errors.New("softeat: wrong eat_profile"))
+	}
+	if c.Nonce.Len() != 1 {
+		return nil, evidenceErr("evidence_invalid", errors.New("softeat: want exactly one eat_nonce"))
+	}
+	nonce := c.Nonce.GetI(0)
+	if !bytes.Equal(nonce, ch.Binder) {
+		return nil, evidenceErr("binder_mismatch", postauth.ErrBinderMismatch)
+	}
+	if posture.AlgHash(c.KeyHash.Alg) != ch.Hash || !bytes.Equal(c.KeyHash.Value, ch.KeyHash) {
+		return nil, evidenceErr("key_hash_mismatch", postauth.ErrKeyHashMismatch)
+	}
+	if err := c.UEID.Validate(); err != nil {
+		return nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: ueid: %w", err))
+	}
+	if v.opts.MachineIDs != nil && !slices.ContainsFunc(v.opts.MachineIDs, func(id []byte) bool { return bytes.Equal(id, c.UEID) }) {
+		return nil, evidenceErr("unknown_machine", errors.New("softeat: ueid not in the accepted machine ids"))
+	}
+	now := v.opts.Time()
+	iat := time.Unix(c.IssuedAt, 0)
+	if iat.After(now.Add(v.opts.Skew)) || now.Sub(iat) > v.opts.MaxAge {
+		return nil, evidenceErr("evidence_stale", fmt.Errorf("softeat: iat %v outside the accepted window", iat.UTC()))
+	}
+	app := &postauth.Appraisal{
+		Format:     Format,
+		Nonce:      nonce,
+		KeyHash:    c.KeyHash.Value,
+		MachineID:  []byte(c.UEID),
+		AttestedAt: iat,
+	}
+	switch {
+	case c.Posture != nil:
+		alg := posture.AlgHash(c.Posture.Head.Alg)
+		if alg == 0 || len(c.Posture.Head.Value) != alg.Size() {
+			return nil, evidenceErr("posture_invalid", errors.New("softeat: bad posture register value"))
+		}
+		l, err := posture.DecodeLog(c.Posture.Log)
+		if err != nil {
+			return nil, evidenceErr("posture_invalid", err)
+		}
+		if l.Alg() != alg {
+			return nil, evidenceErr("posture_invalid", errors.New("softeat: posture log and register hash differ"))
+		}
+		if _, err := posture.Verify(c.Posture.Log, c.Posture.Head.Value); err != nil {
+			return nil, evidenceErr("posture_invalid", err)
+		}
+		app.PostureHead = c.Posture.Head.Value
+		app.PostureLog = c.Posture.Log
+	case v.opts.RequirePosture:
+		return nil, evidenceErr("posture_missing", errors.New("softeat: token carries no posture"))
+	}
+	return app, nil
+}
+
+func (v *Verifier) verifyToken(tok []byte) (*claims, error) {
+	if len(tok) == 0 || len(tok) > MaxTokenLen {
+		return nil, evidenceErr("evidence_invalid", errors.New("softeat: token size out of range"))
+	}
+	var msg cose.Sign1Message
+	if err := msg.UnmarshalCBOR(tok); err != nil {
+		return nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: COSE_Sign1: %w", err))
+	}
+	alg, err := msg.Headers.Protected.Algorithm()
+	if err != nil || alg != cose.AlgorithmES256 {
+		return nil, evidenceErr("evidence_invalid", errors.New("softeat: protected alg must be ES256"))
+	}
+	kid, ok := msg.Headers.Protected[cose.HeaderLabelKeyID].([]byte)
+	if !ok {
+		return nil, evidenceErr("evidence_invalid", errors.New("softeat: no protected kid"))
+	}
+	cv, ok := v.keys[string(kid)]
+	if !ok {
+		return nil, evidenceErr("untrusted_attester", errors.New("softeat: attestation key not trusted"))
+	}
+	if err := msg.Verify(nil, cv); err != nil {
+		return nil, evidenceErr("bad_evidence_signature", fmt.Errorf("softeat: %w", err))
+	}
+	var c claims
+	if err := cborutil.Dec.Unmarshal(msg.Payload, &c); err != nil {
+		return nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: claims: %w", err))
+	}
+	return &c, nil
+}
+
+// KeyID is the COSE kid of an attestation key: the first 16 bytes of
+// SHA-256 over its DER SubjectPublicKeyInfo.
+func KeyID(pub crypto.PublicKey) ([]byte, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(spki)
+	return sum[:16], nil
+}
+
+// es256Signer adapts a crypto.Signer to cose.Signer. The signer's rand is
+// passed through, so a signer wrapper that passes nil to an
+// *ecdsa.PrivateKey gives deterministic RFC 6979 signatures (test vectors).
+type es256Signer struct{ key crypto.Signer }
+
+func (s es256Signer) Algorithm() cose.Algorithm { return cose.AlgorithmES256 }
+
+func (s es256Signer) Sign(rand io.Reader, content []byte) ([]byte, error) {
+	digest := sha256.Sum256(content)
+	der, err := s.key.Sign(rand, digest[:], crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	// COSE wants r || s, each 32 bytes (RFC 9053 section 2.1).
+	var r, sv []byte
+	in := cryptobyte.String(der)
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, asn1.SEQUENCE) || !in.Empty() ||
+		!seq.ReadASN1Integer(&r) || !seq.ReadASN1Integer(&sv) || !seq.Empty() {
+		return nil, errors.New("softeat: signer returned a malformed ECDSA signature")
+	}
+	out := make([]byte, 64)
+	if err := putInt(out[:32], r); err != nil {
+		return nil, err
+	}
+	if err := putInt(out[32:], sv); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func putInt(dst, v []byte) error {
+	v = bytes.TrimLeft(v, "\x00")
+	if len(v) > len(dst) {
+		return errors.New("softeat: ECDSA integer too large")
+	}
+	copy(dst[len(dst)-len(v):], v)
+	return nil
+}
+
+// LoadKey reads an ECDSA P-256 private key from a PEM file (PKCS #8 or SEC 1).
+func LoadKey(path string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseKeyPEM(b)
+}
+
+// ParseKeyPEM parses an ECDSA P-256 private key from PEM (PKCS #8 or SEC 1).
+func ParseKeyPEM(b []byte) (*ecdsa.PrivateKey, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("softeat: no PEM block")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("softeat: unexpected PEM block %q", block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("softeat: %w", err)
+	}
+	k, ok := key.(*ecdsa.PrivateKey)
+	if !ok || k.Curve != elliptic.P256() {
+		return nil, errors.New("softeat: key is not ECDSA P-256")
+	}
+	return k, nil
+}
+
+// LoadPublicKey reads an ECDSA P-256 public key from a PEM file
+// ("PUBLIC KEY", PKIX).
+func LoadPublicKey(path string) (*ecdsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePublicKeyPEM(b)
+}
+
+// ParsePublicKeyPEM parses an ECDSA P-256 public key from PEM ("PUBLIC KEY").
+func ParsePublicKeyPEM(b []byte) (*ecdsa.PublicKey, error) {
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, errors.New("softeat: no PUBLIC KEY PEM block")
+	}
+	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("softeat: %w", err)
+	}
+	k, ok := key.(*ecdsa.PublicKey)
+	if !ok || k.Curve != elliptic.P256() {
+		return nil, errors.New("softeat: key is not ECDSA P-256")
+	}
+	return k, nil
+}

@@ -1,0 +1,318 @@
+package posture
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/reattest/reattest/internal/cborutil"
+)
+
+// MaxLogLen bounds an encoded posture log.
+const MaxLogLen = 48 << 10
+
+// Model is the model an agent uses.
+type Model struct {
+	Name    string
+	Version string
+	Digest  Digest
+}
+
+// Tool is an enabled tool.
+type Tool struct {
+	Name    string
+	Version string
+	Digest  Digest
+}
+
+// Template is a prompt template.
+type Template struct {
+	Name   string
+	Digest Digest
+}
+
+// Permission is a runtime permission with its scopes.
+type Permission struct {
+	Name   string
+	Scopes []string
+}
+
+// State is an agent's posture: the result of replaying its log. Tools and
+// Permissions are sorted by name.
+type State struct {
+	Model       *Model
+	Tools       []Tool
+	Template    *Template
+	Permissions []Permission
+	Flags       map[string]string
+}
+
+// Tool returns the enabled tool called name.
+func (s *State) Tool(name string) (Tool, bool) {
+	i, ok := slices.BinarySearchFunc(s.Tools, name, func(t Tool, n string) int { return cmpString(t.Name, n) })
+	if !ok {
+		return Tool{}, false
+	}
+	return s.Tools[i], true
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Clone returns a deep copy of s.
+func (s *State) Clone() *State {
+	c := &State{Flags: maps.Clone(s.Flags)}
+	if s.Model != nil {
+		m := *s.Model
+		c.Model = &m
+	}
+	if s.Template != nil {
+		t := *s.Template
+		c.Template = &t
+	}
+	c.Tools = slices.Clone(s.Tools)
+	for _, p := range s.Permissions {
+		c.Permissions = append(c.Permissions, Permission{Name: p.Name, Scopes: slices.Clone(p.Scopes)})
+	}
+	return c
+}
+
+// apply changes s by one event. It rejects events that make no sense in the
+// current state (disabling a tool that is not enabled, revoking a permission
+// that was not granted).
+func (s *State) apply(e Event) error {
+	c := e.Component
+	switch e.Op {
+	case OpSetModel:
+		s.Model = &Model{Name: c.ID.Name, Version: c.ID.Version, Digest: *c.Digest}
+	case OpEnableTool:
+		t := Tool{Name: c.ID.Name, Version: c.ID.Version, Digest: *c.Digest}
+		i, found := slices.BinarySearchFunc(s.Tools, t.Name, func(t Tool, n string) int { return cmpString(t.Name, n) })
+		if found {
+			s.Tools[i] = t
+		} else {
+			s.Tools = slices.Insert(s.Tools, i, t)
+		}
+	case OpDisableTool:
+		i, found := slices.BinarySearchFunc(s.Tools, c.ID.Name, func(t Tool, n string) int { return cmpString(t.Name, n) })
+		if !found {
+			return fmt.Errorf("posture: disable-tool %q: not enabled", c.ID.Name)
+		}
+		s.Tools = slices.Delete(s.Tools, i, i+1)
+	case OpSetTemplate:
+		s.Template = &Template{Name: c.ID.Name, Digest: *c.Digest}
+	case OpGrant:
+		scopes, err := decodeScopes(*c.Raw)
+		if err != nil {
+			return err
+		}
+		p := Permission{Name: c.ID.Name, Scopes: scopes}
+		i, found := slices.BinarySearchFunc(s.Permissions, p.Name, func(p Permission, n string) int { return cmpString(p.Name, n) })
+		if found {
+			s.Permissions[i] = p
+		} else {
+			s.Permissions = slices.Insert(s.Permissions, i, p)
+		}
+	case OpRevoke:
+		i, found := slices.BinarySearchFunc(s.Permissions, c.ID.Name, func(p Permission, n string) int { return cmpString(p.Name, n) })
+		if !found {
+			return fmt.Errorf("posture: revoke %q: not granted", c.ID.Name)
+		}
+		s.Permissions = slices.Delete(s.Permissions, i, i+1)
+	case OpSetFlag:
+		if s.Flags == nil {
+			s.Flags = make(map[string]string)
+		}
+		s.Flags[c.ID.Name] = string(*c.Raw)
+	default:
+		return fmt.Errorf("posture: unknown op %d", e.Op)
+	}
+	return nil
+}
+
+// Components returns the current posture as EAT measured components, sorted:
+// the model, the enabled tools, the template, the permissions and the flags.
+func (s *State) Components() []Component {
+	var out []Component
+	if s.Model != nil {
+		d := s.Model.Digest
+		out = append(out, Component{ID: ComponentID{Name: "model/" + s.Model.Name, Version: s.Model.Version}, Digest: &d})
+	}
+	for _, t := range s.Tools {
+		d := t.Digest
+		out = append(out, Component{ID: ComponentID{Name: "tool/" + t.Name, Version: t.Version}, Digest: &d})
+	}
+	if s.Template != nil {
+		d := s.Template.Digest
+		out = append(out, Component{ID: ComponentID{Name: "template/" + s.Template.Name}, Digest: &d})
+	}
+	for _, p := range s.Permissions {
+		raw, _ := encodeScopes(p.Scopes)
+		out = append(out, Component{ID: ComponentID{Name: "permission/" + p.Name}, Raw: &raw})
+	}
+	keys := slices.Collect(maps.Keys(s.Flags))
+	sort.Strings(keys)
+	for _, k := range keys {
+		raw := []byte(s.Flags[k])
+		out = append(out, Component{ID: ComponentID{Name: "flag/" + k}, Raw: &raw})
+	}
+	return out
+}
+
+// Log is a measured posture log: the events in order and the register hash
+// they are measured with. The register value after the last event (the log
+// head) is the posture digest:
+//
+//	head_0 = 0^n; head_i = H(head_{i-1} || H(event_i))
+//
+// where event_i is the canonical CBOR encoding of the event and n the hash
+// size. This is a TPM PCR extend (and a TDX RTMR extend with SHA-384), so a
+// hardware register can hold the head. A Log is not safe for concurrent use;
+// a [Tracker] guards one.
+type Log struct {
+	alg    crypto.Hash
+	raw    [][]byte
+	events []Event
+}
+
+// NewLog returns an empty log measured with alg (SHA-256 or SHA-384).
+func NewLog(alg crypto.Hash) (*Log, error) {
+	if AlgID(alg) == 0 {
+		return nil, fmt.Errorf("posture: unsupported register hash %v", alg)
+	}
+	return &Log{alg: alg}, nil
+}
+
+// Alg is the register hash.
+func (l *Log) Alg() crypto.Hash { return l.alg }
+
+// Len is the number of events.
+func (l *Log) Len() int { return len(l.events) }
+
+// Events returns a copy of the events.
+func (l *Log) Events() []Event { return slices.Clone(l.events) }
+
+// Measure returns H(canonical encoding of e): the value extended into the
+// register for e.
+func Measure(alg crypto.Hash, encoded []byte) []byte {
+	h := alg.New()
+	h.Write(encoded)
+	return h.Sum(nil)
+}
+
+// Extend returns H(old || digest), the register extend operation.
+func Extend(alg crypto.Hash, old, digest []byte) []byte {
+	h := alg.New()
+	h.Write(old)
+	h.Write(digest)
+	return h.Sum(nil)
+}
+
+// append adds an encoded, checked event.
+func (l *Log) append(e Event, encoded []byte) error {
+	if len(l.events) >= MaxEvents {
+		return fmt.Errorf("posture: log longer than %d events", MaxEvents)
+	}
+	l.raw = append(l.raw, encoded)
+	l.events = append(l.events, e)
+	return nil
+}
+
+// wireLog is the encoding of a log: {1: alg, 2: [* event]}.
+type wireLog struct {
+	Alg    int               `cbor:"1,keyasint"`
+	Events []cbor.RawMessage `cbor:"2,keyasint"`
+}
+
+// Encode returns the log's encoding: a CBOR map {1: alg, 2: [* event]} with
+// the Named Information id of the register hash and the events in order.
+func (l *Log) Encode() ([]byte, error) {
+	w := wireLog{Alg: AlgID(l.alg), Events: make([]cbor.RawMessage, len(l.raw))}
+	for i, r := range l.raw {
+		w.Events[i] = r
+	}
+	b, err := cborutil.Enc.Marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxLogLen {
+		return nil, fmt.Errorf("posture: log larger than %d bytes", MaxLogLen)
+	}
+	return b, nil
+}
+
+// DecodeLog decodes a log, checking every event's shape and canonical
+// encoding. It does not check the log against a register: see [Log.Replay].
+func DecodeLog(b []byte) (*Log, error) {
+	if len(b) > MaxLogLen {
+		return nil, fmt.Errorf("posture: log larger than %d bytes", MaxLogLen)
+	}
+	var w wireLog
+	if err := cborutil.Dec.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("posture: decoding log: %w", err)
+	}
+	l, err := NewLog(AlgHash(w.Alg))
+	if err != nil {
+		return nil, err
+	}
+	if len(w.Events) > MaxEvents {
+		return nil, fmt.Errorf("posture: log longer than %d events", MaxEvents)
+	}
+	for i, r := range w.Events {
+		e, err := DecodeEvent(r)
+		if err != nil {
+			return nil, fmt.Errorf("posture: event %d: %w", i, err)
+		}
+		if err := l.append(e, slices.Clone([]byte(r))); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// Replay recomputes the register from the empty value and rebuilds the
+// state, event by event. It fails on an event that makes no sense in the
+// state so far.
+func (l *Log) Replay() (head []byte, st *State, err error) {
+	head = make([]byte, l.alg.Size())
+	st = &State{}
+	for i, e := range l.events {
+		if err := st.apply(e); err != nil {
+			return nil, nil, fmt.Errorf("posture: event %d: %w", i, err)
+		}
+		head = Extend(l.alg, head, Measure(l.alg, l.raw[i]))
+	}
+	return head, st, nil
+}
+
+// ErrHeadMismatch means a log does not reproduce the register value the
+// Evidence covers: an event was changed, dropped, added or reordered.
+var ErrHeadMismatch = errors.New("posture: log does not reproduce the register value")
+
+// Verify decodes log, replays it and checks that it reproduces head.
+func Verify(log, head []byte) (*State, error) {
+	l, err := DecodeLog(log)
+	if err != nil {
+		return nil, err
+	}
+	got, st, err := l.Replay()
+	if err != nil {
+		return nil, err
+	}
+	if len(head) != len(got) || string(got) != string(head) {
+		return nil, ErrHeadMismatch
+	}
+	return st, nil
+}
