@@ -1,0 +1,282 @@
+// Package wire holds the HTTP binding details shared by the server
+// middleware and the client transport: header names, RFC 9651 byte
+// sequences, the WWW-Authenticate challenge and the operation digest
+// (docs/protocol.md, "HTTP binding").
+package wire
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Header and scheme names.
+const (
+	HeaderRequest     = "Attestation-Request"
+	HeaderAttestation = "Attestation"
+	HeaderPosture     = "Attestation-Posture"
+	HeaderResult      = "Attestation-Result"
+	Scheme            = "Attestation"
+	WellKnownPath     = "/.well-known/reattest"
+)
+
+// Challenge error codes (the error auth-param of WWW-Authenticate).
+const (
+	ErrRequired       = "attestation_required"
+	ErrStale          = "attestation_stale"
+	ErrPostureChanged = "posture_changed"
+	ErrInvalid        = "invalid_attestation"
+)
+
+// Freshness mode names.
+const (
+	ModeConnection = "connection"
+	ModeOperation  = "operation"
+)
+
+// ParamOp marks an Attestation-Request that is an operation template: the
+// answerer appends the operation digest to its context.
+const ParamOp = "op"
+
+// Size limits of header values (base64 of the limits in package postauth,
+// with room for parameters).
+const (
+	MaxRequestHeader       = 8 << 10
+	MaxAttestationHeader   = 90 << 10
+	MaxPostureHeader       = 128
+	MaxAuthenticateHeaders = 4 << 10
+)
+
+// EncodeBytes returns b as an RFC 9651 byte sequence item, ":base64:",
+// followed by boolean parameters (";op").
+func EncodeBytes(b []byte, params ...string) string {
+	n := 2 + base64.StdEncoding.EncodedLen(len(b))
+	for _, p := range params {
+		n += 1 + len(p)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	sb.WriteByte(':')
+	sb.WriteString(base64.StdEncoding.EncodeToString(b))
+	sb.WriteByte(':')
+	for _, p := range params {
+		sb.WriteByte(';')
+		sb.WriteString(p)
+	}
+	return sb.String()
+}
+
+// ErrBadHeader is returned for a header value that is not a well-formed
+// byte sequence item within its size limit.
+var ErrBadHeader = errors.New("wire: malformed header value")
+
+// DecodeBytes parses an RFC 9651 byte sequence item with optional
+// parameters. Boolean parameters that are true are returned in params;
+// others are ignored. Values longer than max are refused before decoding.
+func DecodeBytes(s string, max int) (b []byte, params []string, err error) {
+	if len(s) > max {
+		return nil, nil, ErrBadHeader
+	}
+	s = strings.Trim(s, " \t")
+	if len(s) < 2 || s[0] != ':' {
+		return nil, nil, ErrBadHeader
+	}
+	end := strings.IndexByte(s[1:], ':')
+	if end < 0 {
+		return nil, nil, ErrBadHeader
+	}
+	enc, rest := s[1:1+end], s[2+end:]
+	// RFC 9651 section 4.2.7: parsers should accept missing padding.
+	if b, err = base64.StdEncoding.DecodeString(enc); err != nil {
+		if b, err = base64.RawStdEncoding.DecodeString(enc); err != nil {
+			return nil, nil, ErrBadHeader
+		}
+	}
+	for rest != "" {
+		if rest[0] != ';' {
+			return nil, nil, ErrBadHeader
+		}
+		rest = strings.TrimLeft(rest[1:], " ")
+		i := strings.IndexByte(rest, ';')
+		if i < 0 {
+			i = len(rest)
+		}
+		p := rest[:i]
+		rest = rest[i:]
+		key, val, hasVal := strings.Cut(p, "=")
+		if !validKey(key) {
+			return nil, nil, ErrBadHeader
+		}
+		if !hasVal || val == "?1" {
+			params = append(params, key)
+		}
+	}
+	return b, params, nil
+}
+
+func validKey(k string) bool {
+	if k == "" || !(k[0] >= 'a' && k[0] <= 'z' || k[0] == '*') {
+		return false
+	}
+	for i := 1; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '*') {
+			return false
+		}
+	}
+	return true
+}
+
+// OperationDigest is the operation binding of an operation-mode context:
+// the first 16 bytes of SHA-256(method 0x00 request-target 0x00 SHA-256(body)).
+func OperationDigest(method, target string, body []byte) []byte {
+	bh := sha256.Sum256(body)
+	h := sha256.New()
+	h.Write([]byte(method))
+	h.Write([]byte{0})
+	h.Write([]byte(target))
+	h.Write([]byte{0})
+	h.Write(bh[:])
+	return h.Sum(nil)[:16]
+}
+
+// Challenge is the Attestation challenge of a WWW-Authenticate header.
+type Challenge struct {
+	Error  string
+	Mode   string
+	MaxAge int // seconds; 0 if absent
+}
+
+// Format returns the challenge as a WWW-Authenticate value.
+func (c Challenge) Format() string {
+	var sb strings.Builder
+	sb.WriteString(Scheme)
+	sep := " "
+	if c.Error != "" {
+		sb.WriteString(sep + `error="` + c.Error + `"`)
+		sep = ", "
+	}
+	if c.Mode != "" {
+		sb.WriteString(sep + `mode="` + c.Mode + `"`)
+		sep = ", "
+	}
+	if c.MaxAge > 0 {
+		sb.WriteString(sep + "max-age=" + strconv.Itoa(c.MaxAge))
+	}
+	return sb.String()
+}
+
+// ParseChallenge finds the Attestation challenge among WWW-Authenticate
+// values (RFC 9110 section 11.6.1) and returns its parameters.
+func ParseChallenge(values []string) (Challenge, bool) {
+	total := 0
+	for _, v := range values {
+		total += len(v)
+	}
+	if total > MaxAuthenticateHeaders {
+		return Challenge{}, false
+	}
+	for _, v := range values {
+		if c, ok := parseChallengeList(v); ok {
+			return c, true
+		}
+	}
+	return Challenge{}, false
+}
+
+// parseChallengeList scans one header value, which may hold several
+// challenges, for the Attestation scheme.
+func parseChallengeList(v string) (Challenge, bool) {
+	var c Challenge
+	in := false
+	found := false
+	for v != "" {
+		v = strings.TrimLeft(v, " \t,")
+		if v == "" {
+			break
+		}
+		tok := scanToken(v)
+		if tok == "" {
+			return Challenge{}, false
+		}
+		after := strings.TrimLeft(v[len(tok):], " \t")
+		if !strings.HasPrefix(after, "=") {
+			// A new scheme starts.
+			if found {
+				return c, true
+			}
+			in = strings.EqualFold(tok, Scheme)
+			found = in
+			v = after
+			continue
+		}
+		// An auth-param: token "=" ( token / quoted-string ).
+		val, rest, ok := scanValue(strings.TrimLeft(after[1:], " \t"))
+		if !ok {
+			if found {
+				return c, true
+			}
+			// Not an auth-param (a token68 of another scheme): skip it.
+			i := strings.IndexByte(v, ',')
+			if i < 0 {
+				return Challenge{}, false
+			}
+			v = v[i+1:]
+			continue
+		}
+		if in {
+			switch strings.ToLower(tok) {
+			case "error":
+				c.Error = val
+			case "mode":
+				c.Mode = val
+			case "max-age":
+				if n, err := strconv.Atoi(val); err == nil && n >= 0 {
+					c.MaxAge = n
+				}
+			}
+		}
+		v = rest
+	}
+	return c, found
+}
+
+func scanToken(s string) string {
+	i := 0
+	for i < len(s) && isTokenChar(s[i]) {
+		i++
+	}
+	return s[:i]
+}
+
+func isTokenChar(c byte) bool {
+	return c > 0x20 && c < 0x7f && !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, rune(c))
+}
+
+func scanValue(s string) (val, rest string, ok bool) {
+	if strings.HasPrefix(s, `"`) {
+		var sb strings.Builder
+		for i := 1; i < len(s); i++ {
+			switch s[i] {
+			case '\\':
+				if i+1 >= len(s) {
+					return "", "", false
+				}
+				i++
+				sb.WriteByte(s[i])
+			case '"':
+				return sb.String(), s[i+1:], true
+			default:
+				sb.WriteByte(s[i])
+			}
+		}
+		return "", "", false
+	}
+	t := scanToken(s)
+	if t == "" {
+		return "", "", false
+	}
+	return t, s[len(t):], true
+}

@@ -1,0 +1,225 @@
+package middleware
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reattest/reattest/postauth"
+)
+
+// connState is the attestation state of one connection: its Requester
+// (pending challenges), the verified results per route and the
+// server-attests budget. It lives in the connection's context
+// ([ConfigureServer]) or in the fallback cache, and dies with the connection.
+type connState struct {
+	mu      sync.Mutex // guards everything below
+	reqr    *postauth.Requester
+	chErr   error
+	results []cachedResult
+	// challenge is the outstanding connection-mode request, handed to every
+	// request that needs one until it is answered or half expired, so that
+	// concurrent requests share one attestation.
+	challenge        *postauth.Request
+	challengeEncoded string
+	challengeUntil   time.Time
+	// server-attests budget (token bucket)
+	tokens   float64
+	tokensAt time.Time
+	// closed is set when the connection ends; late users see a fresh state.
+	closed bool
+}
+
+var errConnClosed = postauth.NewError(postauth.CodeCanceled, "connection_closed", errors.New("middleware: connection closed"))
+
+type cachedResult struct {
+	route *route
+	res   *postauth.Result
+	// hint is the posture head as the client sends it in
+	// Attestation-Posture (":base64:"), empty if the result has no posture.
+	hint string
+}
+
+// requester returns the connection's Requester, creating it from r.TLS on
+// first use. TLS problems (no TLS, not 1.3) are remembered.
+func (s *connState) requester(r *http.Request, cfg *postauth.RequesterConfig) (*postauth.Requester, error) {
+	if s.reqr != nil || s.chErr != nil {
+		return s.reqr, s.chErr
+	}
+	if s.closed {
+		return nil, errConnClosed
+	}
+	ch, err := postauth.NewChannel(r.TLS)
+	if err != nil {
+		if postauth.CodeOf(err) == postauth.CodeInvalid && r.TLS != nil && !r.TLS.HandshakeComplete {
+			return nil, err // early data: do not remember, the handshake will complete
+		}
+		s.chErr = err
+		return nil, err
+	}
+	s.reqr, s.chErr = postauth.NewRequester(ch, postauth.RoleClient, cfg)
+	return s.reqr, s.chErr
+}
+
+func (s *connState) lookup(rt *route) *cachedResult {
+	for i := range s.results {
+		if s.results[i].route == rt {
+			return &s.results[i]
+		}
+	}
+	return nil
+}
+
+func (s *connState) store(rt *route, res *postauth.Result, hint string) {
+	if c := s.lookup(rt); c != nil {
+		c.res, c.hint = res, hint
+		return
+	}
+	s.results = append(s.results, cachedResult{route: rt, res: res, hint: hint})
+}
+
+func (s *connState) drop(rt *route) {
+	for i := range s.results {
+		if s.results[i].route == rt {
+			s.results = append(s.results[:i], s.results[i+1:]...)
+			return
+		}
+	}
+}
+
+// take reports whether a server-attests answer may be made now (at most
+// burst at once, refilled at rate per second).
+func (s *connState) take(now time.Time, rate float64, burst int) bool {
+	if s.tokensAt.IsZero() {
+		s.tokens = float64(burst)
+	} else {
+		s.tokens += now.Sub(s.tokensAt).Seconds() * rate
+		if s.tokens > float64(burst) {
+			s.tokens = float64(burst)
+		}
+	}
+	s.tokensAt = now
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
+}
+
+type connKey struct{}
+
+// Conns tracks the attestation state of the connections of one
+// [http.Server]; see [ConfigureServer].
+type Conns struct {
+	live atomic.Int64
+	m    sync.Map // net.Conn -> *connState
+}
+
+// Len is the number of open connections with attestation state.
+func (c *Conns) Len() int { return int(c.live.Load()) }
+
+// ConfigureServer installs the per-connection hooks reattest needs on srv:
+// ConnContext gives every connection its own attestation state (shared by
+// the HTTP/2 streams of the connection), and ConnState drops it when the
+// connection closes or is hijacked. Existing hooks are kept and called
+// first. Call it before the server starts. Without it the middleware falls
+// back to a bounded cache keyed by an exporter-derived connection id, which
+// costs an exporter call per protected request.
+func ConfigureServer(srv *http.Server) *Conns {
+	c := &Conns{}
+	prevCtx, prevState := srv.ConnContext, srv.ConnState
+	srv.ConnContext = func(ctx context.Context, nc net.Conn) context.Context {
+		if prevCtx != nil {
+			ctx = prevCtx(ctx, nc)
+		}
+		st := &connState{}
+		c.m.Store(nc, st)
+		c.live.Add(1)
+		return context.WithValue(ctx, connKey{}, st)
+	}
+	srv.ConnState = func(nc net.Conn, cs http.ConnState) {
+		if prevState != nil {
+			prevState(nc, cs)
+		}
+		if cs != http.StateClosed && cs != http.StateHijacked {
+			return
+		}
+		if v, ok := c.m.LoadAndDelete(nc); ok {
+			c.live.Add(-1)
+			st := v.(*connState)
+			st.mu.Lock()
+			st.closed = true
+			st.results, st.reqr, st.challenge = nil, nil, nil
+			st.mu.Unlock()
+		}
+	}
+	return c
+}
+
+// ContextWithConnState returns a context carrying fresh per-connection
+// attestation state, for servers that manage connections themselves (for
+// example http3.Server.ConnContext). Call it once per connection.
+func ContextWithConnState(ctx context.Context) context.Context {
+	return context.WithValue(ctx, connKey{}, &connState{})
+}
+
+// fallbackCache maps exporter-derived connection ids to connection state
+// for servers without ConfigureServer. It is bounded (least recently used
+// entries go first) and entries idle for longer than ttl expire.
+type fallbackCache struct {
+	mu    sync.Mutex // guards all
+	max   int
+	ttl   time.Duration
+	ll    *list.List // of *fallbackEntry, most recent first
+	items map[string]*list.Element
+}
+
+type fallbackEntry struct {
+	id   string
+	st   *connState
+	used time.Time
+}
+
+func newFallbackCache(max int, ttl time.Duration) *fallbackCache {
+	return &fallbackCache{max: max, ttl: ttl, ll: list.New(), items: make(map[string]*list.Element)}
+}
+
+func (f *fallbackCache) get(id string, now time.Time) *connState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for e := f.ll.Back(); e != nil; {
+		prev := e.Prev()
+		if fe := e.Value.(*fallbackEntry); now.Sub(fe.used) > f.ttl {
+			f.ll.Remove(e)
+			delete(f.items, fe.id)
+		} else {
+			break
+		}
+		e = prev
+	}
+	if e, ok := f.items[id]; ok {
+		fe := e.Value.(*fallbackEntry)
+		fe.used = now
+		f.ll.MoveToFront(e)
+		return fe.st
+	}
+	st := &connState{}
+	f.items[id] = f.ll.PushFront(&fallbackEntry{id: id, st: st, used: now})
+	for f.ll.Len() > f.max {
+		last := f.ll.Back()
+		f.ll.Remove(last)
+		delete(f.items, last.Value.(*fallbackEntry).id)
+	}
+	return st
+}
+
+func (f *fallbackCache) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ll.Len()
+}

@@ -1,0 +1,563 @@
+package middleware_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/middleware"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/softeat"
+	"github.com/reattest/reattest/posture"
+	"github.com/reattest/reattest/transports"
+)
+
+var standardRoutes = []middleware.Option{
+	middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation}),
+	middleware.WithRoute("PUT /config", middleware.Route{MaxAge: time.Minute}),
+	middleware.WithRoute("POST /echo", middleware.Route{}),
+}
+
+func eachProto(t *testing.T, f func(t *testing.T, h2 bool)) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) { f(t, p.h2) })
+	}
+}
+
+func TestHappyPathAndCache(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		c, _ := h.client()
+		status, body, hdr := do(t, c, "PUT", h.url("/config"), "v=1")
+		if status != 200 || !strings.Contains(body, "attested=true format=software-eat") {
+			t.Fatalf("first config change: %d %q", status, body)
+		}
+		if hdr.Get(middleware.HeaderResult) == "" {
+			t.Error("no Attestation-Result on the verified response")
+		}
+		if n := h.attester.n.Load(); n != 1 {
+			t.Fatalf("attestations = %d, want 1", n)
+		}
+		// Second request: served from the connection's cached verdict.
+		status, body, _ = do(t, c, "PUT", h.url("/config"), "v=2")
+		if status != 200 || !strings.Contains(body, "attested=true") {
+			t.Fatalf("second config change: %d %q", status, body)
+		}
+		if n := h.attester.n.Load(); n != 1 {
+			t.Fatalf("attestations = %d after a cached request, want 1", n)
+		}
+		if h.calledTimes("/config") != 2 {
+			t.Fatalf("handler ran %d times", h.calledTimes("/config"))
+		}
+		wantProto := "HTTP/1.1"
+		if h2 {
+			wantProto = "HTTP/2.0"
+		}
+		resp, err := c.Get(h.url("/search"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.Proto != wantProto {
+			t.Fatalf("protocol %s, want %s", resp.Proto, wantProto)
+		}
+	})
+}
+
+func TestMaxAgeExpiry(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		c, _ := h.client()
+		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=1"); s != 200 {
+			t.Fatal(s)
+		}
+		h.clock.advance(61 * time.Second) // route MaxAge is one minute
+		status, _, _ := do(t, c, "PUT", h.url("/config"), "v=2")
+		if status != 200 {
+			t.Fatalf("after expiry: %d", status)
+		}
+		if n := h.attester.n.Load(); n != 2 {
+			t.Fatalf("attestations = %d, want 2 (re-challenged after max-age)", n)
+		}
+		if e := findEvent(h, transports.EventChallenged, wire.ErrStale); e == nil {
+			t.Error("no attestation_stale challenge seen")
+		}
+	})
+}
+
+func findEvent(h *harness, kind transports.EventKind, reason string) *transports.Event {
+	for {
+		select {
+		case e := <-h.events:
+			if e.Kind == kind && (reason == "" || e.Reason == reason) {
+				return &e
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+func TestUnannotatedRoutesUntouched(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		// A client with no attestation support at all.
+		c := &http.Client{Transport: h.baseTransport()}
+		status, body, hdr := do(t, c, "GET", h.url("/search"), "")
+		if status != 200 || !strings.Contains(body, "attested=false") {
+			t.Fatalf("search: %d %q", status, body)
+		}
+		if hdr.Get("WWW-Authenticate") != "" || hdr.Get(middleware.HeaderAttestationRequest) != "" {
+			t.Fatal("unannotated route got attestation headers")
+		}
+	})
+}
+
+// Downgrade: a client that does not support attestation gets no way in.
+func TestDowngradeRefused(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		c := &http.Client{Transport: h.baseTransport()}
+		for _, tc := range []struct{ method, path string }{{"POST", "/pay"}, {"PUT", "/config"}} {
+			status, _, hdr := do(t, c, tc.method, h.url(tc.path), "amount=1")
+			if status != http.StatusUnauthorized {
+				t.Fatalf("%s %s without attestation: %d", tc.method, tc.path, status)
+			}
+			ch, ok := wire.ParseChallenge(hdr.Values("WWW-Authenticate"))
+			if !ok || ch.Error != wire.ErrRequired || hdr.Get(middleware.HeaderAttestationRequest) == "" {
+				t.Fatalf("bad challenge: %v %q", ok, hdr.Values("WWW-Authenticate"))
+			}
+			if hdr.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("content type %q", hdr.Get("Content-Type"))
+			}
+		}
+		if h.calledTimes("/pay")+h.calledTimes("/config") != 0 {
+			t.Fatal("a protected handler ran without attestation")
+		}
+	})
+}
+
+func TestOperationMode(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		c, _ := h.client()
+		for i := range 3 {
+			status, body, _ := do(t, c, "POST", h.url("/pay"), "amount=1")
+			if status != 200 || !strings.Contains(body, "attested=true") {
+				t.Fatalf("payment %d: %d %q", i, status, body)
+			}
+		}
+		if n := h.attester.n.Load(); n != 3 {
+			t.Fatalf("attestations = %d, want one per payment (3)", n)
+		}
+	})
+}
+
+// Operation swap: the authenticator made for amount=1 is sent with
+// amount=1000.
+func TestAttackOperationSwap(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		rc := h.rawConn()
+		chal := rc.send("POST", "/pay", "amount=1", nil)
+		if chal.StatusCode != 401 {
+			t.Fatalf("no challenge: %d", chal.StatusCode)
+		}
+		att := rc.answer(chal)
+		swapped := rc.send("POST", "/pay", "amount=1000", map[string]string{middleware.HeaderAttestation: att})
+		if swapped.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("swapped operation: %d", swapped.StatusCode)
+		}
+		if h.calledTimes("/pay") != 0 {
+			t.Fatal("payment handler ran for a swapped operation")
+		}
+		// Another target is another operation too.
+		chal = rc.send("POST", "/pay", "amount=1", nil)
+		att = rc.answer(chal)
+		if r := rc.send("POST", "/pay?to=mallory", "amount=1", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 401 {
+			t.Fatalf("swapped target: %d", r.StatusCode)
+		}
+		// The honest retry works.
+		chal = rc.send("POST", "/pay", "amount=1", nil)
+		att = rc.answer(chal)
+		if r := rc.send("POST", "/pay", "amount=1", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 200 {
+			t.Fatalf("honest retry: %d", r.StatusCode)
+		}
+	})
+}
+
+// Relay: an Attestation header made on connection A is sent on B.
+func TestAttackRelay(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		a, b := h.rawConn(), h.rawConn()
+		att := a.answer(a.send("PUT", "/config", "", nil))
+		b.send("PUT", "/config", "", nil) // B has its own challenge pending
+		if r := b.send("PUT", "/config", "", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 401 {
+			t.Fatalf("relayed attestation accepted on another connection: %d", r.StatusCode)
+		}
+		if h.calledTimes("/config") != 0 {
+			t.Fatal("handler ran")
+		}
+		// Still good on A, where it was made... no: a relay attempt does not
+		// consume A's context, so the owner can still use it.
+		if r := a.send("PUT", "/config", "", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 200 {
+			t.Fatalf("owner's attestation: %d", r.StatusCode)
+		}
+	})
+}
+
+func TestAttackReplay(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		rc := h.rawConn()
+		att := rc.answer(rc.send("POST", "/pay", "amount=1", nil))
+		hdr := map[string]string{middleware.HeaderAttestation: att}
+		if r := rc.send("POST", "/pay", "amount=1", hdr); r.StatusCode != 200 {
+			t.Fatalf("first use: %d", r.StatusCode)
+		}
+		r := rc.send("POST", "/pay", "amount=1", hdr)
+		if r.StatusCode != 401 {
+			t.Fatalf("replayed payment: %d", r.StatusCode)
+		}
+		if h.calledTimes("/pay") != 1 {
+			t.Fatalf("payment handler ran %d times", h.calledTimes("/pay"))
+		}
+	})
+}
+
+func TestProblemBodyNamesReason(t *testing.T) {
+	h := newHarness(t, harnessOpts{h2: true, guardOpts: standardRoutes})
+	rc := h.rawConn()
+	att := rc.answer(rc.send("POST", "/pay", "amount=1", nil))
+	req, _ := http.NewRequest("POST", h.url("/pay"), strings.NewReader("amount=1000"))
+	req.Header.Set(middleware.HeaderAttestation, att)
+	resp, err := rc.cc.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p middleware.Problem
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Status != 401 || p.Reason != "operation_mismatch" || p.Type != middleware.ProblemType("invalid-attestation") {
+		t.Fatalf("problem = %+v", p)
+	}
+}
+
+func TestPostureHintChangeRechallenges(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		tr, err := posture.NewTracker(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		tr.SetModel(ctx, posture.Model{Name: "m", Version: "1", Digest: posture.DigestOf([]byte("weights"))})
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes, attesterOpts: &softeat.AttesterOptions{Posture: tr}})
+		c, _ := h.client(transports.WithPosture(tr))
+		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=1"); s != 200 {
+			t.Fatal(s)
+		}
+		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=2"); s != 200 || h.attester.n.Load() != 1 {
+			t.Fatalf("cached request: %d, %d attestations", s, h.attester.n.Load())
+		}
+		tr.EnableTool(ctx, posture.Tool{Name: "shell", Version: "1", Digest: posture.DigestOf([]byte("sh"))})
+		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=3"); s != 200 {
+			t.Fatal(s)
+		}
+		if n := h.attester.n.Load(); n != 2 {
+			t.Fatalf("attestations = %d, want 2 (posture changed)", n)
+		}
+		if findEvent(h, transports.EventChallenged, wire.ErrPostureChanged) == nil {
+			t.Error("no posture_changed challenge seen")
+		}
+	})
+}
+
+func TestPolicyDenial(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		deny := func(ctx context.Context, res *postauth.Result) error {
+			return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: "posture_denied", Violations: []string{"tool:shell forbidden", "model:x not allowed"}}
+		}
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: []middleware.Option{
+			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Appraise: deny}),
+		}})
+		c, _ := h.client()
+		status, body, hdr := do(t, c, "POST", h.url("/pay"), "amount=1")
+		if status != http.StatusForbidden {
+			t.Fatalf("status %d", status)
+		}
+		var p middleware.Problem
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Violations) != 2 || p.Violations[0] != "tool:shell forbidden" || p.Reason != "posture_denied" {
+			t.Fatalf("problem = %+v", p)
+		}
+		if hdr.Get("Content-Type") != "application/problem+json" {
+			t.Error(hdr.Get("Content-Type"))
+		}
+		if strings.Contains(body, "cwt") || strings.Contains(body, "nonce") || strings.Contains(body, "ueid") {
+			t.Errorf("problem leaks evidence details: %s", body)
+		}
+		if h.calledTimes("/pay") != 0 {
+			t.Fatal("denied payment ran")
+		}
+	})
+}
+
+// verifierFunc adapts a function to postauth.Verifier.
+type verifierFunc func(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error)
+
+func (f verifierFunc) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+	return f(ctx, ch, ev)
+}
+
+func TestVerifierDownOrSlowFailsClosed(t *testing.T) {
+	cases := []struct {
+		name string
+		v    verifierFunc
+	}{
+		{"down", func(context.Context, postauth.Challenge, postauth.Evidence) (*postauth.Appraisal, error) {
+			return nil, postauth.NewError(postauth.CodeUnavailable, "verifier_unreachable", errors.New("connection refused"))
+		}},
+		{"slow", func(ctx context.Context, _ postauth.Challenge, _ postauth.Evidence) (*postauth.Appraisal, error) {
+			<-ctx.Done() // never answers in time
+			return nil, ctx.Err()
+		}},
+	}
+	for _, tc := range cases {
+		eachProto(t, func(t *testing.T, h2 bool) {
+			t.Run(tc.name, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{h2: h2, verifier: tc.v, guardOpts: append([]middleware.Option{
+					middleware.WithVerifyTimeout(50 * time.Millisecond), middleware.WithRetryAfter(7 * time.Second),
+				}, standardRoutes...)})
+				c, _ := h.client()
+				status, _, hdr := do(t, c, "POST", h.url("/pay"), "amount=1")
+				if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
+					t.Fatalf("status %d Retry-After %q", status, hdr.Get("Retry-After"))
+				}
+				if h.calledTimes("/pay") != 0 {
+					t.Fatal("handler ran without a verdict")
+				}
+			})
+		})
+	}
+}
+
+func TestBodyReplayed(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		c, _ := h.client()
+		body := strings.Repeat("payload-", 10_000)
+		for _, path := range []string{"/echo", "/pay"} {
+			status, got, _ := do(t, c, "POST", h.url(path), body)
+			if status != 200 {
+				t.Fatalf("%s: %d", path, status)
+			}
+			// The handler hashed the body it received: the same as sent.
+			want := "body=" + bodyDigest(body)
+			if !strings.Contains(got, want) {
+				t.Fatalf("%s: handler saw another body: %q, want %q", path, got, want)
+			}
+		}
+	})
+}
+
+func TestBodyNotReplayable(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		c, _ := h.client()
+		pr, pw := io.Pipe()
+		go func() { pw.Write([]byte("amount=1")); pw.Close() }()
+		req, _ := http.NewRequest("POST", h.url("/echo"), pr) // no GetBody
+		_, err := c.Do(req)
+		if !errors.Is(err, transports.ErrBodyNotReplayable) {
+			t.Fatalf("want ErrBodyNotReplayable, got %v", err)
+		}
+		if h.attester.n.Load() != 0 || h.calledTimes("/echo") != 0 {
+			t.Fatal("a non-replayable request was attested or handled")
+		}
+	})
+}
+
+func TestMalformedAndOversizedHeaders(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		rc := h.rawConn()
+		rc.send("PUT", "/config", "", nil)
+		for _, tc := range []struct{ name, hdr, val string }{
+			{"not-sf", middleware.HeaderAttestation, "hello"},
+			{"bad-base64", middleware.HeaderAttestation, ":!!!:"},
+			{"garbage-authenticator", middleware.HeaderAttestation, ":AAAA:"},
+			{"huge", middleware.HeaderAttestation, ":" + strings.Repeat("A", 200_000) + ":"},
+			{"bad-params", middleware.HeaderAttestation, ":AAAA:;BAD"},
+			{"posture-garbage", middleware.HeaderPosture, strings.Repeat("x", 5000)},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := rc.send("PUT", "/config", "", map[string]string{tc.hdr: tc.val})
+				if r.StatusCode < 400 || r.StatusCode >= 500 {
+					t.Fatalf("status %d", r.StatusCode)
+				}
+			})
+		}
+		if h.calledTimes("/config") != 0 {
+			t.Fatal("handler ran")
+		}
+	})
+}
+
+func TestConcurrentRequestsShareOneAttestation(t *testing.T) {
+	h := newHarness(t, harnessOpts{h2: true, guardOpts: standardRoutes})
+	c, tr := h.client(transports.WithMaxConnsPerHost(1))
+	const n = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("PUT", h.url("/config"), strings.NewReader("v=1"))
+			resp, err := c.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- errors.New(resp.Status)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := tr.Conns(); got != 1 {
+		t.Fatalf("connections = %d, want 1", got)
+	}
+	if got := h.attester.n.Load(); got != 1 {
+		t.Fatalf("attestations = %d for %d concurrent requests on one connection, want 1", got, n)
+	}
+	if h.calledTimes("/config") != n {
+		t.Fatalf("handler ran %d times", h.calledTimes("/config"))
+	}
+}
+
+func TestFallbackWithoutConnHooks(t *testing.T) {
+	eachProto(t, func(t *testing.T, h2 bool) {
+		h := newHarness(t, harnessOpts{h2: h2, noConnHooks: true, guardOpts: standardRoutes})
+		c, _ := h.client()
+		for i := range 3 {
+			if s, _, _ := do(t, c, "PUT", h.url("/config"), "v"); s != 200 {
+				t.Fatalf("request %d: %d", i, s)
+			}
+		}
+		if n := h.attester.n.Load(); n != 1 {
+			t.Fatalf("attestations = %d, want 1 (cached by exporter-derived id)", n)
+		}
+	})
+}
+
+func TestConnStateEvictedOnClose(t *testing.T) {
+	h := newHarness(t, harnessOpts{h2: false, guardOpts: standardRoutes})
+	c, tr := h.client()
+	do(t, c, "PUT", h.url("/config"), "v")
+	if h.conns.Len() != 1 {
+		t.Fatalf("live connections %d", h.conns.Len())
+	}
+	tr.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.conns.Len() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if h.conns.Len() != 0 {
+		t.Fatalf("state of a closed connection kept (%d)", h.conns.Len())
+	}
+}
+
+func TestTooEarly(t *testing.T) {
+	g, err := middleware.New(verifierFunc(nil), standardRoutes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	hd := g.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran = true }))
+	req, _ := http.NewRequest("PUT", "https://example/config", nil)
+	// What a server sees for 0-RTT data: TLS 1.3, handshake not complete.
+	req.TLS = &tlsStateEarly
+	rec := newRecorder()
+	hd.ServeHTTP(rec, req)
+	if rec.code != http.StatusTooEarly || ran {
+		t.Fatalf("early data on a high-impact route: %d, handler ran %v", rec.code, ran)
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	h := newHarness(t, harnessOpts{h2: true, guardOpts: append([]middleware.Option{middleware.WithFormats(softeat.MediaType)}, standardRoutes...)})
+	c := &http.Client{Transport: h.baseTransport()}
+	status, body, hdr := do(t, c, "GET", h.url(middleware.WellKnownPath), "")
+	if status != 200 || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %s", status, hdr.Get("Content-Type"))
+	}
+	var d middleware.Discovery
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Version != 1 || len(d.Routes) != 3 || d.Routes[0].Pattern != "POST /pay" || d.Routes[0].Mode != "operation" ||
+		d.Routes[1].MaxAge != 60 || len(d.EvidenceFormats) != 1 || d.ServerAttests || len(d.FreshnessModes) != 2 {
+		t.Fatalf("discovery = %s", body)
+	}
+}
+
+func TestNotTLS(t *testing.T) {
+	g, err := middleware.New(verifierFunc(nil), standardRoutes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	hd := g.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran = true }))
+	req, _ := http.NewRequest("PUT", "http://example/config", nil)
+	rec := newRecorder()
+	hd.ServeHTTP(rec, req)
+	if rec.code != http.StatusUnauthorized || ran || rec.h.Get(middleware.HeaderAttestationRequest) != "" {
+		t.Fatalf("plain HTTP on a high-impact route: %d ran=%v", rec.code, ran)
+	}
+}
+
+func bodyDigest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
+
+var tlsStateEarly = tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: false}
+
+type recorder struct {
+	*httptest.ResponseRecorder
+	code int
+	h    http.Header
+}
+
+func newRecorder() *recorder {
+	return &recorder{ResponseRecorder: httptest.NewRecorder()}
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.code = code
+	r.h = r.ResponseRecorder.Header()
+	r.ResponseRecorder.WriteHeader(code)
+}

@@ -1,0 +1,103 @@
+package transports
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/reattest/reattest/postauth"
+)
+
+// PostureSource is the agent posture the transport reports: its current
+// head, sent as the Attestation-Posture hint, and change notifications.
+// *posture.Tracker implements it.
+type PostureSource interface {
+	Head() []byte
+	Subscribe(f func(head []byte)) (cancel func())
+}
+
+// EventKind names what an [Event] reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventChallenged: the server answered 401 with a challenge.
+	EventChallenged EventKind = iota + 1
+	// EventAttested: the transport answered a challenge (or a pre-armed
+	// request, Proactive) with an authenticator.
+	EventAttested
+	// EventShared: the request rode on another request's attestation of
+	// the same connection.
+	EventShared
+	// EventServerAttested: the server's authenticator was validated.
+	EventServerAttested
+)
+
+// Event reports what the transport did for a request, for logs, demos and
+// tests. It carries no Evidence.
+type Event struct {
+	Kind      EventKind
+	Method    string
+	URL       string
+	Mode      string // "connection" or "operation"
+	Reason    string // the challenge's error code
+	Proactive bool   // answered a pre-armed request, without a 401 first
+	Result    *postauth.Result
+	Duration  time.Duration
+}
+
+// Option configures a [Transport].
+type Option func(*Transport)
+
+// WithAttester makes the transport answer attestation challenges with
+// authenticators signed by id and Evidence from a. Use
+// [postauth.IdentityFromTLS] with the client's TLS certificate when the
+// server trusts the TLS peer's key (the default on the server side).
+func WithAttester(id *postauth.Identity, a postauth.Attester, opts *postauth.RespondOptions) Option {
+	return func(t *Transport) {
+		t.id, t.att = id, a
+		if opts != nil {
+			t.respond = *opts
+		}
+	}
+}
+
+// WithPosture sends src's head as the Attestation-Posture hint on every
+// request and treats a change as a reason to attest again.
+func WithPosture(src PostureSource) Option {
+	return func(t *Transport) { t.posture = src }
+}
+
+// WithServerAttestation makes the transport a relying party for the
+// server (the server-attests direction): before sending a request for which
+// require returns true, it obtains and validates a fresh server
+// authenticator on the connection that will carry the request (with
+// policy), unless one validated within maxAge exists. Until that holds,
+// the request is not sent. The policy's default key trust requires the
+// server's authenticator key to be its TLS certificate's key.
+func WithServerAttestation(require func(*http.Request) bool, policy *postauth.Policy, maxAge time.Duration) Option {
+	return func(t *Transport) { t.requireServer, t.serverPolicy, t.serverMaxAge = require, policy, maxAge }
+}
+
+// WithProactive marks requests (predicate) for which the transport attaches
+// an attestation answering a pre-armed request, when it holds one, instead
+// of waiting for a challenge. Routes the server challenged before are
+// remembered without it.
+func WithProactive(f func(*http.Request) bool) Option {
+	return func(t *Transport) { t.proactive = f }
+}
+
+// WithObserver calls f for each attestation event. f must be quick.
+func WithObserver(f func(Event)) Option {
+	return func(t *Transport) { t.observe = f }
+}
+
+// WithClock sets the clock (tests). Nil means time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(t *Transport) { t.now = now }
+}
+
+// WithMaxConnsPerHost bounds the connections per host (0: no bound). When
+// reached, requests queue on the least busy connection.
+func WithMaxConnsPerHost(n int) Option {
+	return func(t *Transport) { t.maxConns = n }
+}
