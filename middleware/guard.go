@@ -493,3 +493,12 @@ func (g *Guard) logAttested(r *http.Request, rt *route, res *postauth.Result) {
 		slog.String("format", res.Format()), slog.String("subject", res.Subject()),
 		slog.String("remote", r.RemoteAddr))
 }
+
+// Filter runs the checks of [Guard.Middleware] for one request, for adapters
+// of other frameworks. If it returns ok, the request may proceed with the
+// returned request; otherwise the response has been written.
+func (g *Guard) Filter(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	var out *http.Request
+	g.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r2 *http.Request) { out = r2 })).ServeHTTP(w, r)
+	return out, out != nil
+}

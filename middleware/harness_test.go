@@ -89,6 +89,13 @@ type harnessOpts struct {
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
 	t.Helper()
+	return newHarnessWith(t, o, nil)
+}
+
+// newHarnessWith is newHarness with an extra Guard option computed from the
+// harness (its certificates) before the Guard is built.
+func newHarnessWith(t *testing.T, o harnessOpts, extra func(*harness) middleware.Option) *harness {
+	t.Helper()
 	h := &harness{t: t, h2: o.h2, pki: testpki.New(t), clock: &clock{t: time.Now()}, events: make(chan transports.Event, 1024)}
 	h.serverCert = h.pki.Issue(t, "localhost", true, nil)
 	h.clientCert = h.pki.Issue(t, "agent", false, nil)
@@ -112,6 +119,11 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		h.verifier = v
 	}
 	opts := append([]middleware.Option{middleware.WithClock(h.clock.now)}, o.guardOpts...)
+	if extra != nil {
+		if opt := extra(h); opt != nil {
+			opts = append(opts, opt)
+		}
+	}
 	h.guard, err = middleware.New(h.verifier, opts...)
 	if err != nil {
 		t.Fatal(err)

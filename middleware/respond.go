@@ -162,11 +162,10 @@ func (g *Guard) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", strconv.Itoa(len(g.discover)))
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
-		return
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(g.discover)
 	}
-	w.Write(g.discover)
 }
 
 // answerServerAttestation answers a ClientCertificateRequest in the
