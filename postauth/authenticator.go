@@ -252,8 +252,9 @@ const (
 	KeyTrustDefault KeyTrust = iota
 	// KeyTrustSamePeer requires the authenticator's end-entity key to equal
 	// the key of the certificate that authenticated the TLS connection
-	// (the mTLS client certificate, or the server certificate). Identity
-	// comes from PKI, trustworthiness from attestation.
+	// (the mTLS client certificate, or the server certificate), which TLS
+	// must have verified (non-empty VerifiedChains). Identity comes from
+	// PKI, trustworthiness from attestation.
 	KeyTrustSamePeer
 	// KeyTrustChain requires the authenticator's chain to verify against
 	// Roots (and DNSName, when set).

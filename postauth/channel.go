@@ -91,8 +91,10 @@ func NewChannel(cs *tls.ConnectionState) (*Channel, error) {
 	case !cs.HandshakeComplete:
 		return nil, invalid("handshake_incomplete", ErrHandshakeIncomplete)
 	}
+	// Only a peer certificate that TLS verified establishes an identity:
+	// with RequireAnyClientCert or InsecureSkipVerify it proves nothing.
 	var peer *x509.Certificate
-	if len(cs.PeerCertificates) > 0 {
+	if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 {
 		peer = cs.PeerCertificates[0]
 	}
 	state := *cs // the exporter must not change under us
@@ -151,7 +153,7 @@ func (c *Channel) Hash() crypto.Hash { return c.hash }
 func (c *Channel) CipherSuite() uint16 { return c.suite }
 
 // PeerCertificate is the leaf certificate the peer presented in the TLS
-// handshake, or nil.
+// handshake and TLS verified (it has VerifiedChains), or nil.
 func (c *Channel) PeerCertificate() *x509.Certificate { return c.peer }
 
 func (c *Channel) newHash() hash.Hash {

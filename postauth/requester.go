@@ -144,8 +144,8 @@ func (r *Requester) Channel() *Channel { return r.ch }
 // example a digest of the operation it authorises) and [Requester.Verify]
 // checks it against the binding of the request that carries the answer.
 func (r *Requester) NewRequest(scope string, binding []byte) (*Request, error) {
-	if len(binding) > MaxBindingLen {
-		return nil, fmt.Errorf("postauth: binding longer than %d bytes", MaxBindingLen)
+	if len(binding) > MaxBindingLen || (binding != nil && len(binding) == 0) {
+		return nil, fmt.Errorf("postauth: binding must be 1 to %d bytes (nil for none)", MaxBindingLen)
 	}
 	n := connectionContextLen
 	if binding != nil {
@@ -285,9 +285,6 @@ func (r *Requester) refusal(a *Authenticator) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, p := range r.pending {
-		if p.template {
-			continue
-		}
 		req := &Request{Type: r.reqType, Context: p.context, Extensions: r.exts}
 		reqBytes, err := req.Marshal()
 		if err != nil {

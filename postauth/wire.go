@@ -129,6 +129,7 @@ func ParseRequest(b []byte) (*Request, error) {
 	if len(b) > MaxRequestLen {
 		return nil, ErrTooLarge
 	}
+	b = slices.Clone(b)
 	s := cryptobyte.String(b)
 	var typ uint8
 	var body cryptobyte.String
@@ -143,7 +144,7 @@ func ParseRequest(b []byte) (*Request, error) {
 	if !body.ReadUint8LengthPrefixed(&ctx) {
 		return nil, fmt.Errorf("%w: bad request context", ErrMalformed)
 	}
-	r.Context = slices.Clone([]byte(ctx))
+	r.Context = slices.Clip([]byte(ctx))
 	exts, err := readExtensions(&body)
 	if err != nil {
 		return nil, err
@@ -228,7 +229,7 @@ func ParseAuthenticator(b []byte) (*Authenticator, error) {
 			return nil, fmt.Errorf("%w: bad CertificateVerify", ErrMalformed)
 		}
 		a.Scheme = tls.SignatureScheme(scheme)
-		a.Signature = sig
+		a.Signature = slices.Clip([]byte(sig))
 		a.rawCertificateVerify = cvMsg
 	}
 	_, finBody, ok := readMessage(&s, TypeFinished)
@@ -238,7 +239,7 @@ func ParseAuthenticator(b []byte) (*Authenticator, error) {
 	if len(finBody) == 0 || len(finBody) > 64 {
 		return nil, fmt.Errorf("%w: bad Finished length", ErrMalformed)
 	}
-	a.Finished = finBody
+	a.Finished = slices.Clip([]byte(finBody))
 	if !s.Empty() {
 		return nil, fmt.Errorf("%w: trailing data after Finished", ErrMalformed)
 	}
@@ -268,7 +269,7 @@ func parseCertificateBody(body cryptobyte.String, a *Authenticator) error {
 	if !body.ReadUint8LengthPrefixed(&ctx) || !body.ReadUint24LengthPrefixed(&list) || !body.Empty() {
 		return fmt.Errorf("%w: bad Certificate", ErrMalformed)
 	}
-	a.Context = ctx
+	a.Context = slices.Clip([]byte(ctx))
 	for !list.Empty() {
 		if len(a.Certificates) == maxChainLen {
 			return fmt.Errorf("%w: more than %d certificates", ErrTooLarge, maxChainLen)
@@ -281,7 +282,7 @@ func parseCertificateBody(body cryptobyte.String, a *Authenticator) error {
 		if err != nil {
 			return err
 		}
-		a.Certificates = append(a.Certificates, CertificateEntry{Data: data, Extensions: exts})
+		a.Certificates = append(a.Certificates, CertificateEntry{Data: slices.Clip([]byte(data)), Extensions: exts})
 	}
 	return nil
 }
@@ -380,7 +381,7 @@ func readExtensions(s *cryptobyte.String) ([]Extension, error) {
 				return nil, fmt.Errorf("%w: duplicate extension %d", ErrMalformed, typ)
 			}
 		}
-		exts = append(exts, Extension{Type: typ, Data: data})
+		exts = append(exts, Extension{Type: typ, Data: slices.Clip([]byte(data))})
 	}
 	return exts, nil
 }

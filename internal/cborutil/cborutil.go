@@ -15,13 +15,17 @@ var Enc cbor.EncMode
 // indefinite lengths, no unknown struct fields, bounded nesting and sizes.
 var Dec cbor.DecMode
 
+// DecNoTags is Dec that also refuses CBOR tags (for claim sets whose
+// profile allows none, such as an untagged CWT NumericDate).
+var DecNoTags cbor.DecMode
+
 func init() {
 	var err error
 	Enc, err = cbor.CoreDetEncOptions().EncMode()
 	if err != nil {
 		panic(err)
 	}
-	Dec, err = cbor.DecOptions{
+	opts := cbor.DecOptions{
 		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
 		IndefLength:       cbor.IndefLengthForbidden,
 		MaxNestedLevels:   16,
@@ -29,8 +33,12 @@ func init() {
 		MaxMapPairs:       256,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 		IntDec:            cbor.IntDecConvertSigned,
-	}.DecMode()
-	if err != nil {
+	}
+	if Dec, err = opts.DecMode(); err != nil {
+		panic(err)
+	}
+	opts.TagsMd = cbor.TagsForbidden
+	if DecNoTags, err = opts.DecMode(); err != nil {
 		panic(err)
 	}
 }

@@ -301,7 +301,7 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	now := v.opts.Time()
 	iat := time.Unix(c.IssuedAt, 0)
 	if iat.After(now.Add(v.opts.Skew)) || now.Sub(iat) > v.opts.MaxAge {
-		return nil, evidenceErr("evidence_stale", fmt.Errorf("softeat: iat %v outside the accepted window", iat.UTC()))
+		return nil, postauth.NewError(postauth.CodeStale, "evidence_stale", fmt.Errorf("softeat: iat %v outside the accepted window", iat.UTC()))
 	}
 	app := &postauth.Appraisal{
 		Format:     Format,
@@ -358,7 +358,9 @@ func (v *Verifier) verifyToken(tok []byte) (*claims, error) {
 		return nil, evidenceErr("bad_evidence_signature", fmt.Errorf("softeat: %w", err))
 	}
 	var c claims
-	if err := cborutil.Dec.Unmarshal(msg.Payload, &c); err != nil {
+	// The profile has no tagged claims (iat is an untagged NumericDate,
+	// RFC 8392); the posture log inside is untagged too.
+	if err := cborutil.DecNoTags.Unmarshal(msg.Payload, &c); err != nil {
 		return nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: claims: %w", err))
 	}
 	return &c, nil

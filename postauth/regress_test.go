@@ -1,0 +1,71 @@
+package postauth_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"testing"
+
+	"github.com/reattest/reattest/internal/testpki"
+	"github.com/reattest/reattest/postauth"
+)
+
+func TestParseRequestDoesNotAlias(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.serverReqr.NewTemplate("")
+	b, _ := req.Marshal()
+	in := bytes.Clone(b)
+	got, err := postauth.ParseRequest(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		in[i] ^= 0xff
+	}
+	// Completing a template appends to the context: that must not write
+	// over the extensions.
+	got.Context = append(got.Context, opDigest("op")...)
+	if _, err := got.SignatureSchemes(); err != nil {
+		t.Fatalf("extensions damaged: %v", err)
+	}
+	again := &postauth.Request{Type: got.Type, Context: got.Context[:postauth.NonceLen], Extensions: got.Extensions}
+	out, _ := again.Marshal()
+	if !bytes.Equal(out, b) {
+		t.Fatal("parsed request changed with its input")
+	}
+}
+
+// A client certificate that TLS did not verify (RequireAnyClientCert) is no
+// identity: same-peer key trust must not rest on it.
+func TestUnverifiedPeerCertificateIsNoIdentity(t *testing.T) {
+	p := testpki.New(t)
+	stranger := testpki.New(t).Issue(t, "agent", false, nil) // another, untrusted CA
+	sc := p.ServerConfig(p.Issue(t, "localhost", true, nil))
+	sc.ClientAuth = tls.RequireAnyClientCert
+	c, s := testpki.Pair(t, p.ClientConfig(&stranger), sc)
+	e := envFor(t, &testpki.Endpoints{Client: c, Server: s, ClientCert: stranger, ServerCert: p.Issue(t, "localhost", true, nil), PKI: p})
+	if e.serverCh.PeerCertificate() != nil {
+		t.Fatal("unverified client certificate recorded as the peer")
+	}
+	req, _ := e.serverReqr.NewRequest("", nil)
+	_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "", nil, e.policy())
+	wantErr(t, err, postauth.ErrNoKeyTrust, postauth.CodeInvalid)
+}
+
+func TestEmptyBindingRefused(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.serverReqr.NewRequest("", []byte{}); err == nil {
+		t.Fatal("an empty binding would look like a template")
+	}
+}
+
+func TestTemplateRefusal(t *testing.T) {
+	e := newEnv(t)
+	tmpl, _ := e.serverReqr.NewTemplate("")
+	raw, err := e.clientCh.Refuse(postauth.RoleClient, tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.serverReqr.Verify(context.Background(), raw, "", opDigest("op"), e.policy())
+	wantErr(t, err, postauth.ErrRefused, postauth.CodeRequired)
+}
