@@ -131,7 +131,9 @@ func TestVerifierRejects(t *testing.T) {
 		{"no-key-hash", mutate(func(c map[int64]any) { delete(c, -70000) }), "key_hash_mismatch", postauth.CodeInvalid},
 		{"bad-ueid", mutate(func(c map[int64]any) { c[256] = []byte{9, 9, 9} }), "evidence_invalid", postauth.CodeInvalid},
 		{"unknown-claim", mutate(func(c map[int64]any) { c[-70099] = 1 }), "evidence_invalid", postauth.CodeInvalid},
-		{"bad-posture", mutate(func(c map[int64]any) { c[-70001] = map[int]any{1: []any{1, bytes.Repeat([]byte{1}, 32)}, 2: map[int]any{1: 1, 2: []any{}}} }), "posture_invalid", postauth.CodeInvalid},
+		{"bad-posture", mutate(func(c map[int64]any) {
+			c[-70001] = map[int]any{1: []any{1, bytes.Repeat([]byte{1}, 32)}, 2: map[int]any{1: 1, 2: []any{}}}
+		}), "posture_invalid", postauth.CodeInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
