@@ -11,11 +11,31 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net"
-	"testing"
 	"time"
 )
+
+// TB is the part of testing.TB the helpers use; [Must] implements it for
+// examples, where there is no *testing.T.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// Must is a TB for Example functions: failures panic and cleanups are
+// skipped (the example process ends anyway).
+var Must TB = must{}
+
+type must struct{}
+
+func (must) Helper()                           {}
+func (must) Fatal(args ...any)                 { panic(fmt.Sprint(args...)) }
+func (must) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+func (must) Cleanup(func())                    {}
 
 // PKI is a throwaway certificate authority.
 type PKI struct {
@@ -25,7 +45,7 @@ type PKI struct {
 }
 
 // New returns a PKI with a fresh ECDSA P-256 root.
-func New(tb testing.TB) *PKI {
+func New(tb TB) *PKI {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -56,7 +76,7 @@ func New(tb testing.TB) *PKI {
 // Issue returns a leaf certificate for name signed by the root, with a new
 // key (ECDSA P-256 unless key is given). Server leaves carry name and
 // 127.0.0.1 as SANs and the serverAuth usage; client leaves clientAuth.
-func (p *PKI) Issue(tb testing.TB, name string, server bool, key crypto.Signer) tls.Certificate {
+func (p *PKI) Issue(tb TB, name string, server bool, key crypto.Signer) tls.Certificate {
 	tb.Helper()
 	if key == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -116,7 +136,7 @@ func (p *PKI) ClientConfig(cert *tls.Certificate) *tls.Config {
 // Pair connects a client and a server over loopback TCP with the given
 // configs and completes the handshake on both sides. Both connections are
 // closed when the test ends.
-func Pair(tb testing.TB, client, server *tls.Config) (c, s *tls.Conn) {
+func Pair(tb TB, client, server *tls.Config) (c, s *tls.Conn) {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -163,7 +183,7 @@ type Endpoints struct {
 
 // MutualTLS connects a client with a client certificate to a server, both
 // from a fresh PKI, over TLS 1.3 on loopback.
-func MutualTLS(tb testing.TB) *Endpoints {
+func MutualTLS(tb TB) *Endpoints {
 	tb.Helper()
 	p := New(tb)
 	sc := p.Issue(tb, "localhost", true, nil)
@@ -173,7 +193,7 @@ func MutualTLS(tb testing.TB) *Endpoints {
 }
 
 // NewKey returns a fresh ECDSA P-256 key.
-func NewKey(tb testing.TB) *ecdsa.PrivateKey {
+func NewKey(tb TB) *ecdsa.PrivateKey {
 	tb.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -215,6 +215,9 @@ func parseChallengeList(v string) (Challenge, bool) {
 		// An auth-param: token "=" ( token / quoted-string ).
 		val, rest, ok := scanValue(strings.TrimLeft(after[1:], " \t"))
 		if !ok {
+			if in {
+				return Challenge{}, false // our own challenge is malformed
+			}
 			if found {
 				return c, true
 			}

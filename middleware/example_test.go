@@ -1,0 +1,105 @@
+package middleware_test
+
+import (
+	"crypto"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/reattest/reattest/internal/testpki"
+	"github.com/reattest/reattest/middleware"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/softeat"
+	"github.com/reattest/reattest/transports"
+)
+
+// Example shows a gateway that protects a payment route and an agent whose
+// transport answers the challenge, over real TLS 1.3 on loopback.
+func Example() {
+	pki := testpki.New(testpki.Must)
+	agentCert := pki.Issue(testpki.Must, "agent", false, nil)
+	attKey := testpki.NewKey(testpki.Must) // the agent's attestation key
+
+	// Gateway: trust the agent's attestation key; payments need fresh,
+	// per-operation attestation.
+	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	guard, _ := middleware.New(verifier,
+		middleware.WithRoute("POST /v1/payments", middleware.Route{Mode: middleware.ModeOperation}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/payments", func(w http.ResponseWriter, r *http.Request) {
+		res, _ := postauth.FromContext(r.Context())
+		fmt.Fprintf(w, "paid; %s evidence from %s", res.Format(), res.Subject())
+	})
+	srv := httptest.NewUnstartedServer(guard.Middleware(mux))
+	srv.TLS = pki.ServerConfig(pki.Issue(testpki.Must, "localhost", true, nil))
+	middleware.ConfigureServer(srv.Config)
+	srv.StartTLS()
+	defer srv.Close()
+
+	// An agent without attestation support is challenged, not served.
+	plain := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)}}
+	resp, _ := plain.Post(srv.URL+"/v1/payments", "text/plain", strings.NewReader("amount=1"))
+	fmt.Println(resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	resp.Body.Close()
+
+	// The agent's transport answers on the same connection.
+	attester, _ := softeat.NewAttester(attKey, nil)
+	id, _ := postauth.IdentityFromTLS(&agentCert)
+	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)},
+		transports.WithAttester(id, attester, nil))
+	defer tr.Close()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, _ = client.Post(srv.URL+"/v1/payments", "text/plain", strings.NewReader("amount=1"))
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body))
+	// Output:
+	// 401 Attestation error="attestation_required", mode="operation"
+	// 200 paid; software-eat evidence from CN=agent
+}
+
+// Example_serverAttests shows the reverse direction: the client refuses to
+// send a critical command until the server has attested on the connection.
+func Example_serverAttests() {
+	pki := testpki.New(testpki.Must)
+	serverCert := pki.Issue(testpki.Must, "localhost", true, nil)
+	serverAttKey := testpki.NewKey(testpki.Must)
+
+	// Controller: attests with its TLS key and a software attester.
+	serverID, _ := postauth.IdentityFromTLS(&serverCert)
+	serverAtt, _ := softeat.NewAttester(serverAttKey, nil)
+	guard, _ := middleware.New(nil, middleware.WithServerAttestation(serverID, serverAtt, softeat.MediaType))
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/commands", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "command accepted") })
+	srv := httptest.NewUnstartedServer(guard.Middleware(mux))
+	srv.TLS = pki.ServerConfig(serverCert)
+	middleware.ConfigureServer(srv.Config)
+	srv.StartTLS()
+	defer srv.Close()
+
+	// Operator client: commands need a server attestation younger than a minute.
+	trusted, _ := softeat.NewVerifier([]crypto.PublicKey{serverAttKey.Public()}, nil)
+	critical := func(r *http.Request) bool { return r.URL.Path == "/v1/commands" }
+	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(nil)},
+		transports.WithServerAttestation(critical, &postauth.Policy{Verifier: trusted}, time.Minute),
+		transports.WithObserver(func(e transports.Event) {
+			if e.Kind == transports.EventServerAttested {
+				fmt.Println("server attested:", e.Result.Format(), e.Result.Subject())
+			}
+		}))
+	defer tr.Close()
+	resp, err := (&http.Client{Transport: tr}).Post(srv.URL+"/v1/commands", "text/plain", strings.NewReader("reboot"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body))
+	// Output:
+	// server attested: software-eat CN=localhost
+	// 200 command accepted
+}

@@ -1,0 +1,55 @@
+package ginattest_test
+
+import (
+	"crypto"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/reattest/reattest/internal/testpki"
+	"github.com/reattest/reattest/middleware"
+	"github.com/reattest/reattest/middleware/ginattest"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/softeat"
+	"github.com/reattest/reattest/transports"
+)
+
+// Example protects one gin route with per-operation attestation.
+func Example() {
+	gin.SetMode(gin.ReleaseMode)
+	pki := testpki.New(testpki.Must)
+	agentCert := pki.Issue(testpki.Must, "agent", false, nil)
+	attKey := testpki.NewKey(testpki.Must)
+
+	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	guard, _ := middleware.New(verifier)
+	pay, _ := ginattest.Protect(guard, middleware.Route{Mode: middleware.ModeOperation})
+	r := gin.New()
+	r.POST("/v1/payments", pay, func(c *gin.Context) {
+		res, _ := ginattest.Result(c)
+		c.String(200, "paid, attested with %s", res.Format())
+	})
+	srv := httptest.NewUnstartedServer(r)
+	srv.TLS = pki.ServerConfig(pki.Issue(testpki.Must, "localhost", true, nil))
+	middleware.ConfigureServer(srv.Config)
+	srv.StartTLS()
+	defer srv.Close()
+
+	attester, _ := softeat.NewAttester(attKey, nil)
+	id, _ := postauth.IdentityFromTLS(&agentCert)
+	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)}, transports.WithAttester(id, attester, nil))
+	defer tr.Close()
+	resp, err := (&http.Client{Transport: tr}).Post(srv.URL+"/v1/payments", "text/plain", strings.NewReader("amount=1"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body))
+	// Output: 200 paid, attested with software-eat
+}

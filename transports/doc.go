@@ -1,0 +1,33 @@
+// Package transports is the client side of reattest: an [http.RoundTripper]
+// that answers attestation challenges on the very connection that carries
+// the retried request, for HTTP/1.1 and HTTP/2.
+//
+//	tracker, _ := posture.NewTracker(nil)
+//	attester, _ := softeat.NewAttester(key, &softeat.AttesterOptions{Posture: tracker})
+//	id, _ := postauth.IdentityFromTLS(&clientCert)
+//	tr, _ := transports.New(&http.Transport{TLSClientConfig: tlsConfig},
+//		transports.WithAttester(id, attester, nil),
+//		transports.WithPosture(tracker))
+//	client := &http.Client{Transport: tr}
+//
+// The Transport keeps its own pool of connections, one [http.ClientConn]
+// each, on top of the base [http.Transport] (which still dials, configures
+// TLS and honours proxies): a challenge is answered with the exporter of the
+// connection it arrived on, and the retry is sent on that same connection.
+// A request is retried at most once, with its body replayed from
+// Request.GetBody; a body that cannot be replayed gives
+// [ErrBodyNotReplayable] rather than a silent second send. Concurrent
+// requests on one connection challenged in connection mode share one
+// attestation. Pre-armed Attestation-Requests from the server are used for
+// routes the server challenged before, so that later attestations need no
+// extra round trip. The posture head of a [PostureSource] goes out as the
+// Attestation-Posture hint; when it changes the server challenges again.
+//
+// The reverse direction: [WithServerAttestation] makes the transport a
+// relying party for the server. Before a request the predicate marks as
+// critical, it obtains a fresh server authenticator on the connection that
+// will carry the request (asking on /.well-known/reattest) and validates
+// it; until that holds, the request is not sent.
+//
+// Requests that are not https pass to the base transport untouched.
+package transports
