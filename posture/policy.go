@@ -443,9 +443,10 @@ func LoadPolicy(path string) (*Policy, error) {
 
 // ParsePolicy parses a policy document in format "json" or "yaml" (also
 // "yml") and validates it ([Policy.Validate]). Parsing is strict: unknown
-// fields, duplicate keys (in JSON, also keys differing only in case, which
-// encoding/json would merge), trailing data, a second YAML document and
-// documents over MaxPolicyLen bytes are errors.
+// fields, duplicate keys (in JSON, also field names differing only in
+// case, which encoding/json would merge), trailing data, a second YAML
+// document, a document that is not an object, and documents over
+// MaxPolicyLen bytes are errors.
 func ParsePolicy(data []byte, format string) (*Policy, error) {
 	if len(data) > MaxPolicyLen {
 		return nil, fmt.Errorf("posture: policy larger than %d bytes", MaxPolicyLen)
@@ -493,10 +494,12 @@ func ParsePolicy(data []byte, format string) (*Policy, error) {
 	return &p, nil
 }
 
-// checkJSONKeys walks one JSON value and fails on duplicate object keys
-// (compared case-insensitively, as encoding/json matches field names) and
-// on anything after the value. encoding/json alone would keep the last of
-// two "deny" lists and silently drop the first.
+// checkJSONKeys walks one JSON object and fails on duplicate keys and on
+// anything after the object. encoding/json alone would keep the last of two
+// "deny" lists and silently drop the first; it also matches field names
+// case-insensitively, so in objects that decode into structs keys that
+// differ only in case are duplicates too. The permissions and flags maps
+// compare keys exactly, as their names are case-sensitive.
 func checkJSONKeys(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil {
@@ -505,47 +508,50 @@ func checkJSONKeys(data []byte) error {
 		return errors.New("the policy must be a JSON object")
 	}
 	type frame struct {
-		object bool
-		keys   map[string]bool
-		atKey  bool // in an object, the next token is a key
+		object  bool
+		fold    bool // keys are struct field names, matched case-insensitively
+		keys    map[string]bool
+		atKey   bool   // in an object, the next token is a key
+		lastKey string // in an object, the key of the value being read
 	}
-	stack := []*frame{{object: true, keys: make(map[string]bool), atKey: true}}
-	for {
+	newObject := func(fold bool) *frame {
+		return &frame{object: true, fold: fold, keys: make(map[string]bool), atKey: true}
+	}
+	stack := []*frame{newObject(true)}
+	for len(stack) > 0 {
 		tok, err := dec.Token()
 		if err != nil {
 			return err
 		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.object && top.atKey {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
+		top := stack[len(stack)-1]
+		if top.object && top.atKey {
+			if tok == json.Delim('}') {
 				stack = stack[:len(stack)-1]
-			} else {
-				k := strings.ToLower(tok.(string))
-				if top.keys[k] {
-					return fmt.Errorf("duplicate key %q", trunc(tok.(string)))
-				}
-				top.keys[k] = true
-				top.atKey = false
 				continue
 			}
-		} else {
-			if top != nil && top.object {
-				top.atKey = true // this token is a value; a key comes next
+			key, _ := tok.(string)
+			k := key
+			if top.fold {
+				k = strings.ToLower(key)
 			}
-			switch tok {
-			case json.Delim('{'):
-				stack = append(stack, &frame{object: true, keys: make(map[string]bool), atKey: true})
-			case json.Delim('['):
-				stack = append(stack, &frame{})
-			case json.Delim(']'):
-				stack = stack[:len(stack)-1]
+			if top.keys[k] {
+				return fmt.Errorf("duplicate key %q", trunc(key))
 			}
+			top.keys[k] = true
+			top.atKey, top.lastKey = false, strings.ToLower(key)
+			continue
 		}
-		if len(stack) == 0 {
-			break
+		if top.object {
+			top.atKey = true // tok is a value; a key comes next
+		}
+		switch tok {
+		case json.Delim('{'):
+			isMap := len(stack) == 1 && (top.lastKey == "permissions" || top.lastKey == "flags")
+			stack = append(stack, newObject(!isMap))
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
 		}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {

@@ -370,6 +370,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"json-duplicate-case", "json", `{"tools": {"deny": ["shell"], "Deny": []}}`, `duplicate key "Deny"`},
 		{"json-duplicate-top", "json", `{"flags": {}, "flags": {}}`, `duplicate key "flags"`},
 		{"json-duplicate-map-key", "json", `{"permissions": {"p": ["a"], "p": ["*"]}}`, `duplicate key "p"`},
+		{"json-duplicate-model-field", "json", `{"models": [{"digest": "` + d + `", "DIGEST": "` + d + `"}]}`, `duplicate key "DIGEST"`},
+		{"json-duplicate-flag", "json", `{"flags": {"a": "1", "b": "2", "a": "3"}}`, `duplicate key "a"`},
 		{"json-trailing", "json", `{} {}`, "data after the policy"},
 		{"json-trailing-garbage", "json", `{}x`, "data after the policy"},
 		{"json-array", "json", `[]`, "must be a JSON object"},
@@ -433,6 +435,7 @@ func TestParsePolicyAccepts(t *testing.T) {
 		{"yaml-unquoted-flag", "yaml", "flags: {fips_mode: on, debug: true, level: 3}\n"},
 		{"json-whitespace", "json", " \n{ \"flags\" : { } }\n\t"},
 		{"json-bom-free-unicode", "json", `{"tools": {"deny": ["outil-é"]}}`},
+		{"json-map-keys-case-sensitive", "json", `{"flags": {"Mode": "a", "mode": "b"}, "permissions": {"P": [], "p": []}}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
