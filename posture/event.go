@@ -3,6 +3,7 @@ package posture
 import (
 	"bytes"
 	"crypto"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -91,6 +92,60 @@ type Digest struct {
 	Value []byte
 }
 
+// clone returns d with its own copy of Value.
+func (d Digest) clone() Digest { return Digest{Alg: d.Alg, Value: slices.Clone(d.Value)} }
+
+// Equal reports whether d and o are the same algorithm and value.
+func (d Digest) Equal(o Digest) bool { return d.Alg == o.Alg && bytes.Equal(d.Value, o.Value) }
+
+// Digest algorithm names in the text form "<name>:<hex>" (the RFC 6920
+// Named Information hash names).
+var algNames = map[int]string{AlgSHA256: "sha-256", AlgSHA384: "sha-384", AlgSHA512: "sha-512"}
+
+// String returns the text form of d, "sha-256:<lowercase hex>", as used in
+// posture policies. An unknown algorithm prints as "alg(<id>):<hex>".
+func (d Digest) String() string {
+	name, ok := algNames[d.Alg]
+	if !ok {
+		name = fmt.Sprintf("alg(%d)", d.Alg)
+	}
+	return name + ":" + hex.EncodeToString(d.Value)
+}
+
+// ParseDigest parses the text form of a digest: "sha-256:<hex>",
+// "sha-384:<hex>" or "sha-512:<hex>", with exactly as many hex digits
+// (either case) as the hash has.
+func ParseDigest(s string) (Digest, error) {
+	name, hx, ok := strings.Cut(s, ":")
+	if !ok {
+		return Digest{}, fmt.Errorf("posture: digest %q: want <alg>:<hex>, for example sha-256:<64 hex digits>", trunc(s))
+	}
+	alg := 0
+	for id, n := range algNames {
+		if n == name {
+			alg = id
+		}
+	}
+	if alg == 0 {
+		return Digest{}, fmt.Errorf("posture: digest %q: unknown algorithm %q (want sha-256, sha-384 or sha-512)", trunc(s), trunc(name))
+	}
+	size := AlgHash(alg).Size()
+	v, err := hex.DecodeString(hx)
+	if err != nil || len(v) != size {
+		return Digest{}, fmt.Errorf("posture: digest %q: %s needs %d hex digits", trunc(s), name, 2*size)
+	}
+	return Digest{Alg: alg, Value: v}, nil
+}
+
+// trunc shortens s for an error message.
+func trunc(s string) string {
+	const max = 80
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
+
 func (d Digest) check() error {
 	h := AlgHash(d.Alg)
 	if h == 0 {
@@ -151,12 +206,29 @@ type Component struct {
 	Raw    *[]byte     `cbor:"5,keyasint,omitempty"`
 }
 
+// clone returns a deep copy of c.
+func (c Component) clone() Component {
+	out := Component{ID: c.ID}
+	if c.Digest != nil {
+		d := c.Digest.clone()
+		out.Digest = &d
+	}
+	if c.Raw != nil {
+		r := append([]byte{}, *c.Raw...)
+		out.Raw = &r
+	}
+	return out
+}
+
 // Event is one entry of the measured posture log: [op, component].
 type Event struct {
 	_         struct{} `cbor:",toarray"`
 	Op        Op
 	Component Component
 }
+
+// clone returns a deep copy of e.
+func (e Event) clone() Event { return Event{Op: e.Op, Component: e.Component.clone()} }
 
 // Encode returns the canonical encoding of e, which is what the register
 // measures. It fails if e is not a well-formed event.

@@ -1,6 +1,7 @@
 package posture
 
 import (
+	"bytes"
 	"crypto"
 	"errors"
 	"fmt"
@@ -76,13 +77,18 @@ func (s *State) Clone() *State {
 	c := &State{Flags: maps.Clone(s.Flags)}
 	if s.Model != nil {
 		m := *s.Model
+		m.Digest = m.Digest.clone()
 		c.Model = &m
 	}
 	if s.Template != nil {
 		t := *s.Template
+		t.Digest = t.Digest.clone()
 		c.Template = &t
 	}
-	c.Tools = slices.Clone(s.Tools)
+	for _, t := range s.Tools {
+		t.Digest = t.Digest.clone()
+		c.Tools = append(c.Tools, t)
+	}
 	for _, p := range s.Permissions {
 		c.Permissions = append(c.Permissions, Permission{Name: p.Name, Scopes: slices.Clone(p.Scopes)})
 	}
@@ -96,9 +102,9 @@ func (s *State) apply(e Event) error {
 	c := e.Component
 	switch e.Op {
 	case OpSetModel:
-		s.Model = &Model{Name: c.ID.Name, Version: c.ID.Version, Digest: *c.Digest}
+		s.Model = &Model{Name: c.ID.Name, Version: c.ID.Version, Digest: c.Digest.clone()}
 	case OpEnableTool:
-		t := Tool{Name: c.ID.Name, Version: c.ID.Version, Digest: *c.Digest}
+		t := Tool{Name: c.ID.Name, Version: c.ID.Version, Digest: c.Digest.clone()}
 		i, found := slices.BinarySearchFunc(s.Tools, t.Name, func(t Tool, n string) int { return cmpString(t.Name, n) })
 		if found {
 			s.Tools[i] = t
@@ -111,8 +117,11 @@ func (s *State) apply(e Event) error {
 			return fmt.Errorf("posture: disable-tool %q: not enabled", c.ID.Name)
 		}
 		s.Tools = slices.Delete(s.Tools, i, i+1)
+		if len(s.Tools) == 0 {
+			s.Tools = nil // one representation of "none", whatever the history
+		}
 	case OpSetTemplate:
-		s.Template = &Template{Name: c.ID.Name, Digest: *c.Digest}
+		s.Template = &Template{Name: c.ID.Name, Digest: c.Digest.clone()}
 	case OpGrant:
 		scopes, err := decodeScopes(*c.Raw)
 		if err != nil {
@@ -131,6 +140,9 @@ func (s *State) apply(e Event) error {
 			return fmt.Errorf("posture: revoke %q: not granted", c.ID.Name)
 		}
 		s.Permissions = slices.Delete(s.Permissions, i, i+1)
+		if len(s.Permissions) == 0 {
+			s.Permissions = nil
+		}
 	case OpSetFlag:
 		if s.Flags == nil {
 			s.Flags = make(map[string]string)
@@ -182,9 +194,10 @@ func (s *State) Components() []Component {
 // hardware register can hold the head. A Log is not safe for concurrent use;
 // a [Tracker] guards one.
 type Log struct {
-	alg    crypto.Hash
-	raw    [][]byte
-	events []Event
+	alg     crypto.Hash
+	raw     [][]byte
+	events  []Event
+	payload int // total length of the encoded events
 }
 
 // NewLog returns an empty log measured with alg (SHA-256 or SHA-384).
@@ -201,8 +214,15 @@ func (l *Log) Alg() crypto.Hash { return l.alg }
 // Len is the number of events.
 func (l *Log) Len() int { return len(l.events) }
 
-// Events returns a copy of the events.
-func (l *Log) Events() []Event { return slices.Clone(l.events) }
+// Events returns a deep copy of the events: changing them does not change
+// the log.
+func (l *Log) Events() []Event {
+	out := make([]Event, len(l.events))
+	for i, e := range l.events {
+		out[i] = e.clone()
+	}
+	return out
+}
 
 // Measure returns H(canonical encoding of e): the value extended into the
 // register for e.
@@ -220,13 +240,43 @@ func Extend(alg crypto.Hash, old, digest []byte) []byte {
 	return h.Sum(nil)
 }
 
-// append adds an encoded, checked event.
-func (l *Log) append(e Event, encoded []byte) error {
+// encodedLen is the length of the encoding of a log of n events whose
+// encodings add up to payload bytes: a map header, key 1, the algorithm id
+// (1, 7 or 8: one byte each), key 2, the array header and the events.
+func encodedLen(n, payload int) int {
+	hdr := 1
+	switch {
+	case n >= 1<<16:
+		hdr = 5
+	case n >= 1<<8:
+		hdr = 3
+	case n >= 24:
+		hdr = 2
+	}
+	return 4 + hdr + payload
+}
+
+// canAppend reports whether an event of n encoded bytes still fits the
+// log's limits (MaxEvents, MaxLogLen). Checking this before extending a
+// register keeps the log encodable for as long as the register lives.
+func (l *Log) canAppend(n int) error {
 	if len(l.events) >= MaxEvents {
 		return fmt.Errorf("posture: log longer than %d events", MaxEvents)
 	}
+	if encodedLen(len(l.events)+1, l.payload+n) > MaxLogLen {
+		return fmt.Errorf("posture: log larger than %d bytes", MaxLogLen)
+	}
+	return nil
+}
+
+// append adds an encoded, checked event.
+func (l *Log) append(e Event, encoded []byte) error {
+	if err := l.canAppend(len(encoded)); err != nil {
+		return err
+	}
 	l.raw = append(l.raw, encoded)
 	l.events = append(l.events, e)
+	l.payload += len(encoded)
 	return nil
 }
 
@@ -254,7 +304,9 @@ func (l *Log) Encode() ([]byte, error) {
 }
 
 // DecodeLog decodes a log, checking every event's shape and canonical
-// encoding. It does not check the log against a register: see [Log.Replay].
+// encoding, and that b itself is the log's canonical encoding (so a log has
+// one byte form: what [Log.Encode] returns). It does not check the log
+// against a register: see [Log.Replay] and [Verify].
 func DecodeLog(b []byte) (*Log, error) {
 	if len(b) > MaxLogLen {
 		return nil, fmt.Errorf("posture: log larger than %d bytes", MaxLogLen)
@@ -262,6 +314,9 @@ func DecodeLog(b []byte) (*Log, error) {
 	var w wireLog
 	if err := cborutil.Dec.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("posture: decoding log: %w", err)
+	}
+	if AlgHash(w.Alg) == 0 {
+		return nil, fmt.Errorf("posture: log: unknown register hash algorithm %d", w.Alg)
 	}
 	l, err := NewLog(AlgHash(w.Alg))
 	if err != nil {
@@ -278,6 +333,13 @@ func DecodeLog(b []byte) (*Log, error) {
 		if err := l.append(e, slices.Clone([]byte(r))); err != nil {
 			return nil, err
 		}
+	}
+	canon, err := l.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(canon, b) {
+		return nil, errors.New("posture: log is not canonically encoded")
 	}
 	return l, nil
 }

@@ -1,13 +1,16 @@
 package posture
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Register is a measurement register that the posture log is extended into:
@@ -70,20 +73,38 @@ type Snapshot struct {
 	State *State
 }
 
+// ErrRegisterDiverged means a register extend failed in a way that left
+// the register neither at its old value nor at the value the log expects
+// (or its value could not be read back). The log can no longer reproduce the
+// register, so the Tracker refuses further changes and snapshots: start over
+// with a fresh register.
+var ErrRegisterDiverged = errors.New("posture: register and log diverged")
+
+// readBackTimeout bounds the register read after a failed extend (the
+// caller's context may be what made the extend fail).
+const readBackTimeout = 10 * time.Second
+
 // Tracker keeps an agent's measured posture: every change appends an event
 // to the log and extends the register, in that order and atomically with
 // respect to other changes and snapshots. Subscribers learn the new head
 // after each change, so a client transport can attest again and send the
 // new head as its posture hint. A Tracker is safe for concurrent use.
+//
+// The log is bounded (MaxEvents events, MaxLogLen bytes); a change that
+// would overflow it is refused before the register is extended, so the
+// register and the log never disagree.
 type Tracker struct {
 	reg Register
 
-	mu     sync.Mutex // guards log, head, state, subs, nextID
+	mu     sync.Mutex // guards every field below
 	log    *Log
 	head   []byte
 	state  *State
+	broken error // set when the register diverged from the log
 	subs   map[int]func(head []byte)
 	nextID int
+	queue  [][]byte // heads not yet delivered to subscribers, in change order
+	busy   bool     // a goroutine is delivering the queue
 }
 
 // NewTracker returns a Tracker over reg. A nil reg means a new SHA-256
@@ -114,31 +135,38 @@ func NewTracker(reg Register) (*Tracker, error) {
 // Register is the tracker's register.
 func (t *Tracker) Register() Register { return t.reg }
 
+// fixed returns a build function for an event that does not depend on the
+// current state.
+func fixed(e Event) func(*State) (Event, error) {
+	return func(*State) (Event, error) { return e, nil }
+}
+
 // SetModel records that the agent now uses model m.
 func (t *Tracker) SetModel(ctx context.Context, m Model) error {
-	return t.record(ctx, Event{Op: OpSetModel, Component: Component{ID: ComponentID{Name: m.Name, Version: m.Version}, Digest: &m.Digest}})
+	return t.record(ctx, fixed(Event{Op: OpSetModel, Component: Component{ID: ComponentID{Name: m.Name, Version: m.Version}, Digest: &m.Digest}}))
 }
 
 // EnableTool records that tool is enabled (replacing an enabled tool of the
 // same name).
 func (t *Tracker) EnableTool(ctx context.Context, tool Tool) error {
-	return t.record(ctx, Event{Op: OpEnableTool, Component: Component{ID: ComponentID{Name: tool.Name, Version: tool.Version}, Digest: &tool.Digest}})
+	return t.record(ctx, fixed(Event{Op: OpEnableTool, Component: Component{ID: ComponentID{Name: tool.Name, Version: tool.Version}, Digest: &tool.Digest}}))
 }
 
-// DisableTool records that the tool called name is disabled.
+// DisableTool records that the tool called name is disabled. The event
+// carries the id and digest of the tool as it is enabled at that moment.
 func (t *Tracker) DisableTool(ctx context.Context, name string) error {
-	t.mu.Lock()
-	tool, ok := t.state.Tool(name)
-	t.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("posture: tool %q is not enabled", name)
-	}
-	return t.record(ctx, Event{Op: OpDisableTool, Component: Component{ID: ComponentID{Name: tool.Name, Version: tool.Version}, Digest: &tool.Digest}})
+	return t.record(ctx, func(st *State) (Event, error) {
+		tool, ok := st.Tool(name)
+		if !ok {
+			return Event{}, fmt.Errorf("posture: tool %q is not enabled", name)
+		}
+		return Event{Op: OpDisableTool, Component: Component{ID: ComponentID{Name: tool.Name, Version: tool.Version}, Digest: &tool.Digest}}, nil
+	})
 }
 
 // SetTemplate records that the agent now uses prompt template tpl.
 func (t *Tracker) SetTemplate(ctx context.Context, tpl Template) error {
-	return t.record(ctx, Event{Op: OpSetTemplate, Component: Component{ID: ComponentID{Name: tpl.Name}, Digest: &tpl.Digest}})
+	return t.record(ctx, fixed(Event{Op: OpSetTemplate, Component: Component{ID: ComponentID{Name: tpl.Name}, Digest: &tpl.Digest}}))
 }
 
 // Grant records that permission name is granted with scopes (replacing
@@ -148,56 +176,122 @@ func (t *Tracker) Grant(ctx context.Context, name string, scopes ...string) erro
 	if err != nil {
 		return err
 	}
-	return t.record(ctx, Event{Op: OpGrant, Component: Component{ID: ComponentID{Name: name}, Raw: &raw}})
+	return t.record(ctx, fixed(Event{Op: OpGrant, Component: Component{ID: ComponentID{Name: name}, Raw: &raw}}))
 }
 
 // Revoke records that permission name is revoked.
 func (t *Tracker) Revoke(ctx context.Context, name string) error {
 	raw := []byte{}
-	return t.record(ctx, Event{Op: OpRevoke, Component: Component{ID: ComponentID{Name: name}, Raw: &raw}})
+	return t.record(ctx, fixed(Event{Op: OpRevoke, Component: Component{ID: ComponentID{Name: name}, Raw: &raw}}))
 }
 
 // SetFlag records that configuration flag name has value.
 func (t *Tracker) SetFlag(ctx context.Context, name, value string) error {
 	raw := []byte(value)
-	return t.record(ctx, Event{Op: OpSetFlag, Component: Component{ID: ComponentID{Name: name}, Raw: &raw}})
+	return t.record(ctx, fixed(Event{Op: OpSetFlag, Component: Component{ID: ComponentID{Name: name}, Raw: &raw}}))
 }
 
-// record appends e, extends the register and notifies subscribers.
-func (t *Tracker) record(ctx context.Context, e Event) error {
+// record builds the event from the current state, appends it, extends the
+// register and notifies subscribers. Building, checking and extending all
+// happen under t.mu, so the event describes the state it changes.
+func (t *Tracker) record(ctx context.Context, build func(*State) (Event, error)) error {
+	t.mu.Lock()
+	if err := t.extendLocked(ctx, build); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	deliver := false
+	if len(t.subs) > 0 {
+		t.queue = append(t.queue, slices.Clone(t.head))
+		deliver = !t.busy
+		t.busy = true
+	}
+	t.mu.Unlock()
+	if deliver {
+		t.deliver()
+	}
+	return nil
+}
+
+func (t *Tracker) extendLocked(ctx context.Context, build func(*State) (Event, error)) error {
+	if t.broken != nil {
+		return t.broken
+	}
+	e, err := build(t.state)
+	if err != nil {
+		return err
+	}
+	e = e.clone() // the caller's digest bytes stay the caller's
 	enc, err := e.Encode()
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
 	next := t.state.Clone()
 	if err := next.apply(e); err != nil {
-		t.mu.Unlock()
 		return err
 	}
-	if t.log.Len() >= MaxEvents {
-		t.mu.Unlock()
-		return fmt.Errorf("posture: log longer than %d events", MaxEvents)
+	if err := t.log.canAppend(len(enc)); err != nil {
+		return err
 	}
 	digest := Measure(t.log.alg, enc)
+	newHead := Extend(t.log.alg, t.head, digest)
 	if err := t.reg.Extend(ctx, digest); err != nil {
-		t.mu.Unlock()
-		return fmt.Errorf("posture: extending register: %w", err)
+		// The extend may or may not have happened (a hardware register
+		// behind a timeout). Read the register to find out.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+		got, rerr := t.reg.Read(rctx)
+		cancel()
+		switch {
+		case rerr == nil && bytes.Equal(got, t.head):
+			return fmt.Errorf("posture: extending register: %w", err)
+		case rerr == nil && bytes.Equal(got, newHead):
+			// It did happen: the log must follow.
+		default:
+			t.broken = fmt.Errorf("%w: extend failed (%w) and the register holds an unknown value", ErrRegisterDiverged, err)
+			return t.broken
+		}
 	}
-	// The register moved: the log must follow, whatever else happens.
+	// The register moved: the log must follow. canAppend passed, so this
+	// cannot fail.
 	_ = t.log.append(e, enc)
-	t.head = Extend(t.log.alg, t.head, digest)
+	t.head = newHead
 	t.state = next
-	head := slices.Clone(t.head)
-	subs := make([]func([]byte), 0, len(t.subs))
-	for _, f := range t.subs {
-		subs = append(subs, f)
-	}
-	t.mu.Unlock()
-	for _, f := range subs {
-		f(slices.Clone(head))
-	}
 	return nil
+}
+
+// deliver calls the subscribers with each queued head, in order, until the
+// queue is empty. Only one goroutine delivers at a time (t.busy), so
+// subscribers see heads in the order of the changes and never concurrently,
+// and they may call the Tracker, even to change the posture.
+func (t *Tracker) deliver() {
+	done := false
+	defer func() {
+		if !done { // a subscriber panicked: let the next change deliver
+			t.mu.Lock()
+			t.busy = false
+			t.mu.Unlock()
+		}
+	}()
+	for {
+		t.mu.Lock()
+		if len(t.queue) == 0 {
+			t.busy = false
+			t.mu.Unlock()
+			done = true
+			return
+		}
+		head := t.queue[0]
+		t.queue = t.queue[1:]
+		ids := slices.Sorted(maps.Keys(t.subs))
+		subs := make([]func([]byte), len(ids))
+		for i, id := range ids {
+			subs[i] = t.subs[id]
+		}
+		t.mu.Unlock()
+		for _, f := range subs {
+			f(slices.Clone(head))
+		}
+	}
 }
 
 // Head is the current log head (posture digest).
@@ -214,10 +308,14 @@ func (t *Tracker) State() *State {
 	return t.state.Clone()
 }
 
-// Snapshot returns the log, its head and the state, consistently.
+// Snapshot returns the log, its head and the state, consistently. It fails
+// with [ErrRegisterDiverged] once the register and the log disagree.
 func (t *Tracker) Snapshot() (*Snapshot, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.broken != nil {
+		return nil, t.broken
+	}
 	enc, err := t.log.Encode()
 	if err != nil {
 		return nil, err
@@ -226,8 +324,16 @@ func (t *Tracker) Snapshot() (*Snapshot, error) {
 }
 
 // Subscribe calls f with the new head after every change, until the
-// returned cancel function is called. f runs on the goroutine that made the
-// change, after the change is complete; it must not block for long.
+// returned cancel function is called. Calls come in the order of the
+// changes, one at a time, on the goroutine of a change (not necessarily the
+// one whose change is being reported: while one goroutine is delivering,
+// changes made by others are queued for it). f may call the Tracker, but it
+// should not block for long, since it holds up the notifications of later
+// changes. After cancel returns, f may still be running a call that had
+// started.
+//
+// Use Subscribe to learn that posture changed (for example to re-attest);
+// read the posture hint to send from [Tracker.Head] when sending it.
 func (t *Tracker) Subscribe(f func(head []byte)) (cancel func()) {
 	t.mu.Lock()
 	id := t.nextID

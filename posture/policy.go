@@ -1,0 +1,561 @@
+package posture
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/reattest/reattest/postauth"
+)
+
+// MaxPolicyLen bounds a policy file or document.
+const MaxPolicyLen = 1 << 20
+
+// AnyScope in a permission ceiling allows every scope of that permission.
+const AnyScope = "*"
+
+// Policy is a relying party's posture policy: what an attested agent's
+// posture must look like. It is plain data, loadable from JSON or YAML
+// ([LoadPolicy], [ParsePolicy]; the schema is in docs/posture.md) or built
+// in code. Every rule is optional; a rule that is not set allows anything.
+//
+// Digests are written "sha-256:<hex>", "sha-384:<hex>" or "sha-512:<hex>"
+// (see [ParseDigest]). A Policy is safe for concurrent use as long as
+// nobody modifies it; like a [tls.Config], do not change one after handing
+// it to a middleware.
+type Policy struct {
+	// Models lists the allowed models. A posture's model must match one
+	// entry (same digest, and the same name if the entry names one). If
+	// Models is not empty, a posture without a model is denied. Empty or
+	// nil: any model, or none.
+	Models []ModelRule `json:"models,omitempty" yaml:"models,omitempty"`
+
+	// Tools restricts the enabled tools.
+	Tools ToolRules `json:"tools" yaml:"tools,omitempty"`
+
+	// Templates lists the allowed prompt template digests. If not empty,
+	// the posture's template must have one of them, and a posture without
+	// a template is denied. Empty or nil: any template, or none.
+	Templates []string `json:"templates,omitempty" yaml:"templates,omitempty"`
+
+	// Permissions is a ceiling on runtime permissions: permission name ->
+	// the scopes it may be granted with (AnyScope, "*", allows any scope).
+	// A granted permission missing from the map, or granted a scope outside
+	// its ceiling, is a violation. A nil map sets no ceiling; an empty,
+	// non-nil map ("permissions: {}") allows no permission at all.
+	Permissions map[string][]string `json:"permissions" yaml:"permissions"`
+
+	// Flags are required configuration flag values: flag name -> value. A
+	// flag that is unset or has another value is a violation.
+	Flags map[string]string `json:"flags,omitempty" yaml:"flags,omitempty"`
+
+	// RequirePosture denies a Result whose Evidence carries no posture.
+	// Nil means true if any other rule is set, and false for a policy with
+	// no rules. With RequirePosture explicitly false, a Result without
+	// posture passes and the rules apply only to Results that have one.
+	RequirePosture *bool `json:"require_posture,omitempty" yaml:"require_posture,omitempty"`
+}
+
+// ModelRule is one allowed model.
+type ModelRule struct {
+	// Name, if set, must equal the model's name.
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Digest is the model's digest, for example "sha-256:<64 hex digits>".
+	// Required.
+	Digest string `json:"digest" yaml:"digest"`
+}
+
+// ToolRules restricts the enabled tools. Deny wins over Allow.
+type ToolRules struct {
+	// Allow, if not empty, lists the tools that may be enabled: "name"
+	// allows the tool in any version, "name@sha-256:<hex>" only with that
+	// digest. Every enabled tool must match an entry.
+	Allow []string `json:"allow,omitempty" yaml:"allow,omitempty"`
+	// Deny lists tool names that must not be enabled, whatever their
+	// digest.
+	Deny []string `json:"deny,omitempty" yaml:"deny,omitempty"`
+}
+
+// Violation is one failed policy item. Its String form is a stable,
+// machine-readable token such as "tool:shell forbidden" that names posture
+// items only: it never carries digests or other Evidence bytes, so it is
+// safe to send to the peer ([postauth.Error.Violations]).
+type Violation struct {
+	// Item is the kind of item: "posture", "model", "template", "tool",
+	// "permission" or "flag".
+	Item string
+	// Name is the item's name, or "" if the item is missing altogether.
+	Name string
+	// Problem says what is wrong: "missing", "not allowed", "forbidden",
+	// `scope "admin" exceeds ceiling`, `want "on" got "off"`, `want "on"
+	// unset`.
+	Problem string
+}
+
+// String returns "item:name problem", or "item problem" without a name.
+// A name with characters other than letters, digits and -._~:/@+=,# is
+// quoted (Go syntax), so the first space always ends the name.
+func (v Violation) String() string {
+	if v.Name == "" {
+		return v.Item + " " + v.Problem
+	}
+	return v.Item + ":" + quoteName(v.Name) + " " + v.Problem
+}
+
+func quoteName(s string) string {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~:/@+=,#", r)) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// ErrDenied is the cause (see [errors.Is]) of the error [Policy.Appraise]
+// returns when a posture violates the policy.
+var ErrDenied = errors.New("posture: denied by policy")
+
+// Appraise checks the posture of a verified attestation against p. It has
+// the signature of the middleware's appraisal hook. It returns nil if the
+// posture passes, and otherwise a *[postauth.Error]:
+//
+//   - CodePolicyDenied, reason "posture_denied", with every violation in
+//     Violations (see [Violation.String]) and [ErrDenied] as cause;
+//   - CodeInvalid, reason "posture_invalid", if the Result's posture log
+//     does not replay to its register value (a verifier bug: verification
+//     checks this);
+//   - CodeRequired, reason "no_attestation", for a nil Result;
+//   - CodeUnavailable, reason "policy_invalid", if p itself is invalid
+//     ([Policy.Validate]): a broken policy never lets a request through.
+//
+// A cancelled ctx returns ctx.Err(). A nil *Policy is the empty policy.
+func (p *Policy) Appraise(ctx context.Context, res *postauth.Result) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if res == nil {
+		return postauth.NewError(postauth.CodeRequired, "no_attestation", errors.New("posture: no attestation result"))
+	}
+	c, err := p.compile()
+	if err != nil {
+		return postauth.NewError(postauth.CodeUnavailable, "policy_invalid", err)
+	}
+	st, err := FromResult(res)
+	switch {
+	case errors.Is(err, ErrNoPosture):
+		st = nil
+	case err != nil:
+		return postauth.NewError(postauth.CodeInvalid, "posture_invalid", err)
+	}
+	vs := c.check(st)
+	if len(vs) == 0 {
+		return nil
+	}
+	names := make([]string, len(vs))
+	for i, v := range vs {
+		names[i] = v.String()
+	}
+	return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: "posture_denied", Violations: names, Err: ErrDenied}
+}
+
+// Check returns every item of posture s that violates p, in a fixed order:
+// posture, model, template, tools (by name), permissions (by name, then
+// scope), flags (by name). A nil s stands for "no posture". Nil means s
+// passes. A nil *Policy is the empty policy.
+//
+// Check does not validate p; entries that do not parse (a bad digest)
+// match nothing, so they can only deny. Use [Policy.Validate], or load
+// policies with [LoadPolicy] or [ParsePolicy], which do.
+func (p *Policy) Check(s *State) []Violation {
+	c, _ := p.compile()
+	return c.check(s)
+}
+
+// Validate reports every malformed entry of p: digests with an unknown
+// algorithm or the wrong length, empty or over-long names, non-printable
+// characters.
+func (p *Policy) Validate() error {
+	_, err := p.compile()
+	return err
+}
+
+// hasRules reports whether any rule other than RequirePosture is set.
+func (p *Policy) hasRules() bool {
+	return len(p.Models) > 0 || len(p.Tools.Allow) > 0 || len(p.Tools.Deny) > 0 ||
+		len(p.Templates) > 0 || p.Permissions != nil || len(p.Flags) > 0
+}
+
+type modelRule struct {
+	name   string
+	digest Digest
+}
+
+type toolRule struct {
+	name   string
+	digest *Digest // nil: any digest
+}
+
+// compiled is a Policy with its digests parsed. Each "on" flag is set when
+// the rule was given, even if none of its entries parsed, so that a broken
+// allow list denies rather than allows.
+type compiled struct {
+	requirePosture bool
+	modelsOn       bool
+	models         []modelRule
+	allowOn        bool
+	allow          []toolRule
+	deny           map[string]bool
+	templatesOn    bool
+	templates      []Digest
+	permissions    map[string][]string // nil: no ceiling
+	flags          map[string]string
+}
+
+// compile parses p. It returns the usable rules and, joined, every problem
+// found; an entry with a problem matches nothing.
+func (p *Policy) compile() (*compiled, error) {
+	if p == nil {
+		return &compiled{}, nil
+	}
+	c := &compiled{
+		requirePosture: p.hasRules(),
+		modelsOn:       len(p.Models) > 0,
+		allowOn:        len(p.Tools.Allow) > 0,
+		templatesOn:    len(p.Templates) > 0,
+		permissions:    p.Permissions,
+		flags:          p.Flags,
+		deny:           make(map[string]bool),
+	}
+	if p.RequirePosture != nil {
+		c.requirePosture = *p.RequirePosture
+	}
+	var errs []error
+	bad := func(field string, err error) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, strings.TrimPrefix(err.Error(), "posture: ")))
+	}
+	for i, m := range p.Models {
+		field := fmt.Sprintf("models[%d]", i)
+		if err := checkText("name", m.Name, MaxNameLen, false); err != nil {
+			bad(field+".name", err)
+		}
+		if m.Digest == "" {
+			bad(field+".digest", errors.New("missing (a model is allowed by its digest)"))
+			continue
+		}
+		d, err := ParseDigest(m.Digest)
+		if err != nil {
+			bad(field+".digest", err)
+			continue
+		}
+		c.models = append(c.models, modelRule{name: m.Name, digest: d})
+	}
+	for i, a := range p.Tools.Allow {
+		field := fmt.Sprintf("tools.allow[%d]", i)
+		name, ds, hasDigest := cutToolDigest(a)
+		if err := checkText("tool name", name, MaxNameLen, true); err != nil {
+			bad(field, err)
+			continue
+		}
+		r := toolRule{name: name}
+		if hasDigest {
+			d, err := ParseDigest(ds)
+			if err != nil {
+				bad(field, err)
+				continue
+			}
+			r.digest = &d
+		}
+		c.allow = append(c.allow, r)
+	}
+	for i, d := range p.Tools.Deny {
+		field := fmt.Sprintf("tools.deny[%d]", i)
+		if _, _, hasDigest := cutToolDigest(d); hasDigest {
+			bad(field, errors.New("deny takes tool names only (a denied tool is denied in every version)"))
+			continue
+		}
+		if err := checkText("tool name", d, MaxNameLen, true); err != nil {
+			bad(field, err)
+			continue
+		}
+		c.deny[d] = true
+	}
+	for i, t := range p.Templates {
+		d, err := ParseDigest(t)
+		if err != nil {
+			bad(fmt.Sprintf("templates[%d]", i), err)
+			continue
+		}
+		c.templates = append(c.templates, d)
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.Permissions)) {
+		field := fmt.Sprintf("permissions[%q]", trunc(name))
+		if err := checkText("permission name", name, MaxNameLen, true); err != nil {
+			bad(field, err)
+		}
+		for i, sc := range p.Permissions[name] {
+			if sc == AnyScope {
+				continue
+			}
+			if err := checkText("scope", sc, MaxNameLen, true); err != nil {
+				bad(fmt.Sprintf("%s[%d]", field, i), err)
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.Flags)) {
+		field := fmt.Sprintf("flags[%q]", trunc(name))
+		if err := checkText("flag name", name, MaxNameLen, true); err != nil {
+			bad(field, err)
+		}
+		if err := checkText("flag value", p.Flags[name], MaxValueLen, false); err != nil {
+			bad(field, err)
+		}
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("posture: invalid policy: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// cutToolDigest splits "name@alg:hex" into name and digest text. An "@"
+// introduces a digest only if what follows it contains a ":".
+func cutToolDigest(s string) (name, digest string, ok bool) {
+	i := strings.LastIndexByte(s, '@')
+	if i < 0 || !strings.Contains(s[i+1:], ":") {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+func (c *compiled) check(s *State) []Violation {
+	if s == nil {
+		if c.requirePosture {
+			return []Violation{{Item: "posture", Problem: "missing"}}
+		}
+		return nil
+	}
+	var out []Violation
+	if c.modelsOn {
+		switch {
+		case s.Model == nil:
+			out = append(out, Violation{Item: "model", Problem: "missing"})
+		case !slices.ContainsFunc(c.models, func(r modelRule) bool {
+			return (r.name == "" || r.name == s.Model.Name) && r.digest.Equal(s.Model.Digest)
+		}):
+			out = append(out, Violation{Item: "model", Name: s.Model.Name, Problem: "not allowed"})
+		}
+	}
+	if c.templatesOn {
+		switch {
+		case s.Template == nil:
+			out = append(out, Violation{Item: "template", Problem: "missing"})
+		case !slices.ContainsFunc(c.templates, s.Template.Digest.Equal):
+			out = append(out, Violation{Item: "template", Name: s.Template.Name, Problem: "not allowed"})
+		}
+	}
+	for _, t := range sortedBy(s.Tools, func(t Tool) string { return t.Name }) {
+		switch {
+		case c.deny[t.Name]:
+			out = append(out, Violation{Item: "tool", Name: t.Name, Problem: "forbidden"})
+		case c.allowOn && !slices.ContainsFunc(c.allow, func(r toolRule) bool {
+			return r.name == t.Name && (r.digest == nil || r.digest.Equal(t.Digest))
+		}):
+			out = append(out, Violation{Item: "tool", Name: t.Name, Problem: "not allowed"})
+		}
+	}
+	if c.permissions != nil {
+		for _, p := range sortedBy(s.Permissions, func(p Permission) string { return p.Name }) {
+			ceiling, ok := c.permissions[p.Name]
+			if !ok {
+				out = append(out, Violation{Item: "permission", Name: p.Name, Problem: "not allowed"})
+				continue
+			}
+			if slices.Contains(ceiling, AnyScope) {
+				continue
+			}
+			for _, sc := range slices.Sorted(slices.Values(p.Scopes)) {
+				if !slices.Contains(ceiling, sc) {
+					out = append(out, Violation{Item: "permission", Name: p.Name, Problem: fmt.Sprintf("scope %q exceeds ceiling", sc)})
+				}
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.flags)) {
+		want := c.flags[name]
+		got, ok := s.Flags[name]
+		switch {
+		case !ok:
+			out = append(out, Violation{Item: "flag", Name: name, Problem: fmt.Sprintf("want %q unset", want)})
+		case got != want:
+			out = append(out, Violation{Item: "flag", Name: name, Problem: fmt.Sprintf("want %q got %q", want, got)})
+		}
+	}
+	return out
+}
+
+// sortedBy returns s sorted by key (a copy if s is not sorted already), so
+// that Check's order does not depend on how the State was built.
+func sortedBy[T any](s []T, key func(T) string) []T {
+	cmp := func(a, b T) int { return strings.Compare(key(a), key(b)) }
+	if slices.IsSortedFunc(s, cmp) {
+		return s
+	}
+	return slices.SortedStableFunc(slices.Values(s), cmp)
+}
+
+// LoadPolicy reads a policy file, JSON if its name ends in ".json" and YAML
+// if it ends in ".yaml" or ".yml", and parses it with [ParsePolicy].
+func LoadPolicy(path string) (*Policy, error) {
+	var format string
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json":
+		format = "json"
+	case ".yaml", ".yml":
+		format = "yaml"
+	default:
+		return nil, fmt.Errorf("posture: policy file %q: unknown extension (want .json, .yaml or .yml)", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("posture: policy file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxPolicyLen+1))
+	if err != nil {
+		return nil, fmt.Errorf("posture: policy file %q: %w", path, err)
+	}
+	p, err := ParsePolicy(data, format)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return p, nil
+}
+
+// ParsePolicy parses a policy document in format "json" or "yaml" (also
+// "yml") and validates it ([Policy.Validate]). Parsing is strict: unknown
+// fields, duplicate keys (in JSON, also field names differing only in
+// case, which encoding/json would merge), trailing data, a second YAML
+// document, a document that is not an object, and documents over
+// MaxPolicyLen bytes are errors.
+func ParsePolicy(data []byte, format string) (*Policy, error) {
+	if len(data) > MaxPolicyLen {
+		return nil, fmt.Errorf("posture: policy larger than %d bytes", MaxPolicyLen)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("posture: empty policy")
+	}
+	var p Policy
+	switch strings.ToLower(format) {
+	case "json":
+		if err := checkJSONKeys(data); err != nil {
+			return nil, fmt.Errorf("posture: policy JSON: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			return nil, fmt.Errorf("posture: policy JSON: %w", err)
+		}
+	case "yaml", "yml":
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return nil, fmt.Errorf("posture: policy YAML: %w", err)
+		}
+		if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+			return nil, errors.New("posture: policy YAML: the document must be a mapping")
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&p); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, errors.New("posture: empty policy")
+			}
+			return nil, fmt.Errorf("posture: policy YAML: %w", err)
+		}
+		var extra yaml.Node
+		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+			return nil, errors.New("posture: policy YAML: more than one document")
+		}
+	default:
+		return nil, fmt.Errorf("posture: unknown policy format %q (want json or yaml)", format)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// checkJSONKeys walks one JSON object and fails on duplicate keys and on
+// anything after the object. encoding/json alone would keep the last of two
+// "deny" lists and silently drop the first; it also matches field names
+// case-insensitively, so in objects that decode into structs keys that
+// differ only in case are duplicates too. The permissions and flags maps
+// compare keys exactly, as their names are case-sensitive.
+func checkJSONKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil {
+		return err
+	} else if tok != json.Delim('{') {
+		return errors.New("the policy must be a JSON object")
+	}
+	type frame struct {
+		object  bool
+		fold    bool // keys are struct field names, matched case-insensitively
+		keys    map[string]bool
+		atKey   bool   // in an object, the next token is a key
+		lastKey string // in an object, the key of the value being read
+	}
+	newObject := func(fold bool) *frame {
+		return &frame{object: true, fold: fold, keys: make(map[string]bool), atKey: true}
+	}
+	stack := []*frame{newObject(true)}
+	for len(stack) > 0 {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		top := stack[len(stack)-1]
+		if top.object && top.atKey {
+			if tok == json.Delim('}') {
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			key, _ := tok.(string)
+			k := key
+			if top.fold {
+				k = strings.ToLower(key)
+			}
+			if top.keys[k] {
+				return fmt.Errorf("duplicate key %q", trunc(key))
+			}
+			top.keys[k] = true
+			top.atKey, top.lastKey = false, strings.ToLower(key)
+			continue
+		}
+		if top.object {
+			top.atKey = true // tok is a value; a key comes next
+		}
+		switch tok {
+		case json.Delim('{'):
+			isMap := len(stack) == 1 && (top.lastKey == "permissions" || top.lastKey == "flags")
+			stack = append(stack, newObject(!isMap))
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the policy object")
+	}
+	return nil
+}
