@@ -323,8 +323,12 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		if l.Alg() != alg {
 			return nil, evidenceErr("posture_invalid", errors.New("softeat: posture log and register hash differ"))
 		}
-		if _, err := posture.Verify(c.Posture.Log, c.Posture.Head.Value); err != nil {
+		head, _, err := l.Replay()
+		if err != nil {
 			return nil, evidenceErr("posture_invalid", err)
+		}
+		if !bytes.Equal(head, c.Posture.Head.Value) {
+			return nil, evidenceErr("posture_invalid", posture.ErrHeadMismatch)
 		}
 		app.PostureHead = c.Posture.Head.Value
 		app.PostureLog = c.Posture.Log
