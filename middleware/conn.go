@@ -217,9 +217,3 @@ func (f *fallbackCache) get(id string, now time.Time) *connState {
 	}
 	return st
 }
-
-func (f *fallbackCache) len() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.ll.Len()
-}

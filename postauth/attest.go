@@ -156,9 +156,6 @@ func (r *Result) PostureHead() []byte { return slices.Clone(r.postureHead) }
 // PostureLog is the verified posture log (package posture decodes it), or nil.
 func (r *Result) PostureLog() []byte { return slices.Clone(r.postureLog) }
 
-// postureHeadEqual reports whether the posture head equals h, without copying.
-func (r *Result) postureHeadEqual(h []byte) bool { return string(r.postureHead) == string(h) }
-
 // ValidAt reports whether the result may still be relied on at t, given a
 // maximum age counted from AttestedAt (maxAge <= 0: no age limit).
 func (r *Result) ValidAt(t time.Time, maxAge time.Duration) bool {

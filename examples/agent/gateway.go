@@ -22,15 +22,14 @@ import (
 // gatewayConfig is where the gateway's credentials come from (empty paths:
 // the embedded demo assets).
 type gatewayConfig struct {
-	listen      string
-	certFile    string
-	keyFile     string
-	caFile      string
-	attPubFile  string // trusted agent attestation key
-	attKeyFile  string // the gateway's own attestation key (server attests)
-	policyFile  string // posture policy for payments
-	configTTL   time.Duration
-	logRequests bool
+	listen     string
+	certFile   string
+	keyFile    string
+	caFile     string
+	attPubFile string // trusted agent attestation key
+	attKeyFile string // the gateway's own attestation key (server attests)
+	policyFile string // posture policy for payments
+	configTTL  time.Duration
 }
 
 // gateway is a gin API gateway for AI agents with three routes:

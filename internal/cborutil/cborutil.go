@@ -32,7 +32,7 @@ func init() {
 		MaxArrayElements:  4096,
 		MaxMapPairs:       256,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		IntDec:            cbor.IntDecConvertSigned,
+		IntDec:            cbor.IntDecConvertSignedOrFail,
 	}
 	if Dec, err = opts.DecMode(); err != nil {
 		panic(err)
