@@ -607,3 +607,35 @@ func TestNewChannelRefusesNonTLS13(t *testing.T) {
 		}
 	})
 }
+
+// The exporter labels are the sender's: an authenticator for the right
+// request, signed with the right key, but made with the other role's labels
+// fails. (With reflection, the request type byte differs too; this isolates
+// the labels.)
+func TestRoleLabelsBind(t *testing.T) {
+	e := newEnv(t)
+	req, _ := e.clientReqr.NewRequest("", nil)
+	reqBytes, _ := req.Marshal()
+	ev, _ := e.attester.Attest(context.Background(), postauth.Challenge{
+		Binder: mustBinder(t, e.serverCh, e.serverID.SPKI(), req.Context), KeyHash: e.serverCh.KeyHash(e.serverID.SPKI()),
+		Hash: e.serverCh.Hash(), Context: req.Context, Role: postauth.RoleServer,
+	})
+	signer := e.ep.ServerCert.PrivateKey.(crypto.Signer)
+	entries := []forgedEntry{{der: e.ep.ServerCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}
+	wrong := newForger(t, e.ep.Server).build(t, postauth.RoleClient, reqBytes, req.Context, entries, signer)
+	_, err := e.clientReqr.Verify(context.Background(), wrong, "", nil, e.policy())
+	wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+
+	// The same with the server's labels verifies: only the labels differed.
+	req, _ = e.clientReqr.NewRequest("", nil)
+	reqBytes, _ = req.Marshal()
+	ev, _ = e.attester.Attest(context.Background(), postauth.Challenge{
+		Binder: mustBinder(t, e.serverCh, e.serverID.SPKI(), req.Context), KeyHash: e.serverCh.KeyHash(e.serverID.SPKI()),
+		Hash: e.serverCh.Hash(), Context: req.Context, Role: postauth.RoleServer,
+	})
+	entries = []forgedEntry{{der: e.ep.ServerCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}
+	right := newForger(t, e.ep.Server).build(t, postauth.RoleServer, reqBytes, req.Context, entries, signer)
+	if _, err := e.clientReqr.Verify(context.Background(), right, "", nil, e.policy()); err != nil {
+		t.Fatalf("server labels: %v", err)
+	}
+}

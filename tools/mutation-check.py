@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+# Mutation check: removes each security check in turn and runs the tests
+# that must catch it; every mutation must be KILLED (tests fail). Run from
+# the repository root: python3 tools/mutation-check.py (about 2 minutes).
+import subprocess, sys
+muts = [
+ ("finished check", "postauth/authenticator.go", "if !hmac.Equal(finishedMAC(keys, c.hash, t.add(a.rawCertificateVerify)), a.Finished) {", "if false && !hmac.Equal(finishedMAC(keys, c.hash, t.add(a.rawCertificateVerify)), a.Finished) {", "./postauth", "TestAttackTamper|TestAttackRelay"),
+ ("signature check", "postauth/authenticator.go", "if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil {", "if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); false && err != nil {", "./postauth", "TestAttackForgedSignature"),
+ ("postauth binder compare", "postauth/attest.go", "if subtle.ConstantTimeCompare(app.Nonce, binder) != 1 {", "if false {", "./postauth", "TestCarelessVerifierCannotPass"),
+ ("postauth keyhash compare", "postauth/attest.go", "if subtle.ConstantTimeCompare(app.KeyHash, keyHash) != 1 {", "if false {", "./postauth", "TestCarelessVerifierCannotPass"),
+ ("softeat binder compare", "postauth/softeat/softeat.go", "if !bytes.Equal(nonce, ch.Binder) {", "if false {", "./postauth/softeat", "TestVerifierRejects"),
+ ("softeat keyhash compare", "postauth/softeat/softeat.go", "if posture.AlgHash(c.KeyHash.Alg) != ch.Hash || !bytes.Equal(c.KeyHash.Value, ch.KeyHash) {", "if false {", "./postauth/softeat", "TestVerifierRejects"),
+ ("single use", "postauth/requester.go", "r.pending = append(r.pending[:i], r.pending[i+1:]...)\n\t\t\t\tcopy(", "_ = i\n\t\t\t\tcopy(", "./postauth ./middleware", "TestAttackReplay"),
+ ("context expiry", "postauth/requester.go", "if !r.now().Before(pr.expires) {", "if false {", "./postauth", "TestContextExpires"),
+ ("operation binding", "postauth/requester.go", "if !bytes.Equal(want[NonceLen:], binding) {\n\t\t\treturn nil, invalid(\"operation_mismatch\", ErrOperationMismatch)", "if false {\n\t\t\treturn nil, invalid(\"operation_mismatch\", ErrOperationMismatch)", "./postauth ./middleware", "TestAttackOperationSwap"),
+ ("offered extensions", "postauth/authenticator.go", "if _, ok := req.Extension(x.Type); !ok {\n\t\t\t\treturn nil, invalid(\"unsupported_extension\"", "if false {\n\t\t\t\treturn nil, invalid(\"unsupported_extension\"", "./postauth", "TestAttestationNotOffered"),
+ ("attestation offered in request", "postauth/attest.go", "if offer, ok := req.Extension(extType); !ok || len(offer) != 0 {\n\t\treturn nil, invalid(", "if false {\n\t\treturn nil, invalid(", "./postauth", "TestAttestationNotOffered"),
+ ("cmw only in end entity", "postauth/attest.go", "if i != 0 {", "if false {", "./postauth", "TestAttestationOnlyInEndEntity"),
+ ("same peer key", "postauth/authenticator.go", "if !bytes.Equal(c.peer.RawSubjectPublicKeyInfo, v.Leaf.RawSubjectPublicKeyInfo) {", "if false {", "./postauth", "TestKeyTrust"),
+ ("verified peer only", "postauth/channel.go", "if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 {", "if len(cs.PeerCertificates) > 0 {", "./postauth", "TestUnverifiedPeerCertificateIsNoIdentity"),
+ ("role labels", "postauth/channel.go", "if role == RoleServer {\n\t\thcLabel, fkLabel = labelServerHandshakeContext, labelServerFinishedKey", "if false {\n\t\thcLabel, fkLabel = labelServerHandshakeContext, labelServerFinishedKey", "./postauth", "TestRoleLabelsBind"),
+ ("role check", "postauth/authenticator.go", "if responder != role {", "if false {", "./postauth", "TestAttackReflection"),
+ ("posture hint", "middleware/guard.go", "case !hintMatches(r.Header.Get(wire.HeaderPosture), c):", "case false:", "./middleware", "TestPostureHintChangeRechallenges"),
+ ("max age", "middleware/guard.go", "case !c.res.ValidAt(g.cfg.now(), rt.MaxAge):", "case false:", "./middleware", "TestMaxAgeExpiry"),
+ ("too early", "middleware/guard.go", "if r.TLS != nil && !r.TLS.HandshakeComplete {\n\t\t// TLS early", "if false {\n\t\t// TLS early", "./middleware", "TestTooEarly"),
+ ("policy appraise", "middleware/guard.go", "if err == nil && rt.Appraise != nil {", "if false {", "./middleware", "TestPolicyDenial|TestForbiddenTool|TestLying"),
+ ("posture log replay", "postauth/softeat/softeat.go", "if !bytes.Equal(head, c.Posture.Head.Value) {", "if false {", "./posture ./postauth/softeat", "TestEvidence|TestVerifierRejects"),
+ ("fail closed on unavailable", "middleware/guard.go", "\tres, err := reqr.Verify(ctx, raw, \"\", binding, rt.policy)\n", "\tres, err := reqr.Verify(ctx, raw, \"\", binding, rt.policy)\n\tif postauth.CodeOf(err) == postauth.CodeUnavailable { next.ServeHTTP(w, r); return }\n", "./middleware", "TestVerifierDownOrSlow"),
+]
+fails = 0
+for name, path, a, b, pkgs, run in muts:
+    src = open(path).read()
+    if a not in src:
+        print("NOT FOUND:", name); fails += 1; continue
+    open(path, "w").write(src.replace(a, b, 1))
+    try:
+        r = subprocess.run("go test -count=1 -run '%s' %s" % (run, pkgs), shell=True, capture_output=True, text=True, timeout=300)
+        killed = r.returncode != 0
+        print(("KILLED  " if killed else "SURVIVED"), name)
+        if not killed: fails += 1
+    finally:
+        open(path, "w").write(src)
+sys.exit(1 if fails else 0)
