@@ -58,13 +58,12 @@ type Transport struct {
 	now           func() time.Time
 	maxConns      int
 
-	hint      atomic.Pointer[string] // encoded posture head
-	unsub     func()
-	mu        sync.Mutex // guards hosts, learned, closed
-	hosts     map[string]*hostConns
-	learned   map[routeKey]string
-	closed    bool
-	dialCount atomic.Int64
+	hint    atomic.Pointer[string] // encoded posture head
+	unsub   func()
+	mu      sync.Mutex // guards hosts, learned, closed
+	hosts   map[string]*hostConns
+	learned map[routeKey]string
+	closed  bool
 }
 
 type hostConns struct {
@@ -240,7 +239,7 @@ func (t *Transport) getConn(ctx context.Context, addr string) (c *conn, reserved
 			h = &hostConns{}
 			t.hosts[addr] = h
 		}
-		pick, leastBusy := h.pick()
+		pick, leastBusy := h.pick(t.now(), t.base.IdleConnTimeout)
 		if pick != nil {
 			t.mu.Unlock()
 			return pick, true, nil
@@ -282,12 +281,13 @@ func (t *Transport) getConn(ctx context.Context, addr string) (c *conn, reserved
 	}
 }
 
-// pick drops dead connections and returns one with a slot reserved, or
-// else the least busy one.
-func (h *hostConns) pick() (pick, leastBusy *conn) {
+// pick drops dead and long-idle connections and returns one with a slot
+// reserved, or else the least busy one.
+func (h *hostConns) pick(now time.Time, idleTimeout time.Duration) (pick, leastBusy *conn) {
 	kept := h.conns[:0]
 	for _, c := range h.conns {
-		if c.cc.Err() != nil {
+		idle := c.idleSince.Load()
+		if c.cc.Err() != nil || (idleTimeout > 0 && idle != 0 && c.cc.InFlight() == 0 && now.Sub(time.Unix(0, idle)) > idleTimeout) {
 			c.cc.Close()
 			continue
 		}
@@ -315,17 +315,24 @@ func (t *Transport) dial(ctx context.Context, addr string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := &conn{t: t, cc: cc, addr: addr}
+	// A connection that cannot carry attestation (TLS 1.2, a handshake the
+	// trace did not see) still serves ordinary requests; answering a
+	// challenge on it fails with chErr.
 	if state == nil {
-		cc.Close()
-		return nil, errors.New("transports: TLS handshake not observed (custom DialTLSContext?); cannot bind attestation to the connection")
+		c.chErr = errors.New("transports: TLS handshake not observed (custom DialTLSContext?); cannot bind attestation to the connection")
+	} else if c.ch, err = postauth.NewChannel(state); err != nil {
+		c.chErr = fmt.Errorf("transports: %s: %w", addr, err)
 	}
-	ch, err := postauth.NewChannel(state)
-	if err != nil {
-		cc.Close()
-		return nil, fmt.Errorf("transports: %s: %w", addr, err)
-	}
-	t.dialCount.Add(1)
-	return &conn{t: t, cc: cc, ch: ch, addr: addr}, nil
+	c.idleSince.Store(t.now().UnixNano())
+	cc.SetStateHook(func(cc *http.ClientConn) {
+		if cc.InFlight() == 0 {
+			c.idleSince.Store(t.now().UnixNano())
+		} else {
+			c.idleSince.Store(0)
+		}
+	})
+	return c, nil
 }
 
 // learn remembers that a route needs attestation in mode.
@@ -353,10 +360,14 @@ func (t *Transport) emit(e Event) {
 
 // conn is one pinned connection and the attestation state on it.
 type conn struct {
-	t    *Transport
-	cc   *http.ClientConn
-	ch   *postauth.Channel
-	addr string
+	t     *Transport
+	cc    *http.ClientConn
+	ch    *postauth.Channel // nil if the connection cannot carry attestation
+	chErr error             // why ch is nil
+	addr  string
+	// idleSince is when the connection last had no request in flight (Unix
+	// nanoseconds), 0 while busy.
+	idleSince atomic.Int64
 
 	mu sync.Mutex // guards everything below
 	// pre-armed requests from the server
@@ -487,6 +498,9 @@ func (c *conn) answerAndRetry(req *http.Request, encReq string, hint string, cha
 // on this connection. For an operation template, the context is completed
 // with req's operation digest.
 func (c *conn) answer(req *http.Request, raw []byte, template bool, body []byte) ([]byte, error) {
+	if c.ch == nil {
+		return nil, c.chErr
+	}
 	areq, err := postauth.ParseRequest(raw)
 	if err != nil {
 		return nil, fmt.Errorf("transports: bad Attestation-Request: %w", err)
@@ -719,6 +733,10 @@ func (c *conn) ensureServerAttested(ctx context.Context, req *http.Request) erro
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+		}
+		if c.ch == nil {
+			c.mu.Unlock()
+			return fmt.Errorf("%w: %w", ErrServerNotAttested, c.chErr)
 		}
 		f := &flight{done: make(chan struct{})}
 		c.serverFlight = f

@@ -1,0 +1,167 @@
+package transports_test
+
+import (
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reattest/reattest/internal/testpki"
+	"github.com/reattest/reattest/middleware"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/softeat"
+	"github.com/reattest/reattest/transports"
+)
+
+type gw struct {
+	pki    *testpki.PKI
+	srv    *httptest.Server
+	attKey crypto.Signer
+	agent  tls.Certificate
+}
+
+func newGateway(t *testing.T, tls12 bool) *gw {
+	t.Helper()
+	pki := testpki.New(t)
+	attKey := testpki.NewKey(t)
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	guard, err := middleware.New(v, middleware.WithRoute("PUT /config", middleware.Route{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	srv := httptest.NewUnstartedServer(guard.Middleware(mux))
+	srv.EnableHTTP2 = true
+	srv.TLS = pki.ServerConfig(pki.Issue(t, "localhost", true, nil))
+	if tls12 {
+		srv.TLS.MinVersion, srv.TLS.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+		srv.EnableHTTP2 = false
+	}
+	middleware.ConfigureServer(srv.Config)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return &gw{pki: pki, srv: srv, attKey: attKey, agent: pki.Issue(t, "agent", false, nil)}
+}
+
+func (g *gw) transport(t *testing.T, withAttester bool, opts ...transports.Option) *transports.Transport {
+	t.Helper()
+	base := &http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent)}
+	base.TLSClientConfig.MinVersion = tls.VersionTLS12
+	if withAttester {
+		att, _ := softeat.NewAttester(g.attKey, nil)
+		id, _ := postauth.IdentityFromTLS(&g.agent)
+		opts = append(opts, transports.WithAttester(id, att, nil))
+	}
+	tr, err := transports.New(base, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+func put(c *http.Client, url string) (*http.Response, error) {
+	req, _ := http.NewRequest("PUT", url, strings.NewReader("x"))
+	resp, err := c.Do(req)
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+func TestTLS12ServesPlainRequestsOnly(t *testing.T) {
+	g := newGateway(t, true)
+	c := &http.Client{Transport: g.transport(t, true)}
+	resp, err := c.Get(g.srv.URL + "/search")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("plain request over TLS 1.2: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// The server cannot challenge on TLS 1.2: a 401 without a request.
+	resp, err = put(c, g.srv.URL+"/config")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(middleware.HeaderAttestationRequest) != "" {
+		t.Fatalf("protected request over TLS 1.2: %v %v", resp, err)
+	}
+}
+
+func TestNoAttester(t *testing.T) {
+	g := newGateway(t, false)
+	c := &http.Client{Transport: g.transport(t, false)}
+	if _, err := put(c, g.srv.URL+"/config"); !errors.Is(err, transports.ErrNoAttester) {
+		t.Fatalf("want ErrNoAttester, got %v", err)
+	}
+}
+
+func TestPlainHTTPGoesToBase(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "plain") }))
+	defer srv.Close()
+	tr, err := transports.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "plain" || tr.Conns() != 0 {
+		t.Fatalf("%q, %d pinned connections", b, tr.Conns())
+	}
+}
+
+func TestIdleConnectionsClosed(t *testing.T) {
+	g := newGateway(t, false)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	base := &http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent), IdleConnTimeout: time.Minute}
+	att, _ := softeat.NewAttester(g.attKey, nil)
+	id, _ := postauth.IdentityFromTLS(&g.agent)
+	tr, _ := transports.New(base, transports.WithAttester(id, att, nil), transports.WithClock(clock))
+	defer tr.Close()
+	c := &http.Client{Transport: tr}
+	if resp, err := put(c, g.srv.URL+"/config"); err != nil || resp.StatusCode != 200 {
+		t.Fatal(resp, err)
+	}
+	if tr.Conns() != 1 {
+		t.Fatalf("conns = %d", tr.Conns())
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	// The next request finds the idle connection expired and dials anew.
+	if resp, err := put(c, g.srv.URL+"/config"); err != nil || resp.StatusCode != 200 {
+		t.Fatal(resp, err)
+	}
+	if tr.Conns() != 1 {
+		t.Fatalf("conns = %d after idle expiry, want 1 (the old one closed)", tr.Conns())
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := transports.New(nil, transports.WithAttester(nil, &softeat.Attester{}, nil)); err == nil {
+		t.Error("attester without identity accepted")
+	}
+	if _, err := transports.New(nil, transports.WithServerAttestation(func(*http.Request) bool { return true }, nil, time.Minute)); err == nil {
+		t.Error("server attestation without a policy accepted")
+	}
+}
+
+func TestClosed(t *testing.T) {
+	g := newGateway(t, false)
+	tr := g.transport(t, true)
+	tr.Close()
+	if _, err := (&http.Client{Transport: tr}).Get(g.srv.URL + "/search"); !errors.Is(err, transports.ErrClosed) {
+		t.Fatalf("want ErrClosed, got %v", err)
+	}
+}
