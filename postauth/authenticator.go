@@ -212,16 +212,31 @@ func (c *Channel) Refuse(role Role, req *Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	mac, err := c.refusalMAC(role, reqBytes, req.Context)
+	if err != nil {
+		return nil, err
+	}
+	return marshalFinished(mac), nil
+}
+
+// refusalMAC is the Finished MAC of an empty authenticator sent by role for
+// the encoded request reqBytes with the given context: HMAC over
+// Hash(Handshake Context || request || Certificate(context, no entries)).
+func (c *Channel) refusalMAC(role Role, reqBytes, context []byte) ([]byte, error) {
 	keys, err := c.keysFor(role)
 	if err != nil {
 		return nil, err
 	}
-	emptyCert, err := marshalCertificate(req.Context, nil)
+	emptyCert, err := marshalCertificate(context, nil)
 	if err != nil {
 		return nil, err
 	}
 	t := c.newTranscript(keys, reqBytes)
-	return marshalFinished(finishedMAC(keys, c.hash, t.add(emptyCert))), nil
+	return finishedMAC(keys, c.hash, t.add(emptyCert)), nil
+}
+
+func errRefused() *Error {
+	return &Error{Code: CodeRequired, Reason: "attestation_refused", Err: ErrRefused}
 }
 
 func checkRequestRole(role Role, req *Request) ([]byte, error) {
@@ -331,21 +346,21 @@ func (c *Channel) validateParsed(role Role, req *Request, a *Authenticator, opts
 	if err != nil {
 		return nil, err
 	}
+	if a.Empty() {
+		mac, err := c.refusalMAC(role, reqBytes, req.Context)
+		if err != nil {
+			return nil, err
+		}
+		if !hmac.Equal(mac, a.Finished) {
+			return nil, invalid("bad_finished", ErrBadFinished)
+		}
+		return nil, errRefused()
+	}
 	keys, err := c.keysFor(role)
 	if err != nil {
 		return nil, err
 	}
 	t := c.newTranscript(keys, reqBytes)
-	if a.Empty() {
-		emptyCert, err := marshalCertificate(req.Context, nil)
-		if err != nil {
-			return nil, err
-		}
-		if !hmac.Equal(finishedMAC(keys, c.hash, t.add(emptyCert)), a.Finished) {
-			return nil, invalid("bad_finished", ErrBadFinished)
-		}
-		return nil, &Error{Code: CodeRequired, Reason: "attestation_refused", Err: ErrRefused}
-	}
 	if !bytes.Equal(a.Context, req.Context) {
 		return nil, invalid("context_mismatch", ErrContextMismatch)
 	}

@@ -278,10 +278,6 @@ func (r *Requester) Verify(ctx context.Context, raw []byte, scope string, bindin
 // refusal matches an empty authenticator against the pending requests (it
 // carries no context, only a MAC over one) and consumes the one it answers.
 func (r *Requester) refusal(a *Authenticator) error {
-	keys, err := r.ch.keysFor(r.peer)
-	if err != nil {
-		return err
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, p := range r.pending {
@@ -290,14 +286,13 @@ func (r *Requester) refusal(a *Authenticator) error {
 		if err != nil {
 			continue
 		}
-		emptyCert, err := marshalCertificate(p.context, nil)
+		mac, err := r.ch.refusalMAC(r.peer, reqBytes, p.context)
 		if err != nil {
-			continue
+			return err
 		}
-		t := r.ch.newTranscript(keys, reqBytes)
-		if hmac.Equal(finishedMAC(keys, r.ch.hash, t.add(emptyCert)), a.Finished) {
+		if hmac.Equal(mac, a.Finished) {
 			r.pending = append(r.pending[:i], r.pending[i+1:]...)
-			return &Error{Code: CodeRequired, Reason: "attestation_refused", Err: ErrRefused}
+			return errRefused()
 		}
 	}
 	return invalid("bad_finished", ErrBadFinished)

@@ -95,6 +95,33 @@ func (s *State) Clone() *State {
 	return c
 }
 
+func toolName(t Tool) string             { return t.Name }
+func permissionName(p Permission) string { return p.Name }
+
+// upsert puts v into s, sorted by name, replacing an item of the same name.
+func upsert[T any](s []T, v T, name func(T) string) []T {
+	i, found := slices.BinarySearchFunc(s, name(v), func(x T, n string) int { return cmpString(name(x), n) })
+	if found {
+		s[i] = v
+		return s
+	}
+	return slices.Insert(s, i, v)
+}
+
+// remove deletes the item called n from s, sorted by name. An emptied list
+// becomes nil: one representation of "none", whatever the history.
+func remove[T any](s []T, n string, name func(T) string) ([]T, bool) {
+	i, found := slices.BinarySearchFunc(s, n, func(x T, n string) int { return cmpString(name(x), n) })
+	if !found {
+		return s, false
+	}
+	s = slices.Delete(s, i, i+1)
+	if len(s) == 0 {
+		s = nil
+	}
+	return s, true
+}
+
 // apply changes s by one event. It rejects events that make no sense in the
 // current state (disabling a tool that is not enabled, revoking a permission
 // that was not granted).
@@ -104,21 +131,11 @@ func (s *State) apply(e Event) error {
 	case OpSetModel:
 		s.Model = &Model{Name: c.ID.Name, Version: c.ID.Version, Digest: c.Digest.clone()}
 	case OpEnableTool:
-		t := Tool{Name: c.ID.Name, Version: c.ID.Version, Digest: c.Digest.clone()}
-		i, found := slices.BinarySearchFunc(s.Tools, t.Name, func(t Tool, n string) int { return cmpString(t.Name, n) })
-		if found {
-			s.Tools[i] = t
-		} else {
-			s.Tools = slices.Insert(s.Tools, i, t)
-		}
+		s.Tools = upsert(s.Tools, Tool{Name: c.ID.Name, Version: c.ID.Version, Digest: c.Digest.clone()}, toolName)
 	case OpDisableTool:
-		i, found := slices.BinarySearchFunc(s.Tools, c.ID.Name, func(t Tool, n string) int { return cmpString(t.Name, n) })
-		if !found {
+		var ok bool
+		if s.Tools, ok = remove(s.Tools, c.ID.Name, toolName); !ok {
 			return fmt.Errorf("posture: disable-tool %q: not enabled", c.ID.Name)
-		}
-		s.Tools = slices.Delete(s.Tools, i, i+1)
-		if len(s.Tools) == 0 {
-			s.Tools = nil // one representation of "none", whatever the history
 		}
 	case OpSetTemplate:
 		s.Template = &Template{Name: c.ID.Name, Digest: c.Digest.clone()}
@@ -127,21 +144,11 @@ func (s *State) apply(e Event) error {
 		if err != nil {
 			return err
 		}
-		p := Permission{Name: c.ID.Name, Scopes: scopes}
-		i, found := slices.BinarySearchFunc(s.Permissions, p.Name, func(p Permission, n string) int { return cmpString(p.Name, n) })
-		if found {
-			s.Permissions[i] = p
-		} else {
-			s.Permissions = slices.Insert(s.Permissions, i, p)
-		}
+		s.Permissions = upsert(s.Permissions, Permission{Name: c.ID.Name, Scopes: scopes}, permissionName)
 	case OpRevoke:
-		i, found := slices.BinarySearchFunc(s.Permissions, c.ID.Name, func(p Permission, n string) int { return cmpString(p.Name, n) })
-		if !found {
+		var ok bool
+		if s.Permissions, ok = remove(s.Permissions, c.ID.Name, permissionName); !ok {
 			return fmt.Errorf("posture: revoke %q: not granted", c.ID.Name)
-		}
-		s.Permissions = slices.Delete(s.Permissions, i, i+1)
-		if len(s.Permissions) == 0 {
-			s.Permissions = nil
 		}
 	case OpSetFlag:
 		if s.Flags == nil {
