@@ -101,3 +101,11 @@ func WithClock(now func() time.Time) Option {
 func WithMaxConnsPerHost(n int) Option {
 	return func(t *Transport) { t.maxConns = n }
 }
+
+// WithDialer makes the Transport open its connections with d instead of the
+// base transport's NewClientConn (for example HTTP/3 connections, see
+// package transports/h3). The base transport still carries requests that
+// are not https.
+func WithDialer(d DialFunc) Option {
+	return func(t *Transport) { t.dialer = d }
+}

@@ -21,6 +21,30 @@ import (
 	"github.com/reattest/reattest/postauth"
 )
 
+// Conn is one connection the Transport pins requests to: a challenge is
+// answered with its exporter and the retry goes on it. *http.ClientConn
+// implements it; package transports/h3 adapts HTTP/3 connections.
+type Conn interface {
+	RoundTrip(*http.Request) (*http.Response, error)
+	// Reserve reserves a request slot, or fails if the connection is busy
+	// or closed; Release gives an unused reservation back (see
+	// http.ClientConn).
+	Reserve() error
+	Release()
+	// InFlight counts requests in flight, reservations included.
+	InFlight() int
+	// Err is non-nil once the connection cannot be used any more.
+	Err() error
+	Close() error
+}
+
+var _ Conn = (*http.ClientConn)(nil)
+
+// DialFunc opens a new connection to addr ("host:port") and returns it with
+// the TLS state of its completed handshake (it must not return before the
+// handshake completes: early data cannot carry attestation).
+type DialFunc func(ctx context.Context, addr string) (Conn, *tls.ConnectionState, error)
+
 // Errors.
 var (
 	// ErrBodyNotReplayable: the server demanded attestation and the request
@@ -54,6 +78,7 @@ type Transport struct {
 	serverPolicy  *postauth.Policy
 	serverMaxAge  time.Duration
 	proactive     func(*http.Request) bool
+	dialer        DialFunc
 	observe       func(Event)
 	now           func() time.Time
 	maxConns      int
@@ -149,7 +174,7 @@ func (t *Transport) Close() error {
 	}
 	for _, h := range hosts {
 		for _, c := range h.conns {
-			c.cc.Close()
+			c.conn.Close()
 		}
 	}
 	return nil
@@ -162,8 +187,8 @@ func (t *Transport) CloseIdleConnections() {
 	for _, h := range t.hosts {
 		kept := h.conns[:0]
 		for _, c := range h.conns {
-			if c.cc.InFlight() == 0 {
-				c.cc.Close()
+			if c.conn.InFlight() == 0 {
+				c.conn.Close()
 				continue
 			}
 			kept = append(kept, c)
@@ -199,7 +224,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.requireServer != nil && t.requireServer(req) {
 		if err := c.ensureServerAttested(ctx, req); err != nil {
 			if reserved {
-				c.cc.Release()
+				c.conn.Release()
 			}
 			closeBody(req)
 			return nil, err
@@ -272,12 +297,12 @@ func (t *Transport) getConn(ctx context.Context, addr string) (c *conn, reserved
 		}
 		if t.closed {
 			t.mu.Unlock()
-			c.cc.Close()
+			c.conn.Close()
 			return nil, false, ErrClosed
 		}
 		h.conns = append(h.conns, c)
 		t.mu.Unlock()
-		return c, c.cc.Reserve() == nil, nil
+		return c, c.conn.Reserve() == nil, nil
 	}
 }
 
@@ -286,16 +311,16 @@ func (t *Transport) getConn(ctx context.Context, addr string) (c *conn, reserved
 func (h *hostConns) pick(now time.Time, idleTimeout time.Duration) (pick, leastBusy *conn) {
 	kept := h.conns[:0]
 	for _, c := range h.conns {
-		idle := c.idleSince.Load()
-		if c.cc.Err() != nil || (idleTimeout > 0 && idle != 0 && c.cc.InFlight() == 0 && now.Sub(time.Unix(0, idle)) > idleTimeout) {
-			c.cc.Close()
+		idle := now.Sub(time.Unix(0, c.lastUsed.Load()))
+		if c.conn.Err() != nil || (idleTimeout > 0 && c.conn.InFlight() == 0 && idle > idleTimeout) {
+			c.conn.Close()
 			continue
 		}
 		kept = append(kept, c)
-		if pick == nil && c.cc.Reserve() == nil {
+		if pick == nil && c.conn.Reserve() == nil {
 			pick = c
 		}
-		if leastBusy == nil || c.cc.InFlight() < leastBusy.cc.InFlight() {
+		if leastBusy == nil || c.conn.InFlight() < leastBusy.conn.InFlight() {
 			leastBusy = c
 		}
 	}
@@ -305,6 +330,13 @@ func (h *hostConns) pick(now time.Time, idleTimeout time.Duration) (pick, leastB
 }
 
 func (t *Transport) dial(ctx context.Context, addr string) (*conn, error) {
+	if t.dialer != nil {
+		pc, state, err := t.dialer(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newConn(t, pc, state, addr), nil
+	}
 	var state *tls.ConnectionState
 	trace := &httptrace.ClientTrace{TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
 		if err == nil {
@@ -315,24 +347,25 @@ func (t *Transport) dial(ctx context.Context, addr string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{t: t, cc: cc, addr: addr}
+	c := newConn(t, cc, state, addr)
+	return c, nil
+}
+
+// newConn wraps a freshly dialed connection. state is the TLS state of its
+// completed handshake (nil if unknown).
+func newConn(t *Transport, pc Conn, state *tls.ConnectionState, addr string) *conn {
+	c := &conn{t: t, conn: pc, addr: addr}
 	// A connection that cannot carry attestation (TLS 1.2, a handshake the
 	// trace did not see) still serves ordinary requests; answering a
 	// challenge on it fails with chErr.
+	var err error
 	if state == nil {
 		c.chErr = errors.New("transports: TLS handshake not observed (custom DialTLSContext?); cannot bind attestation to the connection")
 	} else if c.ch, err = postauth.NewChannel(state); err != nil {
 		c.chErr = fmt.Errorf("transports: %s: %w", addr, err)
 	}
-	c.idleSince.Store(t.now().UnixNano())
-	cc.SetStateHook(func(cc *http.ClientConn) {
-		if cc.InFlight() == 0 {
-			c.idleSince.Store(t.now().UnixNano())
-		} else {
-			c.idleSince.Store(0)
-		}
-	})
-	return c, nil
+	c.lastUsed.Store(t.now().UnixNano())
+	return c
 }
 
 // learn remembers that a route needs attestation in mode.
@@ -361,13 +394,13 @@ func (t *Transport) emit(e Event) {
 // conn is one pinned connection and the attestation state on it.
 type conn struct {
 	t     *Transport
-	cc    *http.ClientConn
+	conn  Conn
 	ch    *postauth.Channel // nil if the connection cannot carry attestation
 	chErr error             // why ch is nil
 	addr  string
-	// idleSince is when the connection last had no request in flight (Unix
-	// nanoseconds), 0 while busy.
-	idleSince atomic.Int64
+	// lastUsed is when a request last started on the connection (Unix
+	// nanoseconds).
+	lastUsed atomic.Int64
 
 	mu sync.Mutex // guards everything below
 	// pre-armed requests from the server
@@ -397,7 +430,8 @@ const maxPrearmOps = 4
 
 // roundTrip sends r on this connection.
 func (c *conn) roundTrip(r *http.Request) (*http.Response, error) {
-	return c.cc.RoundTrip(r)
+	c.lastUsed.Store(c.t.now().UnixNano())
+	return c.conn.RoundTrip(r)
 }
 
 // do sends req, answering one challenge.

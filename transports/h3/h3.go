@@ -1,0 +1,146 @@
+// Package h3 carries reattest over HTTP/3 and QUIC. It is the only package
+// of the module besides the examples that imports quic-go, so that users of
+// package transports and middleware never link it.
+//
+// Client: [New] returns a [transports.Transport] whose pinned connections
+// are HTTP/3 over QUIC; everything else (challenges answered on the same
+// connection, shared attestation, pre-arming, server attestation) is the
+// same as over HTTP/1.1 and HTTP/2.
+//
+// Server: the middleware runs unchanged behind an [http3.Server], which
+// fills r.TLS from the QUIC connection. [ConfigureServer] gives every QUIC
+// connection its own attestation state and turns 0-RTT off: a request that
+// arrives as 0-RTT data can be replayed, and reaches handlers with
+// r.TLS.HandshakeComplete false; the middleware answers such requests on
+// high-impact routes with 425 Too Early, but it is better not to accept
+// them at all.
+//
+// Raw QUIC: [Channel] gives the attestation channel of a QUIC connection
+// once its handshake is complete, for protocols other than HTTP/3.
+package h3
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/reattest/reattest/middleware"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/transports"
+)
+
+// New returns a Transport that sends https requests over HTTP/3 with
+// tlsConf (QUIC is always TLS 1.3). quicConf may be nil.
+func New(tlsConf *tls.Config, quicConf *quic.Config, opts ...transports.Option) (*transports.Transport, error) {
+	return transports.New(nil, append([]transports.Option{transports.WithDialer(Dialer(tlsConf, quicConf))}, opts...)...)
+}
+
+// Dialer returns a DialFunc that opens HTTP/3 connections. It returns only
+// once the QUIC handshake is complete (no 0-RTT).
+func Dialer(tlsConf *tls.Config, quicConf *quic.Config) transports.DialFunc {
+	if tlsConf == nil {
+		tlsConf = &tls.Config{}
+	}
+	tc := http3.ConfigureTLSConfig(tlsConf.Clone())
+	return func(ctx context.Context, addr string) (transports.Conn, *tls.ConnectionState, error) {
+		qc, err := quic.DialAddr(ctx, addr, tc, quicConf)
+		if err != nil {
+			return nil, nil, err
+		}
+		st := qc.ConnectionState().TLS
+		cc := (&http3.Transport{}).NewClientConn(qc)
+		return &conn{qc: qc, cc: cc}, &st, nil
+	}
+}
+
+// conn adapts an HTTP/3 client connection to transports.Conn. QUIC
+// multiplexes requests on streams, so a reservation always succeeds while
+// the connection is open.
+type conn struct {
+	qc       *quic.Conn
+	cc       *http3.ClientConn
+	inFlight atomic.Int64
+}
+
+var _ transports.Conn = (*conn)(nil)
+
+func (c *conn) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.inFlight.Add(1)
+	resp, err := c.cc.RoundTrip(r)
+	if err != nil {
+		c.inFlight.Add(-1)
+		return nil, err
+	}
+	resp.Body = &doneBody{ReadCloser: resp.Body, done: func() { c.inFlight.Add(-1) }}
+	return resp, nil
+}
+
+func (c *conn) Reserve() error { return c.Err() }
+func (c *conn) Release()       {}
+func (c *conn) InFlight() int  { return int(c.inFlight.Load()) }
+
+func (c *conn) Err() error {
+	select {
+	case <-c.qc.Context().Done():
+		if err := context.Cause(c.qc.Context()); err != nil {
+			return err
+		}
+		return errors.New("h3: connection closed")
+	default:
+		return nil
+	}
+}
+
+func (c *conn) Close() error { return c.qc.CloseWithError(0, "") }
+
+// doneBody calls done once, when the body is closed.
+type doneBody struct {
+	io.ReadCloser
+	once atomic.Bool
+	done func()
+}
+
+func (b *doneBody) Close() error {
+	if b.once.CompareAndSwap(false, true) {
+		b.done()
+	}
+	return b.ReadCloser.Close()
+}
+
+// ConfigureServer prepares srv for attestation: each QUIC connection gets
+// its own attestation state (ConnContext; it dies with the connection), and
+// 0-RTT is turned off. Existing ConnContext hooks run first. Call it before
+// the server starts.
+func ConfigureServer(srv *http3.Server) {
+	prev := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context {
+		if prev != nil {
+			ctx = prev(ctx, c)
+		}
+		return middleware.ContextWithConnState(ctx)
+	}
+	qc := &quic.Config{}
+	if srv.QUICConfig != nil {
+		qc = srv.QUICConfig.Clone()
+	}
+	qc.Allow0RTT = false
+	srv.QUICConfig = qc
+}
+
+// Channel waits for the QUIC handshake of c to complete and returns its
+// attestation channel (both endpoints derive the same exporter values).
+func Channel(ctx context.Context, c *quic.Conn) (*postauth.Channel, error) {
+	select {
+	case <-c.HandshakeComplete():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	st := c.ConnectionState().TLS
+	return postauth.NewChannel(&st)
+}
