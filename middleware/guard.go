@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/reattest/reattest/internal/wire"
@@ -41,6 +42,10 @@ type Guard struct {
 	verifier postauth.Verifier
 	mux      *http.ServeMux
 	routes   map[string]*route
+	// methods, if not nil, holds every method a route pattern names: a
+	// request with another method skips route matching (nil when some
+	// pattern has no method and matches them all).
+	methods  map[string]bool
 	fallback *fallbackCache
 	discover []byte
 }
@@ -94,10 +99,29 @@ func New(v postauth.Verifier, opts ...Option) (g *Guard, err error) {
 		}
 		g.routes[spec.pattern] = rt
 	}
+	g.methods = routeMethods(cfg.routes)
 	if g.discover, err = g.discoveryDocument(); err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// routeMethods returns the methods the patterns name ("POST /pay" names
+// POST; GET also matches HEAD in http.ServeMux), or nil if a pattern names
+// none.
+func routeMethods(specs []routeSpec) map[string]bool {
+	m := make(map[string]bool)
+	for _, s := range specs {
+		method, _, found := strings.Cut(s.pattern, " ")
+		if !found || method == "" || strings.Contains(method, "/") {
+			return nil
+		}
+		m[method] = true
+		if method == http.MethodGet {
+			m[http.MethodHead] = true
+		}
+	}
+	return m
 }
 
 func registerPattern(mux *http.ServeMux, pattern string, rt *route) (err error) {
@@ -149,7 +173,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		var rt *route
-		if len(g.routes) > 0 {
+		if len(g.routes) > 0 && (g.methods == nil || g.methods[r.Method]) {
 			if _, pattern := g.mux.Handler(r); pattern != "" {
 				rt = g.routes[pattern]
 			}
@@ -291,7 +315,7 @@ func (g *Guard) verify(w http.ResponseWriter, r *http.Request, st *connState, rt
 	if rt.Mode == ModeConnection {
 		// The shared challenge may be the one being answered: stop handing
 		// it out.
-		st.challenge = nil
+		st.challenge, st.challengeEncoded = nil, ""
 	}
 	st.mu.Unlock()
 	if err != nil {
@@ -325,6 +349,14 @@ func (g *Guard) verify(w http.ResponseWriter, r *http.Request, st *connState, rt
 		}
 		st.mu.Lock()
 		st.store(rt, res, hint)
+		if st.reqr == reqr && st.challenge == nil && reqr.Pending() == 0 {
+			// Nothing is pending: a cache hit needs only the Result. The
+			// Requester (and its channel) is rebuilt from r.TLS at the next
+			// challenge; it knows no old context, so a late replay is
+			// refused as unknown. This keeps an idle attested connection at
+			// about half a kilobyte.
+			st.reqr = nil
+		}
 		st.mu.Unlock()
 	}
 	g.logAttested(r, rt, res)

@@ -561,3 +561,51 @@ func (r *recorder) WriteHeader(code int) {
 	r.h = r.ResponseRecorder.Header()
 	r.ResponseRecorder.WriteHeader(code)
 }
+
+// Route patterns follow http.ServeMux: a pattern without a method covers
+// every method, GET covers HEAD, and unclean paths are matched as the
+// redirect they lead to.
+func TestPatternMatching(t *testing.T) {
+	g, err := middleware.New(verifierFunc(nil),
+		middleware.WithRoute("/admin/", middleware.Route{}),
+		middleware.WithRoute("GET /report", middleware.Route{}),
+		middleware.WithRoute("POST /pay/{id}", middleware.Route{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(299) }))
+	for _, tc := range []struct {
+		method, path string
+		protected    bool
+	}{
+		{"GET", "/admin/users", true},
+		{"DELETE", "/admin/users", true},
+		{"GET", "/report", true},
+		{"HEAD", "/report", true},
+		{"POST", "/report", false},
+		{"POST", "/pay/42", true},
+		{"POST", "//pay/42", true},
+		{"POST", "/pay/42/../42", true},
+		{"GET", "/pay/42", false},
+		{"GET", "/public", false},
+	} {
+		req := httptest.NewRequest(tc.method, "http://example"+tc.path, nil)
+		rec := httptest.NewRecorder()
+		hd.ServeHTTP(rec, req)
+		if got := rec.Code != 299; got != tc.protected {
+			t.Errorf("%s %s: protected=%v (status %d), want %v", tc.method, tc.path, got, rec.Code, tc.protected)
+		}
+	}
+}
+
+func TestBadConfiguration(t *testing.T) {
+	if _, err := middleware.New(verifierFunc(nil), middleware.WithRoute("GET /x", middleware.Route{}), middleware.WithRoute("GET /x", middleware.Route{})); err == nil {
+		t.Error("duplicate pattern accepted")
+	}
+	if _, err := middleware.New(nil, middleware.WithRoute("GET /x", middleware.Route{})); err == nil {
+		t.Error("route without a verifier accepted")
+	}
+	if _, err := middleware.New(verifierFunc(nil), middleware.WithRoute("GET /x", middleware.Route{Mode: 7})); err == nil {
+		t.Error("unknown mode accepted")
+	}
+}

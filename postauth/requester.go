@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -210,7 +211,10 @@ func (r *Requester) take(ctx []byte) (pendingRequest, error) {
 	if len(ctx) >= NonceLen {
 		for i, p := range r.pending {
 			if bytes.Equal(p.context[:NonceLen], ctx[:NonceLen]) {
-				r.pending = append(r.pending[:i], r.pending[i+1:]...)
+				r.pending = slices.Delete(r.pending, i, i+1)
+				if len(r.pending) == 0 {
+					r.pending = nil // do not keep answered requests alive
+				}
 				copy(r.consumed[r.next][:], ctx[:NonceLen])
 				r.next = (r.next + 1) % consumedMemory
 				return p, nil
