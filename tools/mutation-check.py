@@ -10,7 +10,7 @@ muts = [
  ("postauth keyhash compare", "postauth/attest.go", "if subtle.ConstantTimeCompare(app.KeyHash, keyHash) != 1 {", "if false {", "./postauth", "TestCarelessVerifierCannotPass"),
  ("softeat binder compare", "postauth/softeat/softeat.go", "if !bytes.Equal(nonce, ch.Binder) {", "if false {", "./postauth/softeat", "TestVerifierRejects"),
  ("softeat keyhash compare", "postauth/softeat/softeat.go", "if posture.AlgHash(c.KeyHash.Alg) != ch.Hash || !bytes.Equal(c.KeyHash.Value, ch.KeyHash) {", "if false {", "./postauth/softeat", "TestVerifierRejects"),
- ("single use", "postauth/requester.go", "r.pending = append(r.pending[:i], r.pending[i+1:]...)\n\t\t\t\tcopy(", "_ = i\n\t\t\t\tcopy(", "./postauth ./middleware", "TestAttackReplay"),
+ ("single use", "postauth/requester.go", "r.pending = slices.Delete(r.pending, i, i+1)", "_ = i", "./postauth ./middleware", "TestAttackReplay"),
  ("context expiry", "postauth/requester.go", "if !r.now().Before(pr.expires) {", "if false {", "./postauth", "TestContextExpires"),
  ("operation binding", "postauth/requester.go", "if !bytes.Equal(want[NonceLen:], binding) {\n\t\t\treturn nil, invalid(\"operation_mismatch\", ErrOperationMismatch)", "if false {\n\t\t\treturn nil, invalid(\"operation_mismatch\", ErrOperationMismatch)", "./postauth ./middleware", "TestAttackOperationSwap"),
  ("offered extensions", "postauth/authenticator.go", "if _, ok := req.Extension(x.Type); !ok {\n\t\t\t\treturn nil, invalid(\"unsupported_extension\"", "if false {\n\t\t\t\treturn nil, invalid(\"unsupported_extension\"", "./postauth", "TestAttestationNotOffered"),
