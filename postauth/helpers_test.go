@@ -195,3 +195,54 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+// side is one direction of attestation on an env: who attests (role), the
+// relying party's Requester, and the attester's channel, identity and
+// connection.
+type side struct {
+	role postauth.Role
+	rp   *postauth.Requester
+	rpCh *postauth.Channel
+	ch   *postauth.Channel
+	id   *postauth.Identity
+	conn *tls.Conn
+	cert tls.Certificate
+}
+
+func (e *env) side(role postauth.Role) side {
+	if role == postauth.RoleClient {
+		return side{role, e.serverReqr, e.serverCh, e.clientCh, e.clientID, e.ep.Client, e.ep.ClientCert}
+	}
+	return side{role, e.clientReqr, e.clientCh, e.serverCh, e.serverID, e.ep.Server, e.ep.ServerCert}
+}
+
+// answer makes the attester of s answer req with attested Evidence.
+func (e *env) answer(s side, req *postauth.Request) []byte {
+	e.t.Helper()
+	raw, err := postauth.Respond(context.Background(), s.ch, s.role, req, s.id, e.attester, nil)
+	if err != nil {
+		e.t.Fatalf("Respond: %v", err)
+	}
+	return raw
+}
+
+// challenge returns the Challenge the attester of s must bind Evidence to.
+func (s side) challenge(t testing.TB, req *postauth.Request) postauth.Challenge {
+	t.Helper()
+	b, err := s.ch.Binder(s.id.SPKI(), req.Context)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postauth.Challenge{Binder: b, KeyHash: s.ch.KeyHash(s.id.SPKI()), Hash: s.ch.Hash(), Context: req.Context, Role: s.role}
+}
+
+// eachRole runs f for the client attesting to the server and the server
+// attesting to the client, each on a fresh connection.
+func eachRole(t *testing.T, f func(t *testing.T, e *env, s side)) {
+	for _, role := range []postauth.Role{postauth.RoleClient, postauth.RoleServer} {
+		t.Run(role.String()+"-attests", func(t *testing.T) {
+			e := newEnv(t)
+			f(t, e, e.side(role))
+		})
+	}
+}

@@ -87,25 +87,30 @@ func TestRoundTripJSONCMW(t *testing.T) {
 // the victim agent answer B's challenge on its own connection A to M. The
 // exporter differs per connection, so the answer fails on B.
 func TestAttackRelay(t *testing.T) {
-	p := testpki.New(t)
-	sc := p.Issue(t, "localhost", true, nil)
-	cc := p.Issue(t, "agent", false, nil)
-	a := envFor(t, pairEndpoints(t, p, sc, cc))
-	b := envFor(t, pairEndpoints(t, p, sc, cc))
-	b.verifier, b.attester = a.verifier, a.attester // same trusted attester on both
+	for _, role := range []postauth.Role{postauth.RoleClient, postauth.RoleServer} {
+		t.Run(role.String()+"-attests", func(t *testing.T) {
+			p := testpki.New(t)
+			sc := p.Issue(t, "localhost", true, nil)
+			cc := p.Issue(t, "agent", false, nil)
+			a := envFor(t, pairEndpoints(t, p, sc, cc))
+			b := envFor(t, pairEndpoints(t, p, sc, cc))
+			b.verifier, b.attester = a.verifier, a.attester // same trusted attester on both
+			sa, sb := a.side(role), b.side(role)
 
-	req, err := b.serverReqr.NewRequest("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	onA := a.clientAnswer(req) // made with connection A's exporter
-	_, err = b.serverReqr.Verify(context.Background(), onA, "", nil, b.policy())
-	wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+			req, err := sb.rp.NewRequest("", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			onA := a.answer(sa, req) // made with connection A's exporter
+			_, err = sb.rp.Verify(context.Background(), onA, "", nil, b.policy())
+			wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
 
-	// The same holds at layer 1 alone, for a request both sides know.
-	onA = a.clientAnswer(req)
-	if _, err := b.serverCh.Validate(postauth.RoleClient, req, onA, nil); !errors.Is(err, postauth.ErrBadFinished) {
-		t.Fatalf("layer-1 relay: want ErrBadFinished, got %v", err)
+			// The same holds at layer 1 alone, for a request both sides know.
+			onA = a.answer(sa, req)
+			if _, err := sb.rpCh.Validate(role, req, onA, nil); !errors.Is(err, postauth.ErrBadFinished) {
+				t.Fatalf("layer-1 relay: want ErrBadFinished, got %v", err)
+			}
+		})
 	}
 }
 
@@ -115,28 +120,30 @@ func pairEndpoints(t *testing.T, p *testpki.PKI, sc, cc tls.Certificate) *testpk
 }
 
 func TestAttackReplay(t *testing.T) {
-	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	raw := e.clientAnswer(req)
-	if _, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
-		t.Fatal(err)
-	}
-	_, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrContextReused, postauth.CodeInvalid)
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		req, _ := s.rp.NewRequest("", nil)
+		raw := e.answer(s, req)
+		if _, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy())
+		wantErr(t, err, postauth.ErrContextReused, postauth.CodeInvalid)
+	})
 }
 
 // A failed answer consumes its context too: no second try with the same one.
 func TestContextConsumedByFailure(t *testing.T) {
-	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	raw := e.clientAnswer(req)
-	bad := bytes.Clone(raw)
-	bad[len(bad)-1] ^= 1
-	if _, err := e.serverReqr.Verify(context.Background(), bad, "", nil, e.policy()); err == nil {
-		t.Fatal("tampered answer accepted")
-	}
-	_, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrContextReused, postauth.CodeInvalid)
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		req, _ := s.rp.NewRequest("", nil)
+		raw := e.answer(s, req)
+		bad := bytes.Clone(raw)
+		bad[len(bad)-1] ^= 1
+		if _, err := s.rp.Verify(context.Background(), bad, "", nil, e.policy()); err == nil {
+			t.Fatal("tampered answer accepted")
+		}
+		_, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy())
+		wantErr(t, err, postauth.ErrContextReused, postauth.CodeInvalid)
+	})
 }
 
 // Reflection: a malicious server turns the client's own request for server
@@ -159,7 +166,6 @@ func TestAttackReflection(t *testing.T) {
 }
 
 func TestAttackTamper(t *testing.T) {
-	e := newEnv(t)
 	// Offsets in Certificate || CertificateVerify || Finished.
 	certLen := func(raw []byte) int { return 4 + int(raw[1])<<16 | int(raw[2])<<8 | int(raw[3]) }
 	cases := []struct {
@@ -176,54 +182,52 @@ func TestAttackTamper(t *testing.T) {
 		{"truncated", func(r []byte) []byte { return r[:len(r)-1] }, postauth.ErrMalformed},
 		{"trailing", func(r []byte) []byte { return append(r, 0) }, postauth.ErrMalformed},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			req, _ := e.serverReqr.NewRequest("", nil)
-			raw := tc.mutate(e.clientAnswer(req))
-			_, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
-			wantErr(t, err, tc.want, postauth.CodeInvalid)
-		})
-	}
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				req, _ := s.rp.NewRequest("", nil)
+				raw := tc.mutate(e.answer(s, req))
+				_, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy())
+				wantErr(t, err, tc.want, postauth.CodeInvalid)
+			})
+		}
+	})
 }
 
 // A peer that holds the connection (and so can compute Finished) but not the
 // certificate's private key cannot pass: the CertificateVerify check fails.
 func TestAttackForgedSignature(t *testing.T) {
-	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	reqBytes, _ := req.Marshal()
-	ev, err := e.attester.Attest(context.Background(), postauth.Challenge{
-		Binder: mustBinder(t, e.clientCh, e.clientID.SPKI(), req.Context), KeyHash: e.clientCh.KeyHash(e.clientID.SPKI()),
-		Hash: e.clientCh.Hash(), Context: req.Context, Role: postauth.RoleClient,
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		req, _ := s.rp.NewRequest("", nil)
+		reqBytes, _ := req.Marshal()
+		ev, err := e.attester.Attest(context.Background(), s.challenge(t, req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := testpki.NewKey(t) // not the certificate's key
+		raw := newForger(t, s.conn).build(t, s.role, reqBytes, req.Context,
+			[]forgedEntry{{der: s.cert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, other)
+		_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
+		wantErr(t, err, postauth.ErrBadSignature, postauth.CodeInvalid)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := testpki.NewKey(t) // not the certificate's key
-	raw := newForger(t, e.ep.Client).build(t, postauth.RoleClient, reqBytes, req.Context,
-		[]forgedEntry{{der: e.ep.ClientCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, other)
-	_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrBadSignature, postauth.CodeInvalid)
 }
 
 func TestForgerAgreesWithPackage(t *testing.T) {
 	// The independent forger, given the right key, produces an authenticator
 	// the package accepts: the tests above fail for the reason they claim.
-	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	reqBytes, _ := req.Marshal()
-	ev, err := e.attester.Attest(context.Background(), postauth.Challenge{
-		Binder: mustBinder(t, e.clientCh, e.clientID.SPKI(), req.Context), KeyHash: e.clientCh.KeyHash(e.clientID.SPKI()),
-		Hash: e.clientCh.Hash(), Context: req.Context, Role: postauth.RoleClient,
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		req, _ := s.rp.NewRequest("", nil)
+		reqBytes, _ := req.Marshal()
+		ev, err := e.attester.Attest(context.Background(), s.challenge(t, req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := newForger(t, s.conn).build(t, s.role, reqBytes, req.Context,
+			[]forgedEntry{{der: s.cert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, s.cert.PrivateKey.(crypto.Signer))
+		if _, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
+			t.Fatalf("forged-with-the-right-key authenticator rejected: %v", err)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := newForger(t, e.ep.Client).build(t, postauth.RoleClient, reqBytes, req.Context,
-		[]forgedEntry{{der: e.ep.ClientCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, e.ep.ClientCert.PrivateKey.(crypto.Signer))
-	if _, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
-		t.Fatalf("forged-with-the-right-key authenticator rejected: %v", err)
-	}
 }
 
 func mustBinder(t *testing.T, ch *postauth.Channel, spki, context []byte) []byte {
@@ -266,19 +270,19 @@ func TestAttackEvidence(t *testing.T) {
 		// Key substitution: the attester vouches for another key.
 		{"key-hash", func(c *postauth.Challenge) { c.KeyHash = bytes.Clone(c.KeyHash); c.KeyHash[0] ^= 1 }, postauth.ErrKeyHashMismatch},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			req, _ := e.serverReqr.NewRequest("", nil)
-			raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID,
-				lyingAttester{e.attester, tc.mutate}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
-			wantErr(t, err, tc.want, postauth.CodeInvalid)
-		})
-	}
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				req, _ := s.rp.NewRequest("", nil)
+				raw, err := postauth.Respond(context.Background(), s.ch, s.role, req, s.id, lyingAttester{e.attester, tc.mutate}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
+				wantErr(t, err, tc.want, postauth.CodeInvalid)
+			})
+		}
+	})
 }
 
 // A verifier that forgets to compare the nonce and key hash still cannot let
@@ -347,81 +351,85 @@ func TestAttackDiversion(t *testing.T) {
 }
 
 func TestAttestationNotOffered(t *testing.T) {
-	e := newEnv(t)
-	sigalgs := postauth.Extension{Type: postauth.ExtensionSignatureAlgorithms, Data: []byte{0, 2, 4, 3}}
-	plain := &postauth.Request{Type: postauth.TypeCertificateRequest, Context: []byte("0123456789abcdef"), Extensions: []postauth.Extension{sigalgs}}
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		sigalgs := postauth.Extension{Type: postauth.ExtensionSignatureAlgorithms, Data: []byte{0, 2, 4, 3}}
+		typ := postauth.TypeCertificateRequest
+		if s.role == postauth.RoleServer {
+			typ = postauth.TypeClientCertificateRequest
+		}
+		plain := &postauth.Request{Type: typ, Context: []byte("0123456789abcdef"), Extensions: []postauth.Extension{sigalgs}}
 
-	// The attester will not put Evidence where it was not offered...
-	_, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, plain, e.clientID, e.attester, nil)
-	if !errors.Is(err, postauth.ErrAttestationNotOffered) {
-		t.Fatalf("Respond: want ErrAttestationNotOffered, got %v", err)
-	}
-	// ...a relying party refuses an authenticator that carries it anyway...
-	reqBytes, _ := plain.Marshal()
-	ev, _ := e.attester.Attest(context.Background(), postauth.Challenge{Binder: make([]byte, 32), KeyHash: make([]byte, 32), Hash: crypto.SHA256})
-	signer := e.ep.ClientCert.PrivateKey.(crypto.Signer)
-	forged := newForger(t, e.ep.Client).build(t, postauth.RoleClient, reqBytes, plain.Context,
-		[]forgedEntry{{der: e.ep.ClientCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, signer)
-	_, err = e.serverCh.Validate(postauth.RoleClient, plain, forged, nil)
-	wantErr(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid)
-	// ...and attested verification needs a request that offered it.
-	_, err = postauth.Verify(context.Background(), e.serverCh, postauth.RoleClient, plain, forged, e.policy())
-	wantErr(t, err, postauth.ErrAttestationNotOffered, postauth.CodeInvalid)
+		// The attester will not put Evidence where it was not offered...
+		_, err := postauth.Respond(context.Background(), s.ch, s.role, plain, s.id, e.attester, nil)
+		if !errors.Is(err, postauth.ErrAttestationNotOffered) {
+			t.Fatalf("Respond: want ErrAttestationNotOffered, got %v", err)
+		}
+		// ...a relying party refuses an authenticator that carries it anyway...
+		reqBytes, _ := plain.Marshal()
+		ev, _ := e.attester.Attest(context.Background(), s.challenge(t, plain))
+		forged := newForger(t, s.conn).build(t, s.role, reqBytes, plain.Context,
+			[]forgedEntry{{der: s.cert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, s.cert.PrivateKey.(crypto.Signer))
+		_, err = s.rpCh.Validate(s.role, plain, forged, nil)
+		wantErr(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid)
+		// ...and attested verification needs a request that offered it.
+		_, err = postauth.Verify(context.Background(), s.rpCh, s.role, plain, forged, e.policy())
+		wantErr(t, err, postauth.ErrAttestationNotOffered, postauth.CodeInvalid)
+	})
 }
 
 func TestAttestationOnlyInEndEntity(t *testing.T) {
-	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	reqBytes, _ := req.Marshal()
-	ev, _ := e.attester.Attest(context.Background(), postauth.Challenge{
-		Binder: mustBinder(t, e.clientCh, e.clientID.SPKI(), req.Context), KeyHash: e.clientCh.KeyHash(e.clientID.SPKI()),
-		Hash: e.clientCh.Hash(), Role: postauth.RoleClient,
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		req, _ := s.rp.NewRequest("", nil)
+		reqBytes, _ := req.Marshal()
+		ev, _ := e.attester.Attest(context.Background(), s.challenge(t, req))
+		forged := newForger(t, s.conn).build(t, s.role, reqBytes, req.Context, []forgedEntry{
+			{der: s.cert.Certificate[0]},
+			{der: e.ep.PKI.Root.Raw, exts: []postauth.Extension{cmwExt(t, ev)}},
+		}, s.cert.PrivateKey.(crypto.Signer))
+		_, err := s.rp.Verify(context.Background(), forged, "", nil, e.policy())
+		wantErr(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid)
 	})
-	signer := e.ep.ClientCert.PrivateKey.(crypto.Signer)
-	forged := newForger(t, e.ep.Client).build(t, postauth.RoleClient, reqBytes, req.Context, []forgedEntry{
-		{der: e.ep.ClientCert.Certificate[0]},
-		{der: e.ep.PKI.Root.Raw, exts: []postauth.Extension{cmwExt(t, ev)}},
-	}, signer)
-	_, err := e.serverReqr.Verify(context.Background(), forged, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid)
 }
 
 func TestNoAttestationInAnswer(t *testing.T) {
-	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	// A plain RFC 9261 authenticator, no Evidence: the request is not met.
-	raw, err := e.clientCh.Authenticate(postauth.RoleClient, req, e.clientID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrNoAttestation, postauth.CodeRequired)
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		req, _ := s.rp.NewRequest("", nil)
+		// A plain RFC 9261 authenticator, no Evidence: the request is not met.
+		raw, err := s.ch.Authenticate(s.role, req, s.id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
+		wantErr(t, err, postauth.ErrNoAttestation, postauth.CodeRequired)
+	})
 }
 
 func TestRefusal(t *testing.T) {
-	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	raw, err := e.clientCh.Refuse(postauth.RoleClient, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a, err := postauth.ParseAuthenticator(raw); err != nil || !a.Empty() {
-		t.Fatalf("refusal is not an empty authenticator: %v", err)
-	}
-	if _, err := e.serverCh.Validate(postauth.RoleClient, req, raw, nil); !errors.Is(err, postauth.ErrRefused) {
-		t.Fatalf("Validate: want ErrRefused, got %v", err)
-	}
-	_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrRefused, postauth.CodeRequired)
-	if n := e.serverReqr.Pending(); n != 0 {
-		t.Errorf("refused request still pending (%d)", n)
-	}
-	// A refusal computed on another connection is not one.
-	other := newEnv(t)
-	req2, _ := other.serverReqr.NewRequest("", nil)
-	raw2, _ := e.clientCh.Refuse(postauth.RoleClient, req2)
-	_, err = other.serverReqr.Verify(context.Background(), raw2, "", nil, other.policy())
-	wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+	eachRole(t, func(t *testing.T, e *env, s side) {
+		req, _ := s.rp.NewRequest("", nil)
+		raw, err := s.ch.Refuse(s.role, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, err := postauth.ParseAuthenticator(raw); err != nil || !a.Empty() {
+			t.Fatalf("refusal is not an empty authenticator: %v", err)
+		}
+		if _, err := s.rpCh.Validate(s.role, req, raw, nil); !errors.Is(err, postauth.ErrRefused) {
+			t.Fatalf("Validate: want ErrRefused, got %v", err)
+		}
+		_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
+		wantErr(t, err, postauth.ErrRefused, postauth.CodeRequired)
+		if n := s.rp.Pending(); n != 0 {
+			t.Errorf("refused request still pending (%d)", n)
+		}
+		// A refusal computed on another connection is not one.
+		other := newEnv(t)
+		os := other.side(s.role)
+		req2, _ := os.rp.NewRequest("", nil)
+		raw2, _ := s.ch.Refuse(s.role, req2)
+		_, err = os.rp.Verify(context.Background(), raw2, "", nil, other.policy())
+		wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+	})
 }
 
 func TestKeyTrust(t *testing.T) {
