@@ -157,6 +157,9 @@ func (g *Guard) newRoute(pattern string, r Route) (*route, error) {
 	if r.Validate != nil {
 		val = *r.Validate
 	}
+	if val.Time == nil {
+		val.Time = g.cfg.now
+	}
 	return &route{pattern: pattern, Route: r, policy: &postauth.Policy{
 		Verifier: r.Verifier, Formats: r.Formats, Validate: val,
 		AttestationExtension: g.cfg.requester.AttestationExtension, Time: g.cfg.now,
@@ -193,8 +196,8 @@ func (g *Guard) Handler(h http.Handler, r Route) (http.Handler, error) {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { g.serve(w, req, rt, h) }), nil
 }
 
-// Check runs the attestation check of policy r for one request, for
-// adapters of other frameworks (package ginattest). If it returns ok, the
+// Check runs the attestation check of route rt for request r, for adapters
+// of other frameworks (package ginattest). If it returns ok, the
 // request may proceed with the returned request, whose context carries the
 // Result; otherwise the response has been written.
 func (g *Guard) Check(w http.ResponseWriter, r *http.Request, rt *ProtectedRoute) (*http.Request, bool) {

@@ -63,8 +63,10 @@ type Route struct {
 	Validate *postauth.ValidateOptions
 	// Appraise, if set, runs on every newly verified Result for this route
 	// (posture policy: see posture.Policy.Appraise). An error denies the
-	// request: with CodePolicyDenied it gives 403 naming the violations,
-	// with CodeUnavailable 503, and any other error 403.
+	// request, mapped by its code like any other: CodePolicyDenied and
+	// errors without a code give 403 (naming the violations),
+	// CodeUnavailable and CodeCanceled 503, and CodeRequired, CodeStale or
+	// CodeInvalid 401 with a new challenge.
 	Appraise func(ctx context.Context, res *postauth.Result) error
 	// MaxBody bounds the body read to compute the operation digest
 	// (ModeOperation). Zero means DefaultMaxBody; larger bodies get 413.
@@ -173,7 +175,8 @@ func WithErrorHandler(h ErrorHandler) Option {
 // authenticator made with id (use [postauth.IdentityFromTLS] with the
 // server's TLS certificate, so clients can check it is the key they
 // connected to) and Evidence from a. Answers are rate-limited per
-// connection.
+// connection. formats only names the Evidence media types in the discovery
+// document.
 func WithServerAttestation(id *postauth.Identity, a postauth.Attester, formats ...string) Option {
 	return optionFunc(func(c *config) { c.serverID, c.serverAtt, c.serverFormats = id, a, formats })
 }

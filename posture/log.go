@@ -207,7 +207,7 @@ type Log struct {
 	payload int // total length of the encoded events
 }
 
-// NewLog returns an empty log measured with alg (SHA-256 or SHA-384).
+// NewLog returns an empty log measured with alg (SHA-256, SHA-384 or SHA-512).
 func NewLog(alg crypto.Hash) (*Log, error) {
 	if AlgID(alg) == 0 {
 		return nil, fmt.Errorf("posture: unsupported register hash %v", alg)
@@ -231,8 +231,8 @@ func (l *Log) Events() []Event {
 	return out
 }
 
-// Measure returns H(canonical encoding of e): the value extended into the
-// register for e.
+// Measure returns H(encoded), where encoded is the canonical encoding of an
+// event: the value extended into the register for that event.
 func Measure(alg crypto.Hash, encoded []byte) []byte {
 	h := alg.New()
 	h.Write(encoded)

@@ -139,10 +139,16 @@ var ErrDenied = errors.New("posture: denied by policy")
 //   - CodeUnavailable, reason "policy_invalid", if p itself is invalid
 //     ([Policy.Validate]): a broken policy never lets a request through.
 //
-// A cancelled ctx returns ctx.Err(). A nil *Policy is the empty policy.
+// A cancelled ctx returns ctx.Err(). A nil *Policy denies everything
+// (CodeUnavailable, "policy_invalid"): it is what an ignored LoadPolicy
+// error leaves behind, and must not pass every posture. The empty policy
+// is &Policy{}.
 func (p *Policy) Appraise(ctx context.Context, res *postauth.Result) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if p == nil {
+		return postauth.NewError(postauth.CodeUnavailable, "policy_invalid", errors.New("posture: nil policy"))
 	}
 	if res == nil {
 		return postauth.NewError(postauth.CodeRequired, "no_attestation", errors.New("posture: no attestation result"))

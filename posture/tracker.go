@@ -34,7 +34,8 @@ type SoftwareRegister struct {
 
 var _ Register = (*SoftwareRegister)(nil)
 
-// NewSoftwareRegister returns a zeroed register for alg (SHA-256 or SHA-384).
+// NewSoftwareRegister returns a zeroed register for alg (SHA-256, SHA-384 or
+// SHA-512).
 func NewSoftwareRegister(alg crypto.Hash) (*SoftwareRegister, error) {
 	if AlgID(alg) == 0 {
 		return nil, fmt.Errorf("posture: unsupported register hash %v", alg)
@@ -88,7 +89,9 @@ const readBackTimeout = 10 * time.Second
 // to the log and extends the register, in that order and atomically with
 // respect to other changes and snapshots. Subscribers learn the new head
 // after each change, so a client transport can attest again and send the
-// new head as its posture hint. A Tracker is safe for concurrent use.
+// new head as its posture hint. A Tracker is safe for concurrent use. The
+// zero Tracker is usable and works like NewTracker(nil): a SHA-256 software
+// register.
 //
 // The log is bounded (MaxEvents events, MaxLogLen bytes); a change that
 // would overflow it is refused before the register is extended, so the
@@ -132,8 +135,29 @@ func NewTracker(reg Register) (*Tracker, error) {
 	return &Tracker{reg: reg, log: l, head: head, state: &State{}, subs: make(map[int]func([]byte))}, nil
 }
 
-// Register is the tracker's register.
-func (t *Tracker) Register() Register { return t.reg }
+// Register is the tracker's register. Read it if you like; extending it
+// directly (not through the Tracker) puts it out of step with the log, and
+// every later attestation fails.
+func (t *Tracker) Register() Register {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.initLocked()
+	return t.reg
+}
+
+// initLocked makes the zero Tracker usable: a fresh SHA-256 software
+// register and an empty log, as NewTracker(nil) gives.
+func (t *Tracker) initLocked() {
+	if t.log != nil {
+		return
+	}
+	reg, _ := NewSoftwareRegister(crypto.SHA256) // cannot fail for SHA-256
+	t.reg = reg
+	t.log, _ = NewLog(crypto.SHA256)
+	t.head = make([]byte, crypto.SHA256.Size())
+	t.state = &State{}
+	t.subs = make(map[int]func([]byte))
+}
 
 // fixed returns a build function for an event that does not depend on the
 // current state.
@@ -196,6 +220,7 @@ func (t *Tracker) SetFlag(ctx context.Context, name, value string) error {
 // happen under t.mu, so the event describes the state it changes.
 func (t *Tracker) record(ctx context.Context, build func(*State) (Event, error)) error {
 	t.mu.Lock()
+	t.initLocked()
 	if err := t.extendLocked(ctx, build); err != nil {
 		t.mu.Unlock()
 		return err
@@ -297,6 +322,7 @@ func (t *Tracker) deliver() {
 // Head is the current log head (posture digest).
 func (t *Tracker) Head() []byte {
 	t.mu.Lock()
+	t.initLocked()
 	defer t.mu.Unlock()
 	return slices.Clone(t.head)
 }
@@ -304,6 +330,7 @@ func (t *Tracker) Head() []byte {
 // State is a copy of the current posture.
 func (t *Tracker) State() *State {
 	t.mu.Lock()
+	t.initLocked()
 	defer t.mu.Unlock()
 	return t.state.Clone()
 }
@@ -312,6 +339,7 @@ func (t *Tracker) State() *State {
 // with [ErrRegisterDiverged] once the register and the log disagree.
 func (t *Tracker) Snapshot() (*Snapshot, error) {
 	t.mu.Lock()
+	t.initLocked()
 	defer t.mu.Unlock()
 	if t.broken != nil {
 		return nil, t.broken
@@ -336,6 +364,7 @@ func (t *Tracker) Snapshot() (*Snapshot, error) {
 // read the posture hint to send from [Tracker.Head] when sending it.
 func (t *Tracker) Subscribe(f func(head []byte)) (cancel func()) {
 	t.mu.Lock()
+	t.initLocked()
 	id := t.nextID
 	t.nextID++
 	t.subs[id] = f

@@ -469,3 +469,21 @@ func TestTrackerRegisterFailure(t *testing.T) {
 		t.Fatalf("snapshot after divergence: %v", err)
 	}
 }
+
+func TestZeroTrackerUsable(t *testing.T) {
+	var tr posture.Tracker
+	if err := tr.SetFlag(context.Background(), "fips_mode", "on"); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := posture.Verify(snap.Log, tr.Head())
+	if err != nil || st.Flags["fips_mode"] != "on" {
+		t.Fatalf("zero tracker's log does not replay to its head: %v", err)
+	}
+	if tr.Register() == nil {
+		t.Fatal("no register")
+	}
+}

@@ -73,7 +73,8 @@ func WithPosture(src PostureSource) Option {
 // authenticator on the connection that will carry the request (with
 // policy), unless one validated within maxAge exists. Until that holds,
 // the request is not sent. The policy's default key trust requires the
-// server's authenticator key to be its TLS certificate's key.
+// server's authenticator key to be its TLS certificate's key. A maxAge of 0
+// attests the server before every critical request.
 func WithServerAttestation(require func(*http.Request) bool, policy *postauth.Policy, maxAge time.Duration) Option {
 	return func(t *Transport) { t.requireServer, t.serverPolicy, t.serverMaxAge = require, policy, maxAge }
 }

@@ -67,7 +67,8 @@ var (
 // carries the retry, for HTTP/1.1 and HTTP/2 alike. Concurrent requests on
 // one connection that are challenged in connection mode share one
 // attestation; a request is retried at most once, with its body replayed
-// from GetBody. A Transport is safe for concurrent use.
+// from GetBody. A Transport is safe for concurrent use. Create it with
+// [New]; the zero Transport works but answers no challenges.
 type Transport struct {
 	base          *http.Transport
 	id            *postauth.Identity
@@ -83,12 +84,13 @@ type Transport struct {
 	now           func() time.Time
 	maxConns      int
 
-	hint    atomic.Pointer[string] // encoded posture head
-	unsub   func()
-	mu      sync.Mutex // guards hosts, learned, closed
-	hosts   map[string]*hostConns
-	learned map[routeKey]string
-	closed  bool
+	initOnce sync.Once
+	hint     atomic.Pointer[string] // encoded posture head
+	unsub    func()
+	mu       sync.Mutex // guards hosts, learned, closed
+	hosts    map[string]*hostConns
+	learned  map[routeKey]string
+	closed   bool
 }
 
 type hostConns struct {
@@ -111,28 +113,14 @@ var (
 // provides dialing, TLS configuration and proxies; the Transport keeps its
 // own connection pool on top of it.
 func New(base *http.Transport, opts ...Option) (*Transport, error) {
-	if base == nil {
-		base = &http.Transport{
-			TLSClientConfig:   &tls.Config{MinVersion: tls.VersionTLS13},
-			ForceAttemptHTTP2: true,
-			IdleConnTimeout:   90 * time.Second,
-		}
-	} else {
-		base = base.Clone()
+	t := &Transport{}
+	if base != nil {
+		t.base = base.Clone()
 	}
-	if base.Protocols == nil {
-		p := new(http.Protocols)
-		p.SetHTTP1(true)
-		p.SetHTTP2(true)
-		base.Protocols = p
-	}
-	t := &Transport{base: base, hosts: make(map[string]*hostConns), learned: make(map[routeKey]string)}
 	for _, o := range opts {
 		o(t)
 	}
-	if t.now == nil {
-		t.now = time.Now
-	}
+	t.init()
 	if (t.id == nil) != (t.att == nil) {
 		return nil, errors.New("transports: an attester needs an identity and vice versa")
 	}
@@ -144,6 +132,38 @@ func New(base *http.Transport, opts ...Option) (*Transport, error) {
 		t.unsub = t.posture.Subscribe(t.setHint)
 	}
 	return t, nil
+}
+
+// init fills in defaults, so that the zero Transport works: it then
+// answers no challenges (no attester) and speaks HTTP/1.1 and HTTP/2 over
+// TLS 1.3.
+func (t *Transport) init() {
+	t.initOnce.Do(func() {
+		if t.base == nil {
+			t.base = &http.Transport{
+				TLSClientConfig:   &tls.Config{MinVersion: tls.VersionTLS13},
+				ForceAttemptHTTP2: true,
+				IdleConnTimeout:   90 * time.Second,
+			}
+		}
+		if t.base.Protocols == nil {
+			p := new(http.Protocols)
+			p.SetHTTP1(true)
+			p.SetHTTP2(true)
+			t.base.Protocols = p
+		}
+		if t.now == nil {
+			t.now = time.Now
+		}
+		t.mu.Lock()
+		if t.hosts == nil {
+			t.hosts = make(map[string]*hostConns)
+		}
+		if t.learned == nil {
+			t.learned = make(map[routeKey]string)
+		}
+		t.mu.Unlock()
+	})
 }
 
 func (t *Transport) setHint(head []byte) {
@@ -164,6 +184,7 @@ func (t *Transport) currentHint() string {
 
 // Close closes all connections and stops following posture changes.
 func (t *Transport) Close() error {
+	t.init()
 	t.mu.Lock()
 	t.closed = true
 	hosts := t.hosts
@@ -182,6 +203,7 @@ func (t *Transport) Close() error {
 
 // CloseIdleConnections closes connections with no request in flight.
 func (t *Transport) CloseIdleConnections() {
+	t.init()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, h := range t.hosts {
@@ -199,6 +221,7 @@ func (t *Transport) CloseIdleConnections() {
 
 // Conns is the number of connections the Transport holds.
 func (t *Transport) Conns() int {
+	t.init()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
@@ -212,6 +235,7 @@ func (t *Transport) Conns() int {
 // attestation challenge at most once. Requests that are not https go to
 // the base transport untouched.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.init()
 	if req.URL == nil || req.URL.Scheme != "https" {
 		return t.base.RoundTrip(req)
 	}

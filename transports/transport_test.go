@@ -165,3 +165,18 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("want ErrClosed, got %v", err)
 	}
 }
+
+func TestZeroTransport(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "plain") }))
+	defer srv.Close()
+	var tr transports.Transport
+	defer tr.Close()
+	resp, err := (&http.Client{Transport: &tr}).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || tr.Conns() != 0 {
+		t.Fatalf("%d %d", resp.StatusCode, tr.Conns())
+	}
+}

@@ -13,6 +13,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,6 +49,9 @@ func run(args []string, out io.Writer) error {
 	ca := fs.String("ca", "", "CA certificate PEM for both sides (default: embedded demo)")
 	outDir := fs.String("out", "assets", "gen-assets: output directory")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	gw.caFile, ag.caFile = *ca, *ca

@@ -10,7 +10,9 @@
 // or apply the Guard's pattern routes ([middleware.WithRoute]), the discovery
 // document and server attestation to every request:
 //
-//	r.Use(ginattest.Middleware(guard))
+//	r.Use(ginattest.Middleware(guard)) // before registering routes
+//
+// gin applies Use only to routes registered after it: call it first.
 //
 // Handlers read the verified result with [Result].
 package ginattest

@@ -115,8 +115,10 @@ func (b *doneBody) Close() error {
 
 // ConfigureServer prepares srv for attestation: each QUIC connection gets
 // its own attestation state (ConnContext; it dies with the connection), and
-// 0-RTT is turned off. Existing ConnContext hooks run first. Call it before
-// the server starts.
+// 0-RTT is turned off in srv.QUICConfig. Existing ConnContext hooks run
+// first. Call it before the server starts. srv.QUICConfig applies to
+// listeners the server creates (ListenAndServe, Serve): a listener you make
+// yourself for ServeListener needs its own quic.Config with Allow0RTT false.
 func ConfigureServer(srv *http3.Server) {
 	prev := srv.ConnContext
 	srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context {
