@@ -220,6 +220,7 @@ func (e *env) newClient() *http.Client {
 	base := &http.Transport{TLSClientConfig: e.pki.ClientConfig(&e.clientCert), Protocols: h2Only()}
 	tr, err := transports.New(base,
 		transports.WithAttester(e.id, e.attester, nil),
+		transports.WithAttestTo("127.0.0.1"),
 		transports.WithClock(e.clock.now),
 		transports.WithMaxConnsPerHost(1),
 	)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,20 +23,45 @@ type connState struct {
 	reqr    *postauth.Requester
 	chErr   error
 	results []cachedResult
-	// challenge is the outstanding connection-mode request, handed to every
-	// request that needs one until it is answered or half expired, so that
-	// concurrent requests share one attestation.
-	challenge        *postauth.Request
-	challengeEncoded string
-	challengeUntil   time.Time
-	// server-attests budget (token bucket)
-	tokens   float64
-	tokensAt time.Time
+	// challenges are the outstanding connection-mode requests, one per
+	// route, each handed to every request for that route that needs one
+	// until it is answered or half expired, so that concurrent requests
+	// share one attestation.
+	challenges []sharedChallenge
+	// serverBudget limits server-attests answers on this connection.
+	serverBudget tokenBucket
 	// closed is set when the connection ends; late users see a fresh state.
 	closed bool
 }
 
 var errConnClosed = postauth.NewError(postauth.CodeCanceled, "connection_closed", errors.New("middleware: connection closed"))
+
+type sharedChallenge struct {
+	route   *route
+	encoded string
+	until   time.Time
+}
+
+func (s *connState) sharedChallenge(rt *route, now time.Time) string {
+	for _, c := range s.challenges {
+		if c.route == rt && now.Before(c.until) {
+			return c.encoded
+		}
+	}
+	return ""
+}
+
+func (s *connState) setSharedChallenge(rt *route, encoded string, until time.Time) {
+	s.dropSharedChallenge(rt)
+	s.challenges = append(s.challenges, sharedChallenge{rt, encoded, until})
+}
+
+func (s *connState) dropSharedChallenge(rt *route) {
+	s.challenges = slices.DeleteFunc(s.challenges, func(c sharedChallenge) bool { return c.route == rt })
+	if len(s.challenges) == 0 {
+		s.challenges = nil
+	}
+}
 
 type cachedResult struct {
 	route *route
@@ -92,22 +118,24 @@ func (s *connState) drop(rt *route) {
 	}
 }
 
-// take reports whether a server-attests answer may be made now (at most
-// burst at once, refilled at rate per second).
-func (s *connState) take(now time.Time, rate float64, burst int) bool {
-	if s.tokensAt.IsZero() {
-		s.tokens = float64(burst)
+// tokenBucket is a rate limit: at most burst at once, refilled at rate per
+// second. The zero value is a full bucket. Not safe for concurrent use.
+type tokenBucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func (b *tokenBucket) take(now time.Time, rate float64, burst int) bool {
+	if b.at.IsZero() {
+		b.tokens = float64(burst)
 	} else {
-		s.tokens += now.Sub(s.tokensAt).Seconds() * rate
-		if s.tokens > float64(burst) {
-			s.tokens = float64(burst)
-		}
+		b.tokens = min(b.tokens+now.Sub(b.at).Seconds()*rate, float64(burst))
 	}
-	s.tokensAt = now
-	if s.tokens < 1 {
+	b.at = now
+	if b.tokens < 1 {
 		return false
 	}
-	s.tokens--
+	b.tokens--
 	return true
 }
 
@@ -154,7 +182,7 @@ func ConfigureServer(srv *http.Server) *Conns {
 			st := v.(*connState)
 			st.mu.Lock()
 			st.closed = true
-			st.results, st.reqr, st.challenge = nil, nil, nil
+			st.results, st.reqr, st.challenges = nil, nil, nil
 			st.mu.Unlock()
 		}
 	}

@@ -49,7 +49,8 @@ func Example() {
 	attester, _ := softeat.NewAttester(attKey, nil)
 	id, _ := postauth.IdentityFromTLS(&agentCert)
 	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)},
-		transports.WithAttester(id, attester, nil))
+		transports.WithAttester(id, attester, nil),
+		transports.WithAttestTo("127.0.0.1")) // only the gateway receives Evidence
 	defer tr.Close()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	resp, _ = client.Post(srv.URL+"/v1/payments", "text/plain", strings.NewReader("amount=1"))

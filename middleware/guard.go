@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/reattest/reattest/internal/wire"
@@ -48,6 +49,9 @@ type Guard struct {
 	methods  map[string]bool
 	fallback *fallbackCache
 	discover []byte
+
+	serverMu     sync.Mutex // guards serverBudget
+	serverBudget tokenBucket
 }
 
 // routeMarker is registered in the Guard's ServeMux to look routes up.
@@ -83,6 +87,9 @@ func New(v postauth.Verifier, opts ...Option) (g *Guard, err error) {
 	}
 	if cfg.fallbackIdle <= 0 {
 		cfg.fallbackIdle = DefaultFallbackIdle
+	}
+	if cfg.serverRate <= 0 || cfg.serverBurst <= 0 {
+		cfg.serverRate, cfg.serverBurst = DefaultServerAttestationRate, DefaultServerAttestationBurst
 	}
 	if (cfg.serverID == nil) != (cfg.serverAtt == nil) {
 		return nil, errors.New("middleware: server attestation needs both an identity and an attester")
@@ -175,14 +182,32 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			g.serveDiscovery(w, r)
 			return
 		}
-		var rt *route
-		if len(g.routes) > 0 && (g.methods == nil || g.methods[r.Method]) {
-			if _, pattern := g.mux.Handler(r); pattern != "" {
-				rt = g.routes[pattern]
-			}
-		}
-		g.serve(w, r, rt, next)
+		g.serve(w, r, g.match(r), next)
 	})
+}
+
+// match returns the configured route r falls under, or nil. It matches as
+// http.ServeMux does (unclean paths as the redirect they lead to), and also
+// on the decoded path: routers such as gin and httprouter route
+// "/v1%2Fconfig" to "/v1/config", which ServeMux treats as one segment. A
+// request that either reading puts under a route is protected.
+func (g *Guard) match(r *http.Request) *route {
+	if len(g.routes) == 0 || (g.methods != nil && !g.methods[r.Method]) {
+		return nil
+	}
+	if _, pattern := g.mux.Handler(r); pattern != "" {
+		return g.routes[pattern]
+	}
+	if r.URL.RawPath != "" {
+		u := *r.URL
+		u.RawPath = ""
+		decoded := *r
+		decoded.URL = &u
+		if _, pattern := g.mux.Handler(&decoded); pattern != "" {
+			return g.routes[pattern]
+		}
+	}
+	return nil
 }
 
 // Handler wraps a single handler with policy r, independently of any
@@ -201,6 +226,11 @@ func (g *Guard) Handler(h http.Handler, r Route) (http.Handler, error) {
 // request may proceed with the returned request, whose context carries the
 // Result; otherwise the response has been written.
 func (g *Guard) Check(w http.ResponseWriter, r *http.Request, rt *ProtectedRoute) (*http.Request, bool) {
+	if rt == nil || rt.r == nil {
+		// A route not made by Prepare: misconfiguration, never a pass.
+		http.Error(w, "attestation misconfigured", http.StatusInternalServerError)
+		return nil, false
+	}
 	var out *http.Request
 	g.serve(w, r, rt.r, http.HandlerFunc(func(_ http.ResponseWriter, r2 *http.Request) { out = r2 }))
 	return out, out != nil
@@ -318,7 +348,7 @@ func (g *Guard) verify(w http.ResponseWriter, r *http.Request, st *connState, rt
 	if rt.Mode == ModeConnection {
 		// The shared challenge may be the one being answered: stop handing
 		// it out.
-		st.challenge, st.challengeEncoded = nil, ""
+		st.dropSharedChallenge(rt)
 	}
 	st.mu.Unlock()
 	if err != nil {
@@ -352,7 +382,7 @@ func (g *Guard) verify(w http.ResponseWriter, r *http.Request, st *connState, rt
 		}
 		st.mu.Lock()
 		st.store(rt, res, hint)
-		if st.reqr == reqr && st.challenge == nil && reqr.Pending() == 0 {
+		if st.reqr == reqr && st.challenges == nil && reqr.Pending() == 0 {
 			// Nothing is pending: a cache hit needs only the Result. The
 			// Requester (and its channel) is rebuilt from r.TLS at the next
 			// challenge; it knows no old context, so a late replay is
@@ -408,8 +438,10 @@ func (g *Guard) issue(r *http.Request, st *connState, rt *route, binding []byte,
 	if err != nil {
 		return "", err
 	}
-	if rt.Mode == ModeConnection && st.challenge != nil && now.Before(st.challengeUntil) {
-		return st.challengeEncoded, nil
+	if rt.Mode == ModeConnection && !template {
+		if enc := st.sharedChallenge(rt, now); enc != "" {
+			return enc, nil
+		}
 	}
 	var req *postauth.Request
 	switch {
@@ -432,8 +464,7 @@ func (g *Guard) issue(r *http.Request, st *connState, rt *route, binding []byte,
 	}
 	enc := wire.EncodeBytes(b)
 	if rt.Mode == ModeConnection {
-		st.challenge, st.challengeEncoded = req, enc
-		st.challengeUntil = now.Add(g.cfg.requester.ContextTTL / 2)
+		st.setSharedChallenge(rt, enc, now.Add(g.cfg.requester.ContextTTL/2))
 	}
 	return enc, nil
 }

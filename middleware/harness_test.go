@@ -187,6 +187,7 @@ func (h *harness) client(opts ...transports.Option) (*http.Client, *transports.T
 	}
 	all := append([]transports.Option{
 		transports.WithAttester(id, h.attester, nil),
+		transports.WithAttestTo("127.0.0.1"),
 		transports.WithClock(h.clock.now),
 		transports.WithObserver(func(e transports.Event) {
 			select {

@@ -586,6 +586,9 @@ func TestPatternMatching(t *testing.T) {
 		{"POST", "/pay/42", true},
 		{"POST", "//pay/42", true},
 		{"POST", "/pay/42/../42", true},
+		{"GET", "/admin%2Fusers", true}, // gin and httprouter route it to /admin/users
+		{"GET", "/rep%6Frt", true},      // an escaped letter
+		{"POST", "/pay%2F42", true},     // ServeMux: one segment; gin: /pay/42
 		{"GET", "/pay/42", false},
 		{"GET", "/public", false},
 	} {
@@ -607,5 +610,16 @@ func TestBadConfiguration(t *testing.T) {
 	}
 	if _, err := middleware.New(verifierFunc(nil), middleware.WithRoute("GET /x", middleware.Route{Mode: 7})); err == nil {
 		t.Error("unknown mode accepted")
+	}
+}
+
+func TestCheckZeroRouteFailsClosed(t *testing.T) {
+	g, err := middleware.New(verifierFunc(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, ok := g.Check(rec, httptest.NewRequest("POST", "https://example/pay", nil), &middleware.ProtectedRoute{}); ok || rec.Code != 500 {
+		t.Fatalf("zero ProtectedRoute let the request through (%d)", rec.Code)
 	}
 }

@@ -32,15 +32,19 @@ func (m Mode) String() string {
 
 // Defaults.
 const (
-	DefaultMaxAge         = 5 * time.Minute
-	DefaultMaxBody        = 1 << 20
-	DefaultVerifyTimeout  = 5 * time.Second
-	DefaultRetryAfter     = 5 * time.Second
-	DefaultFallbackSize   = 10_000
-	DefaultFallbackIdle   = 10 * time.Minute
-	defaultServerRate     = 1.0 // server attestations per second per connection
-	defaultServerBurst    = 5
-	defaultProblemTypeURI = "tag:github.com,2026:reattest/problem/"
+	DefaultMaxAge        = 5 * time.Minute
+	DefaultMaxBody       = 1 << 20
+	DefaultVerifyTimeout = 5 * time.Second
+	DefaultRetryAfter    = 5 * time.Second
+	DefaultFallbackSize  = 10_000
+	DefaultFallbackIdle  = 10 * time.Minute
+	defaultServerRate    = 1.0 // server attestations per second per connection
+	defaultServerBurst   = 5
+	// DefaultServerAttestationRate and DefaultServerAttestationBurst bound
+	// the server-attests answers of the whole server.
+	DefaultServerAttestationRate  = 50.0
+	DefaultServerAttestationBurst = 100
+	defaultProblemTypeURI         = "tag:github.com,2026:reattest/problem/"
 )
 
 // Route is the attestation policy of a high-impact route. The zero value
@@ -111,6 +115,8 @@ type config struct {
 	discovery     bool
 	fallbackSize  int
 	fallbackIdle  time.Duration
+	serverRate    float64
+	serverBurst   int
 }
 
 // WithRoute marks the routes matching pattern as high-impact, with policy r.
@@ -179,6 +185,16 @@ func WithErrorHandler(h ErrorHandler) Option {
 // document.
 func WithServerAttestation(id *postauth.Identity, a postauth.Attester, formats ...string) Option {
 	return optionFunc(func(c *config) { c.serverID, c.serverAtt, c.serverFormats = id, a, formats })
+}
+
+// WithServerAttestationLimit bounds the server-attests answers of the whole
+// server: at most burst at once, refilled at perSecond. Each connection is
+// also limited to 5 at once and one per second. Requests over the limit get
+// no Attestation header (the client then refuses to send its critical
+// request). Zero values mean DefaultServerAttestationRate and
+// DefaultServerAttestationBurst.
+func WithServerAttestationLimit(perSecond float64, burst int) Option {
+	return optionFunc(func(c *config) { c.serverRate, c.serverBurst = perSecond, burst })
 }
 
 // WithDiscovery turns the GET /.well-known/reattest document on (default)

@@ -188,10 +188,18 @@ func (g *Guard) answerServerAttestation(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return
 	}
+	now := g.cfg.now()
 	st.mu.Lock()
-	ok := st.take(g.cfg.now(), defaultServerRate, defaultServerBurst)
+	ok := st.serverBudget.take(now, defaultServerRate, defaultServerBurst)
 	reqr, err := st.requester(r, &g.cfg.requester)
 	st.mu.Unlock()
+	if ok {
+		// And a budget for the whole server, so that many connections cannot
+		// keep the attester (a TPM, a remote service) busy.
+		g.serverMu.Lock()
+		ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)
+		g.serverMu.Unlock()
+	}
 	if !ok || err != nil {
 		g.logServer(r, "rate limited or no channel", err)
 		return

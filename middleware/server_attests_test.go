@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reattest/reattest/internal/testpki"
+	"github.com/reattest/reattest/internal/wire"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/softeat"
@@ -163,4 +164,36 @@ func TestPreArmedOperation(t *testing.T) {
 			t.Fatalf("attestations = %d, want 4", n)
 		}
 	})
+}
+
+// Server attestation costs the server a signature (and, with hardware,
+// TPM or remote work): answers are limited per connection and for the
+// whole server, so anonymous connections cannot keep the attester busy.
+func TestServerAttestationLimited(t *testing.T) {
+	serverKey := testpki.NewKey(t)
+	h := newHarnessWith(t, harnessOpts{h2: true, guardOpts: append([]middleware.Option{
+		middleware.WithServerAttestationLimit(0.001, 3),
+	}, standardRoutes...)}, func(h *harness) middleware.Option {
+		opt, _ := serverAttestation(t, h, serverKey)
+		return opt
+	})
+	answered := 0
+	for range 4 { // connections
+		rc := h.rawConn()
+		reqr, err := postauth.NewRequester(rc.ch, postauth.RoleServer, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 { // asks per connection
+			areq, _ := reqr.NewRequest("", nil)
+			b, _ := areq.Marshal()
+			resp := rc.send("GET", middleware.WellKnownPath, "", map[string]string{middleware.HeaderAttestationRequest: wire.EncodeBytes(b)})
+			if resp.Header.Get(middleware.HeaderAttestation) != "" {
+				answered++
+			}
+		}
+	}
+	if answered != 3 {
+		t.Fatalf("server answered %d attestation requests, want 3 (the global burst)", answered)
+	}
 }

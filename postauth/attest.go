@@ -131,7 +131,11 @@ func (r *Result) KeyTrust() KeyTrust { return r.keyTrust }
 // KeyHash is Hash(SPKI) of the authenticator key the Evidence vouches for.
 func (r *Result) KeyHash() []byte { return slices.Clone(r.keyHash) }
 
-// Subject is the authenticator certificate's subject.
+// Subject names the attester: with KeyTrustSamePeer, the subject of the
+// TLS peer certificate (which TLS verified and whose key the authenticator
+// used); otherwise the authenticator certificate's subject (verified
+// against Roots with KeyTrustChain, chosen by the peer with
+// KeyTrustAttestedKeyOnly).
 func (r *Result) Subject() string { return r.subject }
 
 // MachineID is the attester's machine or instance identifier, if any.
@@ -361,6 +365,12 @@ func verifyParsed(ctx context.Context, ch *Channel, peer Role, req *Request, a *
 	if subtle.ConstantTimeCompare(app.KeyHash, keyHash) != 1 {
 		return nil, invalid("key_hash_mismatch", ErrKeyHashMismatch)
 	}
+	subject := v.Leaf.Subject.String()
+	if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil {
+		// The authenticator's certificate is the peer's choice; only the
+		// key was compared. The name is the one TLS verified.
+		subject = ch.peer.Subject.String()
+	}
 	now := p.now()
 	res := &Result{
 		attester:       peer,
@@ -369,7 +379,7 @@ func verifyParsed(ctx context.Context, ch *Channel, peer Role, req *Request, a *
 		hardwareBacked: app.HardwareBacked,
 		keyTrust:       v.KeyTrust,
 		keyHash:        keyHash,
-		subject:        v.Leaf.Subject.String(),
+		subject:        subject,
 		machineID:      slices.Clone(app.MachineID),
 		attestedAt:     app.AttestedAt,
 		verifiedAt:     now,

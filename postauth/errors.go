@@ -71,6 +71,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e == nil {
+		return "postauth: <nil error>"
+	}
 	var b strings.Builder
 	b.WriteString("postauth: ")
 	b.WriteString(e.Code.String())
@@ -90,7 +93,12 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-func (e *Error) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // NewError returns an *Error with the given code, wire-safe reason and
 // internal cause.
@@ -107,6 +115,9 @@ func CodeOf(err error) Code {
 	}
 	var e *Error
 	if errors.As(err, &e) {
+		if e == nil {
+			return CodeUnknown // a typed nil *Error: treated as invalid, never a pass
+		}
 		return e.Code
 	}
 	switch {

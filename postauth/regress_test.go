@@ -3,8 +3,10 @@ package postauth_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"testing"
+	"time"
 
 	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
@@ -68,4 +70,35 @@ func TestTemplateRefusal(t *testing.T) {
 	}
 	_, err = e.serverReqr.Verify(context.Background(), raw, "", opDigest("op"), e.policy())
 	wantErr(t, err, postauth.ErrRefused, postauth.CodeRequired)
+}
+
+// Under same-peer key trust only the key is compared, so the name a Result
+// reports must be the TLS-verified one, not the authenticator certificate's.
+func TestSamePeerSubjectFromTLS(t *testing.T) {
+	e := newEnv(t)
+	forgedName, err := postauth.SelfSignedIdentity(e.ep.ClientCert.PrivateKey.(crypto.Signer), "payments-admin", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := e.serverReqr.NewRequest("", nil)
+	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, forgedName, e.attester, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.KeyTrust() != postauth.KeyTrustSamePeer || res.Subject() != "CN=agent" {
+		t.Fatalf("subject %q (%v), want the TLS peer's CN=agent", res.Subject(), res.KeyTrust())
+	}
+}
+
+func TestCodeOfTypedNil(t *testing.T) {
+	var pe *postauth.Error
+	var err error = pe
+	if got := postauth.CodeOf(err); got != postauth.CodeUnknown {
+		t.Fatalf("CodeOf(typed nil) = %v", got)
+	}
+	_ = err.Error()
 }

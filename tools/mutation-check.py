@@ -26,6 +26,11 @@ muts = [
  ("policy appraise", "middleware/guard.go", "if err == nil && rt.Appraise != nil {", "if false {", "./middleware", "TestPolicyDenial|TestForbiddenTool|TestLying"),
  ("posture log replay", "postauth/softeat/softeat.go", "if !bytes.Equal(head, c.Posture.Head.Value) {", "if false {", "./posture ./postauth/softeat", "TestEvidence|TestVerifierRejects"),
  ("fail closed on unavailable", "middleware/guard.go", "\tres, err := reqr.Verify(ctx, raw, \"\", binding, rt.policy)\n", "\tres, err := reqr.Verify(ctx, raw, \"\", binding, rt.policy)\n\tif postauth.CodeOf(err) == postauth.CodeUnavailable { next.ServeHTTP(w, r); return }\n", "./middleware", "TestVerifierDownOrSlow"),
+ ("decoded path match", "middleware/guard.go", "if r.URL.RawPath != \"\" {", "if false {", "./middleware/...", "TestPatternMatching|TestGin"),
+ ("same-peer subject", "postauth/attest.go", "if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil {", "if false {", "./postauth", "TestSamePeerSubjectFromTLS"),
+ ("attest allow-list", "transports/transport.go", "mayAttest := t.att != nil && t.attestFor(req)", "mayAttest := t.att != nil", "./transports", "TestEvidenceOnlyToAllowedServers"),
+ ("server attest global limit", "middleware/respond.go", "ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)", "ok = true", "./middleware", "TestServerAttestationLimited"),
+ ("clear-text critical", "transports/transport.go", "if t.requireServer != nil && req.URL != nil && t.requireServer(req) {", "if false {", "./transports", "TestCriticalRequestNotSentInClear"),
 ]
 fails = 0
 for name, path, a, b, pkgs, run in muts:

@@ -7,6 +7,7 @@
 //	id, _ := postauth.IdentityFromTLS(&clientCert)
 //	tr, _ := transports.New(&http.Transport{TLSClientConfig: tlsConfig},
 //		transports.WithAttester(id, attester, nil),
+//		transports.WithAttestTo("gateway.example"), // who may receive Evidence
 //		transports.WithPosture(tracker))
 //	client := &http.Client{Transport: tr}
 //

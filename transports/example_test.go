@@ -33,6 +33,7 @@ func ExampleNew() {
 	id, _ := postauth.IdentityFromTLS(&agentCert)
 	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)},
 		transports.WithAttester(id, attester, nil),
+		transports.WithAttestTo("127.0.0.1"),
 		transports.WithPosture(tracker),
 		transports.WithObserver(func(e transports.Event) {
 			if e.Kind == transports.EventChallenged {

@@ -2,6 +2,7 @@ package transports
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/reattest/reattest/postauth"
@@ -61,8 +62,35 @@ func WithAttester(id *postauth.Identity, a postauth.Attester, opts *postauth.Res
 	}
 }
 
+// WithAttestTo names the servers that may receive the agent's Evidence and
+// posture hint: hosts as in URL.Host ("gateway.example", which matches any
+// port, or "gateway.example:8443"). Evidence reveals the agent's machine id
+// and posture (model, tools, permissions, flags): a challenge from any other
+// server is not answered (its 401 is returned as is) and requests to other
+// servers carry no posture hint. WithAttester needs WithAttestTo or
+// WithAttestFor.
+func WithAttestTo(hosts ...string) Option {
+	return func(t *Transport) {
+		allowed := make(map[string]bool, len(hosts))
+		for _, h := range hosts {
+			allowed[strings.ToLower(h)] = true
+		}
+		t.attestFor = func(r *http.Request) bool {
+			h := strings.ToLower(r.URL.Host)
+			return allowed[h] || allowed[strings.ToLower(r.URL.Hostname())]
+		}
+	}
+}
+
+// WithAttestFor is WithAttestTo with a predicate: Evidence and the posture
+// hint go only with requests for which f returns true.
+func WithAttestFor(f func(*http.Request) bool) Option {
+	return func(t *Transport) { t.attestFor = f }
+}
+
 // WithPosture sends src's head as the Attestation-Posture hint on every
-// request and treats a change as a reason to attest again.
+// request to a server allowed to receive Evidence (WithAttestTo), and
+// treats a change as a reason to attest again.
 func WithPosture(src PostureSource) Option {
 	return func(t *Transport) { t.posture = src }
 }

@@ -79,6 +79,7 @@ type Transport struct {
 	serverPolicy  *postauth.Policy
 	serverMaxAge  time.Duration
 	proactive     func(*http.Request) bool
+	attestFor     func(*http.Request) bool
 	dialer        DialFunc
 	observe       func(Event)
 	now           func() time.Time
@@ -123,6 +124,9 @@ func New(base *http.Transport, opts ...Option) (*Transport, error) {
 	t.init()
 	if (t.id == nil) != (t.att == nil) {
 		return nil, errors.New("transports: an attester needs an identity and vice versa")
+	}
+	if t.att != nil && t.attestFor == nil {
+		return nil, errors.New("transports: WithAttester needs WithAttestTo or WithAttestFor: Evidence reveals the agent's machine and posture, so say which servers may receive it")
 	}
 	if t.requireServer != nil && (t.serverPolicy == nil || t.serverPolicy.Verifier == nil) {
 		return nil, errors.New("transports: server attestation needs a policy with a verifier")
@@ -237,6 +241,12 @@ func (t *Transport) Conns() int {
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.init()
 	if req.URL == nil || req.URL.Scheme != "https" {
+		if t.requireServer != nil && req.URL != nil && t.requireServer(req) {
+			// A critical request must not leave in clear text to a server
+			// nobody attested (for example after a redirect to http).
+			closeBody(req)
+			return nil, fmt.Errorf("%w: %s is not https", ErrServerNotAttested, req.URL.Scheme)
+		}
 		return t.base.RoundTrip(req)
 	}
 	ctx := req.Context()
@@ -434,10 +444,14 @@ type conn struct {
 	attestedAt    time.Time
 	attestedUntil time.Time
 	attestedHint  string
-	flight        *flight
-	// epoch counts connection-mode attestations that succeeded; a request
-	// challenged after being sent in an older epoch may ride on the newer one.
-	epoch uint64
+	// flights are the connection-mode attestations in progress, by the
+	// challenge they answer: requests that received the same challenge
+	// share one attestation.
+	flights map[string]*flight
+	// epochs count the connection-mode attestations that succeeded, by
+	// route (host, method, path): a request challenged after being sent in
+	// an older epoch of its route may ride on the newer one.
+	epochs map[routeKey]uint64
 	// server attestation (client as relying party)
 	reqr         *postauth.Requester
 	serverOK     time.Time
@@ -461,16 +475,24 @@ func (c *conn) roundTrip(r *http.Request) (*http.Response, error) {
 // do sends req, answering one challenge.
 func (c *conn) do(req *http.Request) (*http.Response, error) {
 	t := c.t
-	hint := t.currentHint()
+	mayAttest := t.att != nil && t.attestFor(req)
+	hint := ""
+	if mayAttest {
+		hint = t.currentHint()
+	}
 	sentAt := t.now()
+	rk := routeKey{req.URL.Host, req.Method, req.URL.Path}
 	c.mu.Lock()
-	sentEpoch := c.epoch
+	sentEpoch := c.epochs[rk]
 	c.mu.Unlock()
 	first := req.Clone(req.Context())
 	if hint != "" {
 		first.Header.Set(wire.HeaderPosture, hint)
 	}
-	proactive := c.proactiveAttestation(first, hint)
+	proactive := ""
+	if mayAttest {
+		proactive = c.proactiveAttestation(first, hint)
+	}
 	resp, err := c.roundTrip(first)
 	if err != nil {
 		return nil, err
@@ -488,11 +510,14 @@ func (c *conn) do(req *http.Request) (*http.Response, error) {
 		return resp, nil // not ours, or nothing to answer: the caller sees the 401
 	}
 	t.emit(Event{Kind: EventChallenged, Method: req.Method, URL: req.URL.String(), Mode: chal.Mode, Reason: chal.Error})
-	t.learn(req, chal.Mode)
 	if t.att == nil {
 		drain(resp)
 		return nil, ErrNoAttester
 	}
+	if !mayAttest {
+		return resp, nil // this server may not receive Evidence
+	}
+	t.learn(req, chal.Mode)
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		drain(resp)
 		return nil, ErrBodyNotReplayable
@@ -501,7 +526,11 @@ func (c *conn) do(req *http.Request) (*http.Response, error) {
 
 	if chal.Mode != wire.ModeOperation {
 		// Share one attestation among concurrent challenged requests.
-		if c.waitShared(req.Context(), sentEpoch) {
+		ride, f, err := c.joinOrLead(req.Context(), encReq, rk, sentEpoch)
+		if err != nil {
+			return nil, err
+		}
+		if ride {
 			retry, err := c.retryRequest(req, hint, nil)
 			if err != nil {
 				return nil, err
@@ -513,9 +542,8 @@ func (c *conn) do(req *http.Request) (*http.Response, error) {
 			}
 			return resp, err
 		}
-		f := c.lead()
 		resp, err := c.answerAndRetry(req, encReq, hint, chal, sentAt)
-		c.land(f, resp, err)
+		c.land(f, encReq, rk, resp, err)
 		return resp, err
 	}
 	return c.answerAndRetry(req, encReq, hint, chal, sentAt)
@@ -620,7 +648,7 @@ func (c *conn) proactiveAttestation(r *http.Request, hint string) string {
 		}
 	default:
 		stale := !now.Before(c.attestedUntil) || hint != c.attestedHint
-		if stale && c.prearmConn != nil && c.flight == nil {
+		if stale && c.prearmConn != nil && len(c.flights) == 0 {
 			raw, c.prearmConn = c.prearmConn, nil
 		}
 	}
@@ -690,45 +718,59 @@ func resultMaxAge(v string) (int, bool) {
 	return 0, false
 }
 
-// waitShared waits for a connection-mode attestation in flight on this
-// connection, or notices one that succeeded after the request was sent (in
-// epoch sentEpoch). It reports whether the request may ride on it.
-func (c *conn) waitShared(ctx context.Context, sentEpoch uint64) bool {
+// joinOrLead decides how a request challenged in connection mode (with
+// challenge enc, for route rk, sent in epoch sentEpoch of that route) goes
+// on: it rides (ride: resend without an authenticator) if its route was
+// attested since it was sent, or once the attestation in flight for the
+// same challenge succeeds; otherwise it leads (f: answer, then land f).
+// Deciding and registering a flight happen under one lock, so two requests
+// never both answer one challenge.
+func (c *conn) joinOrLead(ctx context.Context, enc string, rk routeKey, sentEpoch uint64) (ride bool, f *flight, err error) {
 	c.mu.Lock()
-	f := c.flight
-	recent := c.epoch > sentEpoch
-	c.mu.Unlock()
-	if f == nil {
-		return recent
-	}
-	select {
-	case <-f.done:
-		return f.err == nil
-	case <-ctx.Done():
-		return false
+	for {
+		if c.epochs[rk] > sentEpoch {
+			c.mu.Unlock()
+			return true, nil, nil
+		}
+		inFlight := c.flights[enc]
+		if inFlight == nil {
+			if c.flights == nil {
+				c.flights = make(map[string]*flight)
+			}
+			f = &flight{done: make(chan struct{})}
+			c.flights[enc] = f
+			c.mu.Unlock()
+			return false, f, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-inFlight.done:
+		case <-ctx.Done():
+			return false, nil, ctx.Err()
+		}
+		if inFlight.err == nil {
+			return true, nil, nil
+		}
+		// The leader failed: try again, possibly leading.
+		c.mu.Lock()
 	}
 }
 
-// lead starts a connection-mode attestation flight.
-func (c *conn) lead() *flight {
-	f := &flight{done: make(chan struct{})}
-	c.mu.Lock()
-	c.flight = f
-	c.mu.Unlock()
-	return f
-}
-
-func (c *conn) land(f *flight, resp *http.Response, err error) {
+// land ends flight f for challenge enc of route rk.
+func (c *conn) land(f *flight, enc string, rk routeKey, resp *http.Response, err error) {
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		err = errors.New("transports: attestation refused")
 	}
 	f.err = err
 	c.mu.Lock()
-	if c.flight == f {
-		c.flight = nil
+	if c.flights[enc] == f {
+		delete(c.flights, enc)
 	}
 	if err == nil {
-		c.epoch++
+		if c.epochs == nil {
+			c.epochs = make(map[routeKey]uint64)
+		}
+		c.epochs[rk]++
 	}
 	c.mu.Unlock()
 	close(f.done)

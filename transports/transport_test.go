@@ -1,6 +1,7 @@
 package transports_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/tls"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/softeat"
+	"github.com/reattest/reattest/posture"
 	"github.com/reattest/reattest/transports"
 )
 
@@ -57,7 +60,7 @@ func (g *gw) transport(t *testing.T, withAttester bool, opts ...transports.Optio
 	if withAttester {
 		att, _ := softeat.NewAttester(g.attKey, nil)
 		id, _ := postauth.IdentityFromTLS(&g.agent)
-		opts = append(opts, transports.WithAttester(id, att, nil))
+		opts = append(opts, transports.WithAttester(id, att, nil), transports.WithAttestTo("127.0.0.1"))
 	}
 	tr, err := transports.New(base, opts...)
 	if err != nil {
@@ -127,7 +130,7 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	base := &http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent), IdleConnTimeout: time.Minute}
 	att, _ := softeat.NewAttester(g.attKey, nil)
 	id, _ := postauth.IdentityFromTLS(&g.agent)
-	tr, _ := transports.New(base, transports.WithAttester(id, att, nil), transports.WithClock(clock))
+	tr, _ := transports.New(base, transports.WithAttester(id, att, nil), transports.WithAttestTo("127.0.0.1"), transports.WithClock(clock))
 	defer tr.Close()
 	c := &http.Client{Transport: tr}
 	if resp, err := put(c, g.srv.URL+"/config"); err != nil || resp.StatusCode != 200 {
@@ -178,5 +181,139 @@ func TestZeroTransport(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || tr.Conns() != 0 {
 		t.Fatalf("%d %d", resp.StatusCode, tr.Conns())
+	}
+}
+
+func TestAttesterNeedsTargets(t *testing.T) {
+	g := newGateway(t, false)
+	att, _ := softeat.NewAttester(g.attKey, nil)
+	id, _ := postauth.IdentityFromTLS(&g.agent)
+	if _, err := transports.New(nil, transports.WithAttester(id, att, nil)); err == nil {
+		t.Fatal("an attester without WithAttestTo/WithAttestFor was accepted")
+	}
+}
+
+// countingAttester counts attestations.
+type countingAttester struct {
+	inner postauth.Attester
+	n     atomic.Int64
+}
+
+func (c *countingAttester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
+	c.n.Add(1)
+	return c.inner.Attest(ctx, ch)
+}
+
+// Evidence reveals the agent's machine and posture: only the servers named
+// with WithAttestTo get it (and the posture hint); another server's
+// challenge is returned unanswered.
+func TestEvidenceOnlyToAllowedServers(t *testing.T) {
+	g := newGateway(t, false)
+	var sawHint atomic.Bool
+	inner := g.srv.Config.Handler
+	g.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(middleware.HeaderPosture) != "" {
+			sawHint.Store(true)
+		}
+		inner.ServeHTTP(w, r)
+	})
+	inner2, _ := softeat.NewAttester(g.attKey, nil)
+	att := &countingAttester{inner: inner2}
+	id, _ := postauth.IdentityFromTLS(&g.agent)
+	tracker, _ := posture.NewTracker(nil)
+	tr, err := transports.New(&http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent)},
+		transports.WithAttester(id, att, nil), transports.WithAttestTo("gateway.example"), transports.WithPosture(tracker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	resp, err := put(&http.Client{Transport: tr}, g.srv.URL+"/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusUnauthorized || att.n.Load() != 0 || sawHint.Load() {
+		t.Fatalf("status %d, %d attestations, hint sent %v: Evidence went to a server not allowed", resp.StatusCode, att.n.Load(), sawHint.Load())
+	}
+}
+
+// A request that needs an attested server never leaves over plain http
+// (for example after a redirect to http).
+func TestCriticalRequestNotSentInClear(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{testpki.NewKey(t).Public()}, nil)
+	tr, _ := transports.New(nil, transports.WithServerAttestation(func(*http.Request) bool { return true }, &postauth.Policy{Verifier: v}, time.Minute))
+	defer tr.Close()
+	_, err := put(&http.Client{Transport: tr}, srv.URL+"/config")
+	if !errors.Is(err, transports.ErrServerNotAttested) || hits.Load() != 0 {
+		t.Fatalf("critical request over http: %v, server hit %d times", err, hits.Load())
+	}
+}
+
+// Connection-mode challenges of two routes in flight at once on one HTTP/2
+// connection: each route gets its own attestation; neither rides on the
+// other's (the server's verdicts are per route).
+func TestConcurrentRoutesOnOneConnection(t *testing.T) {
+	pki := testpki.New(t)
+	attKey := testpki.NewKey(t)
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	guard, err := middleware.New(v, middleware.WithRoute("PUT /config", middleware.Route{}), middleware.WithRoute("POST /pay", middleware.Route{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	inner := guard.Middleware(mux)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	outer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/config" && r.Header.Get(middleware.HeaderAttestation) == "" {
+			first := false
+			once.Do(func() { first = true })
+			if first { // hold the first /config request until /pay is attested
+				close(arrived)
+				<-release
+			}
+		}
+		inner.ServeHTTP(w, r)
+	})
+	srv := httptest.NewUnstartedServer(outer)
+	srv.EnableHTTP2 = true
+	srv.TLS = pki.ServerConfig(pki.Issue(t, "localhost", true, nil))
+	middleware.ConfigureServer(srv.Config)
+	srv.StartTLS()
+	defer srv.Close()
+	agent := pki.Issue(t, "agent", false, nil)
+	att, _ := softeat.NewAttester(attKey, nil)
+	id, _ := postauth.IdentityFromTLS(&agent)
+	p := new(http.Protocols)
+	p.SetHTTP2(true)
+	tr, err := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agent), Protocols: p},
+		transports.WithAttester(id, att, nil), transports.WithAttestTo("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	c := &http.Client{Transport: tr}
+	statusX := make(chan int, 1)
+	go func() {
+		resp, err := put(c, srv.URL+"/config")
+		if err != nil {
+			statusX <- -1
+			return
+		}
+		statusX <- resp.StatusCode
+	}()
+	<-arrived
+	req, _ := http.NewRequest("POST", srv.URL+"/pay", strings.NewReader("x"))
+	resp, err := c.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pay: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	close(release)
+	if s := <-statusX; s != 200 {
+		t.Fatalf("PUT /config returned %d", s)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -77,6 +78,10 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	}
 
 	a := &agent{base: strings.TrimSuffix(cfg.gatewayURL, "/")}
+	gwURL, err := url.Parse(a.base)
+	if err != nil || gwURL.Scheme != "https" || gwURL.Host == "" {
+		return nil, fmt.Errorf("gateway URL %q: want https://host[:port]", cfg.gatewayURL)
+	}
 	if a.tracker, err = posture.NewTracker(nil); err != nil {
 		return nil, err
 	}
@@ -111,6 +116,7 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	configChange := func(r *http.Request) bool { return r.Method == http.MethodPut && r.URL.Path == "/v1/config" }
 	a.tr, err = transports.New(&http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true},
 		transports.WithAttester(id, attester, nil),
+		transports.WithAttestTo(gwURL.Host), // Evidence (posture, machine id) goes to the gateway only
 		transports.WithPosture(a.tracker),
 		transports.WithServerAttestation(configChange, &postauth.Policy{Verifier: gwVerifier}, time.Minute),
 		transports.WithObserver(a.record))

@@ -41,7 +41,7 @@ func Example() {
 
 	attester, _ := softeat.NewAttester(attKey, nil)
 	id, _ := postauth.IdentityFromTLS(&agentCert)
-	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)}, transports.WithAttester(id, attester, nil))
+	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)}, transports.WithAttester(id, attester, nil), transports.WithAttestTo("127.0.0.1"))
 	defer tr.Close()
 	resp, err := (&http.Client{Transport: tr}).Post(srv.URL+"/v1/payments", "text/plain", strings.NewReader("amount=1"))
 	if err != nil {

@@ -74,7 +74,7 @@ func testGin(t *testing.T, h2 bool) {
 
 	clientCert := pki.Issue(t, "agent", false, nil)
 	id, _ := postauth.IdentityFromTLS(&clientCert)
-	tr, err := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&clientCert)}, transports.WithAttester(id, att, nil))
+	tr, err := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&clientCert)}, transports.WithAttester(id, att, nil), transports.WithAttestTo("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,5 +112,11 @@ func testGin(t *testing.T, h2 bool) {
 	}
 	if s, _ := send(plain, "GET", middleware.WellKnownPath); s != 200 {
 		t.Fatalf("discovery: %d", s)
+	}
+	// gin routes on the decoded path: an encoded slash must not slip a
+	// request past the pattern route to the protected handler.
+	before := configs.Load()
+	if s, _ := send(plain, "PUT", "/v1%2Fconfig"); s == 200 || configs.Load() != before {
+		t.Fatalf("PUT /v1%%2Fconfig without attestation: %d", s)
 	}
 }

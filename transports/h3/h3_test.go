@@ -94,7 +94,7 @@ func newH3Env(t *testing.T, allow0RTT bool, extra ...func(*h3Env) middleware.Opt
 func (e *h3Env) client(t *testing.T, opts ...transports.Option) *http.Client {
 	t.Helper()
 	id, _ := postauth.IdentityFromTLS(&e.agent)
-	tr, err := h3.New(e.pki.ClientConfig(&e.agent), nil, append([]transports.Option{transports.WithAttester(id, e.attester, nil)}, opts...)...)
+	tr, err := h3.New(e.pki.ClientConfig(&e.agent), nil, append([]transports.Option{transports.WithAttester(id, e.attester, nil), transports.WithAttestTo("127.0.0.1")}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
