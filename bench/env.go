@@ -16,15 +16,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/transports"
 )
 
 // mainTB lets the command use the helpers written for tests
-// (internal/testpki, and this package's setup code, which takes a
+// (postauth/postauthtest, and this package's setup code, which takes a
 // testing.TB so that the Benchmark functions can share it). Only Helper,
 // Fatal, Fatalf, Logf and Cleanup are implemented; the embedded nil TB
 // makes any other method panic, which would be a bug in this package.
@@ -101,7 +101,7 @@ var requestBody = []byte(`{"amount":100,"currency":"EUR","to":"acct-0042"}`)
 type env struct {
 	tb         testing.TB
 	clock      *clock
-	pki        *testpki.PKI
+	pki        *postauthtest.PKI
 	serverCert tls.Certificate
 	clientCert tls.Certificate
 	id         *postauth.Identity
@@ -118,14 +118,14 @@ type env struct {
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	e := &env{tb: tb, clock: &clock{}, pki: testpki.New(tb)}
+	e := &env{tb: tb, clock: &clock{}, pki: postauthtest.New(tb)}
 	e.serverCert = e.pki.Issue(tb, "localhost", true, nil)
 	e.clientCert = e.pki.Issue(tb, "agent", false, nil)
 	var err error
 	if e.id, err = postauth.IdentityFromTLS(&e.clientCert); err != nil {
 		tb.Fatal(err)
 	}
-	attKey := testpki.NewKey(tb)
+	attKey := postauthtest.NewKey(tb)
 	att, err := softeat.NewAttester(attKey, &softeat.AttesterOptions{Time: e.clock.now})
 	if err != nil {
 		tb.Fatal(err)

@@ -11,10 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/internal/wire"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 )
 
 // inproc drives the Guard's handler in-process: requests carry the
@@ -53,7 +53,7 @@ func (e *env) newInproc(poolSize int) *inproc {
 	}
 	p := &inproc{e: e, handler: g.Middleware(trivialHandler)}
 	for range poolSize {
-		c, s := testpki.Pair(e.tb, e.pki.ClientConfig(&e.clientCert), e.pki.ServerConfig(e.serverCert))
+		c, s := postauthtest.Pair(e.tb, e.pki.ClientConfig(&e.clientCert), e.pki.ServerConfig(e.serverCert))
 		ss, cs := s.ConnectionState(), c.ConnectionState()
 		ch, err := postauth.NewChannel(&cs)
 		if err != nil {

@@ -214,7 +214,7 @@ func writeReport(w io.Writer, r *results) {
 	// Method.
 	md.line("## Method")
 	md.line("")
-	md.line("- One process: a reattest server (httptest, HTTP/2, TLS 1.3 with the PKI of internal/testpki,")
+	md.line("- One process: a reattest server (httptest, HTTP/2, TLS 1.3 with the PKI of postauth/postauthtest,")
 	md.line("  mutual TLS, `middleware.ConfigureServer`, `Guard.Middleware` around a mux) and an RA-TLS server,")
 	md.line("  both on loopback; clients are `transports.Transport` (pinned to one connection with")
 	md.line("  `WithMaxConnsPerHost(1)`) with the client certificate as Identity and the software EAT")

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/transports"
 )
@@ -19,9 +19,9 @@ import (
 // Example shows a gateway that protects a payment route and an agent whose
 // transport answers the challenge, over real TLS 1.3 on loopback.
 func Example() {
-	pki := testpki.New(testpki.Must)
-	agentCert := pki.Issue(testpki.Must, "agent", false, nil)
-	attKey := testpki.NewKey(testpki.Must) // the agent's attestation key
+	pki := postauthtest.New(postauthtest.Must)
+	agentCert := pki.Issue(postauthtest.Must, "agent", false, nil)
+	attKey := postauthtest.NewKey(postauthtest.Must) // the agent's attestation key
 
 	// Gateway: trust the agent's attestation key; payments need fresh,
 	// per-operation attestation.
@@ -34,7 +34,7 @@ func Example() {
 		fmt.Fprintf(w, "paid; %s evidence from %s", res.Format(), res.Subject())
 	})
 	srv := httptest.NewUnstartedServer(guard.Middleware(mux))
-	srv.TLS = pki.ServerConfig(pki.Issue(testpki.Must, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", true, nil))
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	defer srv.Close()
@@ -65,9 +65,9 @@ func Example() {
 // Example_serverAttests shows the reverse direction: the client refuses to
 // send a critical command until the server has attested on the connection.
 func Example_serverAttests() {
-	pki := testpki.New(testpki.Must)
-	serverCert := pki.Issue(testpki.Must, "localhost", true, nil)
-	serverAttKey := testpki.NewKey(testpki.Must)
+	pki := postauthtest.New(postauthtest.Must)
+	serverCert := pki.Issue(postauthtest.Must, "localhost", true, nil)
+	serverAttKey := postauthtest.NewKey(postauthtest.Must)
 
 	// Controller: attests with its TLS key and a software attester.
 	serverID, _ := postauth.IdentityFromTLS(&serverCert)

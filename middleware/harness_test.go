@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/internal/wire"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/transports"
 )
@@ -65,7 +65,7 @@ func (c *clock) advance(d time.Duration) {
 type harness struct {
 	t          *testing.T
 	h2         bool
-	pki        *testpki.PKI
+	pki        *postauthtest.PKI
 	clientCert tls.Certificate
 	serverCert tls.Certificate
 	srv        *httptest.Server
@@ -96,10 +96,10 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 // harness (its certificates) before the Guard is built.
 func newHarnessWith(t *testing.T, o harnessOpts, extra func(*harness) middleware.Option) *harness {
 	t.Helper()
-	h := &harness{t: t, h2: o.h2, pki: testpki.New(t), clock: &clock{t: time.Now()}, events: make(chan transports.Event, 1024)}
+	h := &harness{t: t, h2: o.h2, pki: postauthtest.New(t), clock: &clock{t: time.Now()}, events: make(chan transports.Event, 1024)}
 	h.serverCert = h.pki.Issue(t, "localhost", true, nil)
 	h.clientCert = h.pki.Issue(t, "agent", false, nil)
-	h.attKey = testpki.NewKey(t)
+	h.attKey = postauthtest.NewKey(t)
 	ao := o.attesterOpts
 	if ao == nil {
 		ao = &softeat.AttesterOptions{}

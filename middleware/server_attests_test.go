@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/internal/wire"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/transports"
 )
@@ -43,7 +43,7 @@ func TestServerAttests(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
 		// The harness is built twice: once to learn its certificate for the
 		// server identity, then with the option (newHarness takes options).
-		serverKey := testpki.NewKey(t)
+		serverKey := postauthtest.NewKey(t)
 		var verifier postauth.Verifier
 		h := newHarnessWith(t, harnessOpts{h2: h2, guardOpts: standardRoutes}, func(h *harness) middleware.Option {
 			opt, v := serverAttestation(t, h, serverKey)
@@ -90,10 +90,10 @@ func TestServerNotAttestedRequestNotSent(t *testing.T) {
 					if !tc.attests {
 						return nil
 					}
-					opt, _ := serverAttestation(t, h, testpki.NewKey(t))
+					opt, _ := serverAttestation(t, h, postauthtest.NewKey(t))
 					return opt
 				})
-				trusted, _ := softeat.NewVerifier([]crypto.PublicKey{testpki.NewKey(t).Public()}, nil)
+				trusted, _ := softeat.NewVerifier([]crypto.PublicKey{postauthtest.NewKey(t).Public()}, nil)
 				c, _ := h.client(transports.WithServerAttestation(isCritical, &postauth.Policy{Verifier: trusted}, time.Minute))
 				req, _ := http.NewRequest("PUT", h.url("/config"), strings.NewReader("v=1"))
 				_, err := c.Do(req)
@@ -115,7 +115,7 @@ func TestServerNotAttestedRequestNotSent(t *testing.T) {
 // The server answers only ClientCertificateRequests: a CertificateRequest
 // (the client's own role) is not reflected back.
 func TestServerIgnoresCertificateRequest(t *testing.T) {
-	serverKey := testpki.NewKey(t)
+	serverKey := postauthtest.NewKey(t)
 	h := newHarnessWith(t, harnessOpts{h2: true, guardOpts: standardRoutes}, func(h *harness) middleware.Option {
 		opt, _ := serverAttestation(t, h, serverKey)
 		return opt
@@ -170,7 +170,7 @@ func TestPreArmedOperation(t *testing.T) {
 // TPM or remote work): answers are limited per connection and for the
 // whole server, so anonymous connections cannot keep the attester busy.
 func TestServerAttestationLimited(t *testing.T) {
-	serverKey := testpki.NewKey(t)
+	serverKey := postauthtest.NewKey(t)
 	h := newHarnessWith(t, harnessOpts{h2: true, guardOpts: append([]middleware.Option{
 		middleware.WithServerAttestationLimit(0.001, 3),
 	}, standardRoutes...)}, func(h *harness) middleware.Option {

@@ -7,7 +7,7 @@ import (
 	"crypto/sha256"
 	"testing"
 
-	"github.com/reattest/reattest/internal/testpki"
+	"github.com/reattest/reattest/postauth/postauthtest"
 )
 
 // BenchmarkExchange is one attested exchange on a real TLS 1.3 connection:
@@ -37,7 +37,7 @@ func BenchmarkExchange(b *testing.B) {
 // messages the size of a CertificateVerify input and of an EAT
 // Sig_structure, with two keys.
 func BenchmarkRawSignatures(b *testing.B) {
-	eaKey, attKey := testpki.NewKey(b), testpki.NewKey(b)
+	eaKey, attKey := postauthtest.NewKey(b), postauthtest.NewKey(b)
 	cvInput := make([]byte, 64+len("Exported Authenticator")+1+32)
 	eatInput := make([]byte, 180)
 	rand.Read(cvInput)

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 )
 
@@ -20,7 +20,7 @@ import (
 // both ends need to attest and to verify.
 type env struct {
 	t          testing.TB
-	ep         *testpki.Endpoints
+	ep         *postauthtest.Endpoints
 	clientCh   *postauth.Channel // the client's view
 	serverCh   *postauth.Channel // the server's view
 	clientID   *postauth.Identity
@@ -34,11 +34,11 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ep := testpki.MutualTLS(t)
+	ep := postauthtest.MutualTLS(t)
 	return envFor(t, ep)
 }
 
-func envFor(t testing.TB, ep *testpki.Endpoints) *env {
+func envFor(t testing.TB, ep *postauthtest.Endpoints) *env {
 	t.Helper()
 	e := &env{t: t, ep: ep}
 	var err error
@@ -55,7 +55,7 @@ func envFor(t testing.TB, ep *testpki.Endpoints) *env {
 	if e.serverID, err = postauth.IdentityFromTLS(&ep.ServerCert); err != nil {
 		t.Fatal(err)
 	}
-	attKey := testpki.NewKey(t)
+	attKey := postauthtest.NewKey(t)
 	e.attKey = attKey
 	if e.attester, err = softeat.NewAttester(attKey, nil); err != nil {
 		t.Fatal(err)

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 )
 
@@ -89,7 +89,7 @@ func TestRoundTripJSONCMW(t *testing.T) {
 func TestAttackRelay(t *testing.T) {
 	for _, role := range []postauth.Role{postauth.RoleClient, postauth.RoleServer} {
 		t.Run(role.String()+"-attests", func(t *testing.T) {
-			p := testpki.New(t)
+			p := postauthtest.New(t)
 			sc := p.Issue(t, "localhost", true, nil)
 			cc := p.Issue(t, "agent", false, nil)
 			a := envFor(t, pairEndpoints(t, p, sc, cc))
@@ -114,9 +114,9 @@ func TestAttackRelay(t *testing.T) {
 	}
 }
 
-func pairEndpoints(t *testing.T, p *testpki.PKI, sc, cc tls.Certificate) *testpki.Endpoints {
-	c, s := testpki.Pair(t, p.ClientConfig(&cc), p.ServerConfig(sc))
-	return &testpki.Endpoints{Client: c, Server: s, ClientCert: cc, ServerCert: sc, PKI: p}
+func pairEndpoints(t *testing.T, p *postauthtest.PKI, sc, cc tls.Certificate) *postauthtest.Endpoints {
+	c, s := postauthtest.Pair(t, p.ClientConfig(&cc), p.ServerConfig(sc))
+	return &postauthtest.Endpoints{Client: c, Server: s, ClientCert: cc, ServerCert: sc, PKI: p}
 }
 
 func TestAttackReplay(t *testing.T) {
@@ -204,7 +204,7 @@ func TestAttackForgedSignature(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		other := testpki.NewKey(t) // not the certificate's key
+		other := postauthtest.NewKey(t) // not the certificate's key
 		raw := newForger(t, s.conn).build(t, s.role, reqBytes, req.Context,
 			[]forgedEntry{{der: s.cert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, other)
 		_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
@@ -317,7 +317,7 @@ func TestCarelessVerifierCannotPass(t *testing.T) {
 func TestAttackEvidenceSignature(t *testing.T) {
 	e := newEnv(t)
 	// Evidence signed by an attestation key the verifier does not trust.
-	rogue, err := softeat.NewAttester(testpki.NewKey(t), nil)
+	rogue, err := softeat.NewAttester(postauthtest.NewKey(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,7 @@ func TestRefusal(t *testing.T) {
 
 func TestKeyTrust(t *testing.T) {
 	selfSigned := func(t *testing.T) *postauth.Identity {
-		id, err := postauth.SelfSignedIdentity(testpki.NewKey(t), "agent", time.Hour)
+		id, err := postauth.SelfSignedIdentity(postauthtest.NewKey(t), "agent", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -483,9 +483,9 @@ func TestKeyTrust(t *testing.T) {
 		wantErr(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid)
 	})
 	t.Run("no-mtls-no-roots-fails-closed", func(t *testing.T) {
-		p := testpki.New(t)
-		c, s := testpki.Pair(t, p.ClientConfig(nil), p.ServerConfig(p.Issue(t, "localhost", true, nil)))
-		e := envFor(t, &testpki.Endpoints{Client: c, Server: s, ClientCert: p.Issue(t, "agent", false, nil), ServerCert: p.Issue(t, "localhost", true, nil), PKI: p})
+		p := postauthtest.New(t)
+		c, s := postauthtest.Pair(t, p.ClientConfig(nil), p.ServerConfig(p.Issue(t, "localhost", true, nil)))
+		e := envFor(t, &postauthtest.Endpoints{Client: c, Server: s, ClientCert: p.Issue(t, "agent", false, nil), ServerCert: p.Issue(t, "localhost", true, nil), PKI: p})
 		_, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{})
 		wantErr(t, err, postauth.ErrNoKeyTrust, postauth.CodeInvalid)
 	})
@@ -500,7 +500,7 @@ func TestSignatureSchemes(t *testing.T) {
 		key    crypto.Signer
 		scheme tls.SignatureScheme
 	}{
-		{"p256", testpki.NewKey(t), tls.ECDSAWithP256AndSHA256},
+		{"p256", postauthtest.NewKey(t), tls.ECDSAWithP256AndSHA256},
 		{"p384", p384, tls.ECDSAWithP384AndSHA384},
 		{"ed25519", edKey, tls.Ed25519},
 		{"rsa-pss", rsaKey, tls.PSSWithSHA256},
@@ -540,7 +540,7 @@ func TestSignatureSchemes(t *testing.T) {
 
 // The SHA-384 suites change the transcript, binder and key hash sizes.
 func TestSHA384Suite(t *testing.T) {
-	ep := testpki.MutualTLS(t)
+	ep := postauthtest.MutualTLS(t)
 	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
 	clientCh, err := postauth.NewChannelFromExporter(tls.TLS_AES_256_GCM_SHA384, ccs.ExportKeyingMaterial)
 	if err != nil {
@@ -548,7 +548,7 @@ func TestSHA384Suite(t *testing.T) {
 	}
 	serverCh, _ := postauth.NewChannelFromExporter(tls.TLS_AES_256_GCM_SHA384, scs.ExportKeyingMaterial)
 	id, _ := postauth.IdentityFromTLS(&ep.ClientCert)
-	key := testpki.NewKey(t)
+	key := postauthtest.NewKey(t)
 	att, _ := softeat.NewAttester(key, nil)
 	v, _ := softeat.NewVerifier([]crypto.PublicKey{key.Public()}, nil)
 	r, _ := postauth.NewRequester(serverCh, postauth.RoleClient, nil)
@@ -582,12 +582,12 @@ func TestFormatNotAccepted(t *testing.T) {
 
 func TestNewChannelRefusesNonTLS13(t *testing.T) {
 	t.Run("tls12", func(t *testing.T) {
-		p := testpki.New(t)
+		p := postauthtest.New(t)
 		sc := p.ServerConfig(p.Issue(t, "localhost", true, nil))
 		sc.MinVersion, sc.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
 		cc := p.ClientConfig(nil)
 		cc.MinVersion = tls.VersionTLS12
-		c, _ := testpki.Pair(t, cc, sc)
+		c, _ := postauthtest.Pair(t, cc, sc)
 		cs := c.ConnectionState()
 		_, err := postauth.NewChannel(&cs)
 		wantErr(t, err, postauth.ErrNotTLS13, postauth.CodeInvalid)

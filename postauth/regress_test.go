@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 )
 
 func TestParseRequestDoesNotAlias(t *testing.T) {
@@ -40,12 +40,12 @@ func TestParseRequestDoesNotAlias(t *testing.T) {
 // A client certificate that TLS did not verify (RequireAnyClientCert) is no
 // identity: same-peer key trust must not rest on it.
 func TestUnverifiedPeerCertificateIsNoIdentity(t *testing.T) {
-	p := testpki.New(t)
-	stranger := testpki.New(t).Issue(t, "agent", false, nil) // another, untrusted CA
+	p := postauthtest.New(t)
+	stranger := postauthtest.New(t).Issue(t, "agent", false, nil) // another, untrusted CA
 	sc := p.ServerConfig(p.Issue(t, "localhost", true, nil))
 	sc.ClientAuth = tls.RequireAnyClientCert
-	c, s := testpki.Pair(t, p.ClientConfig(&stranger), sc)
-	e := envFor(t, &testpki.Endpoints{Client: c, Server: s, ClientCert: stranger, ServerCert: p.Issue(t, "localhost", true, nil), PKI: p})
+	c, s := postauthtest.Pair(t, p.ClientConfig(&stranger), sc)
+	e := envFor(t, &postauthtest.Endpoints{Client: c, Server: s, ClientCert: stranger, ServerCert: p.Issue(t, "localhost", true, nil), PKI: p})
 	if e.serverCh.PeerCertificate() != nil {
 		t.Fatal("unverified client certificate recorded as the peer")
 	}

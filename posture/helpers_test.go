@@ -11,8 +11,8 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/reattest/reattest/internal/cborutil"
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/posture"
 )
@@ -31,7 +31,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ep := testpki.MutualTLS(t)
+	ep := postauthtest.MutualTLS(t)
 	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
 	clientCh, err := postauth.NewChannel(&ccs)
 	if err != nil {
@@ -45,7 +45,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	attKey := testpki.NewKey(t)
+	attKey := postauthtest.NewKey(t)
 	verifier, err := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -8,9 +8,9 @@ import (
 	"net/http/httptest"
 	"strings"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/posture"
 	"github.com/reattest/reattest/transports"
@@ -19,9 +19,9 @@ import (
 // ExampleNew shows an agent whose transport attests once per connection,
 // rides on the cached verdict, and attests again when its posture changes.
 func ExampleNew() {
-	pki := testpki.New(testpki.Must)
-	agentCert := pki.Issue(testpki.Must, "agent", false, nil)
-	attKey := testpki.NewKey(testpki.Must)
+	pki := postauthtest.New(postauthtest.Must)
+	agentCert := pki.Issue(postauthtest.Must, "agent", false, nil)
+	attKey := postauthtest.NewKey(postauthtest.Must)
 	srv := exampleGateway(pki, attKey)
 	defer srv.Close()
 
@@ -65,13 +65,13 @@ func ExampleNew() {
 	// config change: 200
 }
 
-func exampleGateway(pki *testpki.PKI, attKey crypto.Signer) *httptest.Server {
+func exampleGateway(pki *postauthtest.PKI, attKey crypto.Signer) *httptest.Server {
 	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
 	guard, _ := middleware.New(verifier, middleware.WithRoute("PUT /v1/config", middleware.Route{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/config", func(w http.ResponseWriter, r *http.Request) {})
 	srv := httptest.NewUnstartedServer(guard.Middleware(mux))
-	srv.TLS = pki.ServerConfig(pki.Issue(testpki.Must, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", true, nil))
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	return srv

@@ -445,9 +445,11 @@ type conn struct {
 	attestedUntil time.Time
 	attestedHint  string
 	// flights are the connection-mode attestations in progress, by the
-	// challenge they answer: requests that received the same challenge
-	// share one attestation.
-	flights map[string]*flight
+	// challenge they answer (requests that received the same challenge
+	// share one attestation) and by route (a request of that route
+	// challenged with a newer challenge waits for it too).
+	flights      map[string]*flight
+	routeFlights map[routeKey]*flight
 	// epochs count the connection-mode attestations that succeeded, by
 	// route (host, method, path): a request challenged after being sent in
 	// an older epoch of its route may ride on the newer one.
@@ -459,8 +461,9 @@ type conn struct {
 }
 
 type flight struct {
-	done chan struct{}
-	err  error
+	done      chan struct{}
+	err       error
+	challenge string // the connection-mode challenge it answers ("" for server attestation)
 }
 
 // maxPrearmOps bounds the operation templates kept per connection.
@@ -721,10 +724,10 @@ func resultMaxAge(v string) (int, bool) {
 // joinOrLead decides how a request challenged in connection mode (with
 // challenge enc, for route rk, sent in epoch sentEpoch of that route) goes
 // on: it rides (ride: resend without an authenticator) if its route was
-// attested since it was sent, or once the attestation in flight for the
-// same challenge succeeds; otherwise it leads (f: answer, then land f).
-// Deciding and registering a flight happen under one lock, so two requests
-// never both answer one challenge.
+// attested since it was sent, or once an attestation in flight for the same
+// challenge or the same route succeeds; otherwise it leads (f: answer, then
+// land f). Deciding and registering a flight happen under one lock, so two
+// requests never both answer one challenge.
 func (c *conn) joinOrLead(ctx context.Context, enc string, rk routeKey, sentEpoch uint64) (ride bool, f *flight, err error) {
 	c.mu.Lock()
 	for {
@@ -732,26 +735,32 @@ func (c *conn) joinOrLead(ctx context.Context, enc string, rk routeKey, sentEpoc
 			c.mu.Unlock()
 			return true, nil, nil
 		}
-		inFlight := c.flights[enc]
-		if inFlight == nil {
+		wait := c.flights[enc]
+		if wait == nil {
+			wait = c.routeFlights[rk]
+		}
+		if wait == nil {
 			if c.flights == nil {
 				c.flights = make(map[string]*flight)
+				c.routeFlights = make(map[routeKey]*flight)
 			}
-			f = &flight{done: make(chan struct{})}
+			f = &flight{done: make(chan struct{}), challenge: enc}
 			c.flights[enc] = f
+			c.routeFlights[rk] = f
 			c.mu.Unlock()
 			return false, f, nil
 		}
 		c.mu.Unlock()
 		select {
-		case <-inFlight.done:
+		case <-wait.done:
 		case <-ctx.Done():
 			return false, nil, ctx.Err()
 		}
-		if inFlight.err == nil {
+		if wait.err == nil && wait.challenge == enc {
 			return true, nil, nil
 		}
-		// The leader failed: try again, possibly leading.
+		// The other flight failed, or was for another challenge of the
+		// route (its success shows in the epoch): decide again.
 		c.mu.Lock()
 	}
 }
@@ -765,6 +774,9 @@ func (c *conn) land(f *flight, enc string, rk routeKey, resp *http.Response, err
 	c.mu.Lock()
 	if c.flights[enc] == f {
 		delete(c.flights, enc)
+	}
+	if c.routeFlights[rk] == f {
+		delete(c.routeFlights, rk)
 	}
 	if err == nil {
 		if c.epochs == nil {

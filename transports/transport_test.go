@@ -14,16 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/posture"
 	"github.com/reattest/reattest/transports"
 )
 
 type gw struct {
-	pki    *testpki.PKI
+	pki    *postauthtest.PKI
 	srv    *httptest.Server
 	attKey crypto.Signer
 	agent  tls.Certificate
@@ -31,8 +31,8 @@ type gw struct {
 
 func newGateway(t *testing.T, tls12 bool) *gw {
 	t.Helper()
-	pki := testpki.New(t)
-	attKey := testpki.NewKey(t)
+	pki := postauthtest.New(t)
+	attKey := postauthtest.NewKey(t)
 	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
 	guard, err := middleware.New(v, middleware.WithRoute("PUT /config", middleware.Route{}))
 	if err != nil {
@@ -242,7 +242,7 @@ func TestCriticalRequestNotSentInClear(t *testing.T) {
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer srv.Close()
-	v, _ := softeat.NewVerifier([]crypto.PublicKey{testpki.NewKey(t).Public()}, nil)
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{postauthtest.NewKey(t).Public()}, nil)
 	tr, _ := transports.New(nil, transports.WithServerAttestation(func(*http.Request) bool { return true }, &postauth.Policy{Verifier: v}, time.Minute))
 	defer tr.Close()
 	_, err := put(&http.Client{Transport: tr}, srv.URL+"/config")
@@ -255,8 +255,8 @@ func TestCriticalRequestNotSentInClear(t *testing.T) {
 // connection: each route gets its own attestation; neither rides on the
 // other's (the server's verdicts are per route).
 func TestConcurrentRoutesOnOneConnection(t *testing.T) {
-	pki := testpki.New(t)
-	attKey := testpki.NewKey(t)
+	pki := postauthtest.New(t)
+	attKey := postauthtest.NewKey(t)
 	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
 	guard, err := middleware.New(v, middleware.WithRoute("PUT /config", middleware.Route{}), middleware.WithRoute("POST /pay", middleware.Route{}))
 	if err != nil {

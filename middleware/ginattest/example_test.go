@@ -10,10 +10,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/middleware/ginattest"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/transports"
 )
@@ -21,9 +21,9 @@ import (
 // Example protects one gin route with per-operation attestation.
 func Example() {
 	gin.SetMode(gin.ReleaseMode)
-	pki := testpki.New(testpki.Must)
-	agentCert := pki.Issue(testpki.Must, "agent", false, nil)
-	attKey := testpki.NewKey(testpki.Must)
+	pki := postauthtest.New(postauthtest.Must)
+	agentCert := pki.Issue(postauthtest.Must, "agent", false, nil)
+	attKey := postauthtest.NewKey(postauthtest.Must)
 
 	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
 	guard, _ := middleware.New(verifier)
@@ -34,7 +34,7 @@ func Example() {
 		c.String(200, "paid, attested with %s", res.Format())
 	})
 	srv := httptest.NewUnstartedServer(r)
-	srv.TLS = pki.ServerConfig(pki.Issue(testpki.Must, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", true, nil))
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	defer srv.Close()

@@ -11,10 +11,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/middleware/ginattest"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/transports"
 )
@@ -31,8 +31,8 @@ func TestGin(t *testing.T) {
 }
 
 func testGin(t *testing.T, h2 bool) {
-	pki := testpki.New(t)
-	attKey := testpki.NewKey(t)
+	pki := postauthtest.New(t)
+	attKey := postauthtest.NewKey(t)
 	att, _ := softeat.NewAttester(attKey, nil)
 	ver, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
 	guard, err := middleware.New(ver, middleware.WithRoute("PUT /v1/config", middleware.Route{}))

@@ -19,8 +19,8 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	cose "github.com/veraison/go-cose"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/posture"
 )
@@ -34,7 +34,7 @@ type fixture struct {
 }
 
 func newFixture(t testing.TB) *fixture {
-	f := &fixture{key: testpki.NewKey(t), now: time.Unix(1_800_000_000, 0)}
+	f := &fixture{key: postauthtest.NewKey(t), now: time.Unix(1_800_000_000, 0)}
 	var err error
 	clock := func() time.Time { return f.now }
 	if f.att, err = softeat.NewAttester(f.key, &softeat.AttesterOptions{Time: clock}); err != nil {
@@ -199,7 +199,7 @@ func TestKeys(t *testing.T) {
 		t.Fatal("verifier without trusted keys")
 	}
 	dir := t.TempDir()
-	k := testpki.NewKey(t)
+	k := postauthtest.NewKey(t)
 	der, _ := x509.MarshalPKCS8PrivateKey(k)
 	pub, _ := x509.MarshalPKIXPublicKey(k.Public())
 	os.WriteFile(filepath.Join(dir, "k.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)

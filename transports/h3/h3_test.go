@@ -15,10 +15,10 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/internal/wire"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 	"github.com/reattest/reattest/transports"
 	"github.com/reattest/reattest/transports/h3"
@@ -35,7 +35,7 @@ func (c *countingAttester) Attest(ctx context.Context, ch postauth.Challenge) (p
 }
 
 type h3Env struct {
-	pki      *testpki.PKI
+	pki      *postauthtest.PKI
 	addr     string
 	agent    tls.Certificate
 	server   tls.Certificate
@@ -46,10 +46,10 @@ type h3Env struct {
 // newH3Env starts an HTTP/3 server with the middleware on loopback UDP.
 func newH3Env(t *testing.T, allow0RTT bool, extra ...func(*h3Env) middleware.Option) *h3Env {
 	t.Helper()
-	e := &h3Env{pki: testpki.New(t)}
+	e := &h3Env{pki: postauthtest.New(t)}
 	e.server = e.pki.Issue(t, "localhost", true, nil)
 	e.agent = e.pki.Issue(t, "agent", false, nil)
-	attKey := testpki.NewKey(t)
+	attKey := postauthtest.NewKey(t)
 	att, _ := softeat.NewAttester(attKey, nil)
 	e.attester = &countingAttester{inner: att}
 	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
@@ -248,7 +248,7 @@ func TestConfigureServerTurnsOff0RTT(t *testing.T) {
 }
 
 func TestHTTP3ServerAttests(t *testing.T) {
-	serverKey := testpki.NewKey(t)
+	serverKey := postauthtest.NewKey(t)
 	serverAtt, _ := softeat.NewAttester(serverKey, nil)
 	e := newH3Env(t, false, func(e *h3Env) middleware.Option {
 		id, _ := postauth.IdentityFromTLS(&e.server)

@@ -1,7 +1,9 @@
-// Package testpki builds real certificates and real TLS 1.3 connections on
-// loopback for tests: a throwaway CA, leaf certificates, and connected
-// client/server pairs. Nothing here is a mock.
-package testpki
+// Package postauthtest helps test code that uses reattest, with real parts:
+// a throwaway CA and leaf certificates, real TLS 1.3 connections on
+// loopback, and a software attester with the verifier that trusts it.
+// Nothing here is a mock. It is for tests and examples only: the keys are
+// generated on the spot and the CA trusts anything it issued.
+package postauthtest
 
 import (
 	"crypto"
