@@ -17,10 +17,15 @@ import (
 // request. Reason and Violations are wire-safe: they name checks and posture
 // items, never Evidence or internal errors.
 type Problem struct {
-	Type       string   `json:"type"`
-	Title      string   `json:"title"`
-	Status     int      `json:"status"`
-	Reason     string   `json:"reason,omitempty"`
+	// Type is the problem type URI (see [ProblemType]).
+	Type string `json:"type"`
+	// Title is a short human-readable summary.
+	Title string `json:"title"`
+	// Status is the HTTP status code.
+	Status int `json:"status"`
+	// Reason is the machine-readable reason (docs/protocol.md, "Errors").
+	Reason string `json:"reason,omitempty"`
+	// Violations lists the failed posture items of a policy denial.
 	Violations []string `json:"violations,omitempty"`
 }
 
@@ -109,8 +114,10 @@ type Discovery struct {
 
 // DiscoveryRoute describes one high-impact route.
 type DiscoveryRoute struct {
+	// Pattern is the route pattern, in http.ServeMux syntax.
 	Pattern string `json:"pattern"`
-	Mode    string `json:"mode"`
+	// Mode is "connection" or "operation".
+	Mode string `json:"mode"`
 	// MaxAge in seconds (connection mode).
 	MaxAge int `json:"max_age,omitempty"`
 }

@@ -18,8 +18,12 @@ import (
 // Evidence packages). Extend must compute H(old || digest), where H is
 // Hash(). Implementations must be safe for concurrent use.
 type Register interface {
+	// Hash is the register's hash; its initial value is Hash().Size() zero
+	// bytes.
 	Hash() crypto.Hash
+	// Extend sets the register to H(value || digest).
 	Extend(ctx context.Context, digest []byte) error
+	// Read returns the register's value.
 	Read(ctx context.Context) ([]byte, error)
 }
 

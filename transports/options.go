@@ -36,14 +36,20 @@ const (
 // Event reports what the transport did for a request, for logs, demos and
 // tests. It carries no Evidence.
 type Event struct {
-	Kind      EventKind
-	Method    string
-	URL       string
-	Mode      string // "connection" or "operation"
-	Reason    string // the challenge's error code
-	Proactive bool   // answered a pre-armed request, without a 401 first
-	Result    *postauth.Result
-	Duration  time.Duration
+	Kind   EventKind
+	Method string
+	URL    string
+	// Mode is the freshness mode, "connection" or "operation".
+	Mode string
+	// Reason is the challenge's error code (EventChallenged, EventAttested).
+	Reason string
+	// Proactive: the transport answered a pre-armed request, without a 401
+	// first (EventAttested).
+	Proactive bool
+	// Result is the server's verified attestation (EventServerAttested).
+	Result *postauth.Result
+	// Duration is how long attesting and the retry took (EventAttested).
+	Duration time.Duration
 }
 
 // Option configures a [Transport].

@@ -25,6 +25,8 @@ import (
 // answered with its exporter and the retry goes on it. *http.ClientConn
 // implements it; package transports/h3 adapts HTTP/3 connections.
 type Conn interface {
+	// RoundTrip sends a request on this connection (waiting for a free
+	// slot if needed).
 	RoundTrip(*http.Request) (*http.Response, error)
 	// Reserve reserves a request slot, or fails if the connection is busy
 	// or closed; Release gives an unused reservation back (see
@@ -35,6 +37,7 @@ type Conn interface {
 	InFlight() int
 	// Err is non-nil once the connection cannot be used any more.
 	Err() error
+	// Close closes the connection.
 	Close() error
 }
 
