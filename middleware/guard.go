@@ -297,6 +297,7 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, rt *route, next ht
 			default:
 				res := c.res
 				st.mu.Unlock()
+				g.observePass(r.Context(), rt, OutcomeCacheHit, "", time.Time{}, 0)
 				g.preArm(w, r, st, rt)
 				next.ServeHTTP(w, r.WithContext(postauth.NewContext(r.Context(), res)))
 				return
@@ -357,6 +358,7 @@ func (g *Guard) verify(w http.ResponseWriter, r *http.Request, st *connState, rt
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.verifyTimeout)
 	defer cancel()
+	start := time.Now()
 	res, err := reqr.Verify(ctx, raw, "", binding, rt.policy)
 	if err == nil && rt.Appraise != nil {
 		if err = rt.Appraise(ctx, res); err != nil && postauth.CodeOf(err) == postauth.CodeUnknown {
@@ -372,9 +374,13 @@ func (g *Guard) verify(w http.ResponseWriter, r *http.Request, st *connState, rt
 			st.drop(rt)
 			st.mu.Unlock()
 		}
+		if g.cfg.observe != nil {
+			err = &timedError{err, start, time.Since(start)}
+		}
 		g.fail(w, r, rt, st, binding, err)
 		return
 	}
+	verifyDur := time.Since(start)
 	if rt.Mode == ModeConnection {
 		hint := ""
 		if h := res.PostureHead(); h != nil {
@@ -393,6 +399,7 @@ func (g *Guard) verify(w http.ResponseWriter, r *http.Request, st *connState, rt
 		st.mu.Unlock()
 	}
 	g.logAttested(r, rt, res)
+	g.observePass(r.Context(), rt, OutcomeVerified, res.Format(), start, verifyDur)
 	w.Header().Set(wire.HeaderResult, resultHeader(res, rt))
 	g.preArm(w, r, st, rt)
 	next.ServeHTTP(w, r.WithContext(postauth.NewContext(r.Context(), res)))

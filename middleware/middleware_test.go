@@ -623,3 +623,37 @@ func TestCheckZeroRouteFailsClosed(t *testing.T) {
 		t.Fatalf("zero ProtectedRoute let the request through (%d)", rec.Code)
 	}
 }
+
+func TestObserverOutcomes(t *testing.T) {
+	var mu sync.Mutex
+	var events []middleware.Event
+	obs := middleware.WithObserver(func(_ context.Context, e middleware.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	})
+	deny := func(context.Context, *postauth.Result) error {
+		return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: "posture_denied", Violations: []string{"tool:shell forbidden"}}
+	}
+	h := newHarness(t, harnessOpts{h2: true, guardOpts: []middleware.Option{obs,
+		middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Appraise: deny}),
+		middleware.WithRoute("PUT /config", middleware.Route{}),
+	}})
+	c, _ := h.client()
+	do(t, c, "POST", h.url("/pay"), "amount=1")
+	do(t, c, "PUT", h.url("/config"), "v")
+	do(t, c, "PUT", h.url("/config"), "v")
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, e := range events {
+		got = append(got, e.Route+" "+string(e.Outcome))
+		if (e.Outcome == middleware.OutcomeDenied || e.Outcome == middleware.OutcomeVerified) && (e.VerifyStart.IsZero() || e.VerifyDuration <= 0) {
+			t.Errorf("%s: no verification timing", e.Outcome)
+		}
+	}
+	want := "POST /pay challenged,POST /pay denied,PUT /config challenged,PUT /config verified,PUT /config cache_hit"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("events:\n got %s\nwant %s", strings.Join(got, ","), want)
+	}
+}

@@ -117,6 +117,7 @@ type config struct {
 	fallbackIdle  time.Duration
 	serverRate    float64
 	serverBurst   int
+	observe       func(context.Context, Event)
 }
 
 // WithRoute marks the routes matching pattern as high-impact, with policy r.

@@ -37,6 +37,11 @@ func (g *Guard) writeProblem(w http.ResponseWriter, r *http.Request, rt *route, 
 	var pe *postauth.Error
 	errors.As(err, &pe)
 	g.logRefused(r, rt, status, err, pe)
+	reason := ""
+	if pe != nil {
+		reason = pe.Reason
+	}
+	g.observeRefusal(r, rt, status, reason, err)
 	if g.cfg.errorHandler != nil {
 		if pe == nil {
 			pe = &postauth.Error{Code: postauth.CodeOf(err), Err: err}
