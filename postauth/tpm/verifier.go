@@ -1,0 +1,235 @@
+package tpm
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"maps"
+	"math/big"
+	"slices"
+
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/posture"
+)
+
+// VerifierOptions configure a [Verifier]. The zero value is valid.
+type VerifierOptions struct {
+	// PCRs is the expected-values policy: for each listed PCR index (0 to
+	// 23), the SHA-256 values it may hold. A listed PCR that the quote does
+	// not cover, or that holds another value, is a violation; all
+	// violations are reported together (CodePolicyDenied,
+	// pcr_policy_denied). Nil means no PCR policy: any values pass, and the
+	// Result reports them as Measurements.
+	PCRs map[int][][]byte
+	// RequirePosture rejects Evidence without a posture log
+	// (posture_missing).
+	RequirePosture bool
+	// PosturePCR is the only PCR accepted as the posture PCR. Zero means
+	// DefaultPosturePCR (23).
+	PosturePCR int
+}
+
+// Verifier checks TPM quote Evidence against pinned attestation keys. It
+// is safe for concurrent use.
+type Verifier struct {
+	aks        map[string]*ecdsa.PublicKey // by AK name
+	pcrs       map[int][][]byte
+	reqPosture bool
+	posturePCR int
+}
+
+var _ postauth.Verifier = (*Verifier)(nil)
+
+// NewVerifier returns a Verifier that trusts quotes signed by the
+// attestation keys aks, each given as its public area (TPMT_PUBLIC bytes,
+// [Attester.AKPublic]). Each must be an ECC P-256 restricted signing key
+// with fixedTPM and name algorithm SHA-256; keys are matched by TPM name,
+// so the whole public area, attributes included, is pinned.
+//
+// Pinning is the trust decision: the relying party must have learned the
+// AK public area from a trusted enrolment (for example credential
+// activation against a known EK). Certificate chains for AKs are future
+// work.
+func NewVerifier(aks [][]byte, opts *VerifierOptions) (*Verifier, error) {
+	if len(aks) == 0 {
+		return nil, errors.New("tpm: no trusted attestation keys")
+	}
+	if opts == nil {
+		opts = &VerifierOptions{}
+	}
+	v := &Verifier{aks: make(map[string]*ecdsa.PublicKey, len(aks)), reqPosture: opts.RequirePosture, posturePCR: opts.PosturePCR}
+	if v.posturePCR == 0 {
+		v.posturePCR = DefaultPosturePCR
+	}
+	if v.posturePCR < 0 || v.posturePCR >= NumPCRs {
+		return nil, fmt.Errorf("tpm: posture PCR %d out of range", v.posturePCR)
+	}
+	for i, raw := range aks {
+		key, name, err := parseAK(raw)
+		if err != nil {
+			return nil, fmt.Errorf("tpm: trusted AK %d: %w", i, err)
+		}
+		v.aks[string(name)] = key
+	}
+	if opts.PCRs != nil {
+		v.pcrs = make(map[int][][]byte, len(opts.PCRs))
+		for i, vals := range opts.PCRs {
+			if i < 0 || i >= NumPCRs {
+				return nil, fmt.Errorf("tpm: PCR policy: index %d out of range", i)
+			}
+			if len(vals) == 0 {
+				return nil, fmt.Errorf("tpm: PCR policy: PCR %d allows no value", i)
+			}
+			for _, val := range vals {
+				if len(val) != PCRSize {
+					return nil, fmt.Errorf("tpm: PCR policy: PCR %d: a value of %d bytes, want %d", i, len(val), PCRSize)
+				}
+			}
+			v.pcrs[i] = slices.Clone(vals)
+		}
+	}
+	return v, nil
+}
+
+// evidenceErr is a CodeInvalid error with a wire-safe reason.
+func evidenceErr(reason string, cause error) error {
+	return postauth.NewError(postauth.CodeInvalid, reason, cause)
+}
+
+// Verify checks the Evidence in this order (docs/tpm.md): the media type;
+// the encoding and bounds; the AK is pinned; the ECDSA P-256 signature over
+// the TPMS_ATTEST; the quote's magic, type and PCR selection form; extraData
+// equals the binder; the quoted selection equals the reported PCRs; the PCR
+// digest equals SHA-256 of the reported values; the posture log replays to
+// the posture PCR; the PCR policy. It reports Nonce = the binder and
+// KeyHash = the Challenge's key hash (implied by the binder, which covers
+// the authenticator key), MachineID = the AK name, and the PCR values as
+// Measurements.
+func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if postauth.BaseMediaType(ev.Type) != MediaType {
+		return nil, evidenceErr("format_not_accepted", fmt.Errorf("tpm: media type %q", ev.Type))
+	}
+	e, err := DecodeEvidence(ev.Value)
+	if err != nil {
+		return nil, evidenceErr("evidence_invalid", err)
+	}
+	name := akName(e.AK)
+	key, ok := v.aks[string(name)]
+	if !ok {
+		return nil, evidenceErr("untrusted_attester", errors.New("tpm: attestation key not trusted"))
+	}
+	r, s, err := ecdsaSignature(e.Signature)
+	if err != nil {
+		return nil, evidenceErr("bad_evidence_signature", err)
+	}
+	digest := sha256.Sum256(e.Quote)
+	if !ecdsa.Verify(key, digest[:], new(big.Int).SetBytes(r), new(big.Int).SetBytes(s)) {
+		return nil, evidenceErr("bad_evidence_signature", errors.New("tpm: quote signature invalid"))
+	}
+	at, err := ParseAttest(e.Quote)
+	if err != nil {
+		return nil, evidenceErr("evidence_invalid", err)
+	}
+	if !binderMatches(at.ExtraData, ch.Binder) {
+		return nil, evidenceErr("binder_mismatch", postauth.ErrBinderMismatch)
+	}
+	if !slices.Equal(at.PCRs, slices.Sorted(maps.Keys(e.PCRs))) {
+		return nil, evidenceErr("pcr_selection_mismatch", errors.New("tpm: reported PCRs differ from the quoted selection"))
+	}
+	if !bytes.Equal(at.PCRDigest, PCRDigest(e.PCRs)) {
+		return nil, evidenceErr("pcr_digest_mismatch", errors.New("tpm: reported PCR values do not match the quoted digest"))
+	}
+	app := &postauth.Appraisal{
+		Format:         Format,
+		HardwareBacked: true,
+		Nonce:          slices.Clone(ch.Binder),
+		KeyHash:        slices.Clone(ch.KeyHash),
+		MachineID:      name,
+	}
+	for _, i := range at.PCRs {
+		app.Measurements = append(app.Measurements, postauth.Measurement{
+			Name: fmt.Sprintf("pcr/%d", i), Alg: sha256Hash, Digest: slices.Clone(e.PCRs[i]),
+		})
+	}
+	switch {
+	case e.Posture != nil:
+		if err := v.checkPosture(e); err != nil {
+			return nil, evidenceErr("posture_invalid", err)
+		}
+		app.PostureHead = slices.Clone(e.PCRs[e.Posture.PCR])
+		app.PostureLog = slices.Clone(e.Posture.Log)
+	case v.reqPosture:
+		return nil, evidenceErr("posture_missing", errors.New("tpm: evidence carries no posture"))
+	}
+	if viol := v.pcrViolations(e.PCRs); len(viol) > 0 {
+		return nil, &postauth.Error{
+			Code: postauth.CodePolicyDenied, Reason: "pcr_policy_denied", Violations: viol,
+			Err: errors.New("tpm: PCR values not allowed by policy"),
+		}
+	}
+	return app, nil
+}
+
+// binderMatches reports whether extraData is the binder, or SHA-256 of a
+// binder longer than 32 bytes (for TPMs whose largest digest is SHA-256).
+func binderMatches(extra, binder []byte) bool {
+	if len(binder) == 0 {
+		return false
+	}
+	if subtle.ConstantTimeCompare(extra, binder) == 1 {
+		return true
+	}
+	if len(binder) <= sha256.Size {
+		return false
+	}
+	sum := sha256.Sum256(binder)
+	return subtle.ConstantTimeCompare(extra, sum[:]) == 1
+}
+
+func (v *Verifier) checkPosture(e *Evidence) error {
+	if e.Posture.PCR != v.posturePCR {
+		return fmt.Errorf("tpm: posture PCR %d, want %d", e.Posture.PCR, v.posturePCR)
+	}
+	head, ok := e.PCRs[e.Posture.PCR]
+	if !ok {
+		return errors.New("tpm: the posture PCR is not quoted")
+	}
+	l, err := posture.DecodeLog(e.Posture.Log)
+	if err != nil {
+		return err
+	}
+	if l.Alg() != sha256Hash {
+		return errors.New("tpm: the posture log must use SHA-256")
+	}
+	got, _, err := l.Replay()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, head) {
+		return posture.ErrHeadMismatch
+	}
+	return nil
+}
+
+// pcrViolations names every PCR of the policy that is not quoted or holds
+// a value the policy does not allow, in index order.
+func (v *Verifier) pcrViolations(got map[int][]byte) []string {
+	var out []string
+	for _, i := range slices.Sorted(maps.Keys(v.pcrs)) {
+		val, ok := got[i]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("pcr:%d not quoted", i))
+		case !slices.ContainsFunc(v.pcrs[i], func(a []byte) bool { return bytes.Equal(a, val) }):
+			out = append(out, fmt.Sprintf("pcr:%d value not allowed", i))
+		}
+	}
+	return out
+}
