@@ -7,8 +7,8 @@ import (
 	"crypto"
 	"testing"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 )
 
@@ -26,7 +26,7 @@ func BenchmarkTPMExchange(b *testing.B) {
 // BenchmarkSoftEATExchange is the same exchange with software EAT
 // Evidence: the baseline.
 func BenchmarkSoftEATExchange(b *testing.B) {
-	key := testpki.NewKey(b)
+	key := postauthtest.NewKey(b)
 	att, err := softeat.NewAttester(key, nil)
 	if err != nil {
 		b.Fatal(err)

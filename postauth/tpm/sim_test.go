@@ -16,8 +16,8 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/simulator"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/tpm"
 )
 
@@ -99,7 +99,7 @@ type tlsEnv struct {
 
 func newTLSEnv(tb testing.TB) *tlsEnv {
 	tb.Helper()
-	ep := testpki.MutualTLS(tb)
+	ep := postauthtest.MutualTLS(tb)
 	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
 	e := &tlsEnv{t: tb}
 	var err error

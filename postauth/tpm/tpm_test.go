@@ -16,8 +16,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/tpm"
 	"github.com/reattest/reattest/posture"
 )
@@ -162,7 +162,7 @@ func TestVerifierRejects(t *testing.T) {
 // both refused before anything else is looked at.
 func TestUntrustedAK(t *testing.T) {
 	att := newAttester(t, nil)
-	key := testpki.NewKey(t)
+	key := postauthtest.NewKey(t)
 	softAK := softwareAK(t, key)
 	v := newVerifier(t, nil, softAK)
 	ch := challenge(crypto.SHA256)

@@ -12,8 +12,8 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/reattest/reattest/internal/testpki"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/tpm"
 )
 
@@ -33,7 +33,7 @@ func fixedKey(tb testing.TB) *ecdsa.PrivateKey {
 // TPMS_ATTEST structures that a pinned (software) key signed: a TPM would
 // never sign these, but the parser must refuse them on its own.
 func TestForgedStructure(t *testing.T) {
-	key := testpki.NewKey(t)
+	key := postauthtest.NewKey(t)
 	v, err := tpm.NewVerifier([][]byte{softwareAK(t, key)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func TestForgedStructure(t *testing.T) {
 }
 
 func TestNewVerifierRejects(t *testing.T) {
-	key := testpki.NewKey(t)
+	key := postauthtest.NewKey(t)
 	good := softwareAK(t, key)
 	edit := func(f func(p *tpm2.TPMTPublic)) []byte {
 		p, err := tpm2.Unmarshal[tpm2.TPMTPublic](good)
