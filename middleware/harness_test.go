@@ -31,17 +31,6 @@ var protos = []struct {
 	h2   bool
 }{{"http1", false}, {"http2", true}}
 
-// countingAttester counts the attestations it makes.
-type countingAttester struct {
-	inner postauth.Attester
-	n     atomic.Int64
-}
-
-func (c *countingAttester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
-	c.n.Add(1)
-	return c.inner.Attest(ctx, ch)
-}
-
 // clock is a settable clock shared by server and client.
 type clock struct {
 	mu sync.Mutex
@@ -72,7 +61,7 @@ type harness struct {
 	guard      *middleware.Guard
 	conns      *middleware.Conns
 	attKey     crypto.Signer
-	attester   *countingAttester
+	attester   *postauthtest.CountingAttester
 	verifier   postauth.Verifier
 	clock      *clock
 	calls      sync.Map // path -> *atomic.Int64
@@ -109,7 +98,7 @@ func newHarnessWith(t *testing.T, o harnessOpts, extra func(*harness) middleware
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.attester = &countingAttester{inner: att}
+	h.attester = &postauthtest.CountingAttester{Inner: att}
 	h.verifier = o.verifier
 	if h.verifier == nil {
 		v, err := softeat.NewVerifier([]crypto.PublicKey{h.attKey.Public()}, &softeat.VerifierOptions{Time: h.clock.now, MaxAge: time.Hour})

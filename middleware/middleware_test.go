@@ -46,7 +46,7 @@ func TestHappyPathAndCache(t *testing.T) {
 		if hdr.Get(middleware.HeaderResult) == "" {
 			t.Error("no Attestation-Result on the verified response")
 		}
-		if n := h.attester.n.Load(); n != 1 {
+		if n := h.attester.Count(); n != 1 {
 			t.Fatalf("attestations = %d, want 1", n)
 		}
 		// Second request: served from the connection's cached verdict.
@@ -54,7 +54,7 @@ func TestHappyPathAndCache(t *testing.T) {
 		if status != 200 || !strings.Contains(body, "attested=true") {
 			t.Fatalf("second config change: %d %q", status, body)
 		}
-		if n := h.attester.n.Load(); n != 1 {
+		if n := h.attester.Count(); n != 1 {
 			t.Fatalf("attestations = %d after a cached request, want 1", n)
 		}
 		if h.calledTimes("/config") != 2 {
@@ -87,7 +87,7 @@ func TestMaxAgeExpiry(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("after expiry: %d", status)
 		}
-		if n := h.attester.n.Load(); n != 2 {
+		if n := h.attester.Count(); n != 2 {
 			t.Fatalf("attestations = %d, want 2 (re-challenged after max-age)", n)
 		}
 		if e := findEvent(h, transports.EventChallenged, wire.ErrStale); e == nil {
@@ -158,7 +158,7 @@ func TestOperationMode(t *testing.T) {
 				t.Fatalf("payment %d: %d %q", i, status, body)
 			}
 		}
-		if n := h.attester.n.Load(); n != 3 {
+		if n := h.attester.Count(); n != 3 {
 			t.Fatalf("attestations = %d, want one per payment (3)", n)
 		}
 	})
@@ -270,14 +270,14 @@ func TestPostureHintChangeRechallenges(t *testing.T) {
 		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=1"); s != 200 {
 			t.Fatal(s)
 		}
-		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=2"); s != 200 || h.attester.n.Load() != 1 {
-			t.Fatalf("cached request: %d, %d attestations", s, h.attester.n.Load())
+		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=2"); s != 200 || h.attester.Count() != 1 {
+			t.Fatalf("cached request: %d, %d attestations", s, h.attester.Count())
 		}
 		tr.EnableTool(ctx, posture.Tool{Name: "shell", Version: "1", Digest: posture.DigestOf([]byte("sh"))})
 		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=3"); s != 200 {
 			t.Fatal(s)
 		}
-		if n := h.attester.n.Load(); n != 2 {
+		if n := h.attester.Count(); n != 2 {
 			t.Fatalf("attestations = %d, want 2 (posture changed)", n)
 		}
 		if findEvent(h, transports.EventChallenged, wire.ErrPostureChanged) == nil {
@@ -387,7 +387,7 @@ func TestBodyNotReplayable(t *testing.T) {
 		if !errors.Is(err, transports.ErrBodyNotReplayable) {
 			t.Fatalf("want ErrBodyNotReplayable, got %v", err)
 		}
-		if h.attester.n.Load() != 0 || h.calledTimes("/echo") != 0 {
+		if h.attester.Count() != 0 || h.calledTimes("/echo") != 0 {
 			t.Fatal("a non-replayable request was attested or handled")
 		}
 	})
@@ -450,7 +450,7 @@ func TestConcurrentRequestsShareOneAttestation(t *testing.T) {
 	if got := tr.Conns(); got != 1 {
 		t.Fatalf("connections = %d, want 1", got)
 	}
-	if got := h.attester.n.Load(); got != 1 {
+	if got := h.attester.Count(); got != 1 {
 		t.Fatalf("attestations = %d for %d concurrent requests on one connection, want 1", got, n)
 	}
 	if h.calledTimes("/config") != n {
@@ -467,7 +467,7 @@ func TestFallbackWithoutConnHooks(t *testing.T) {
 				t.Fatalf("request %d: %d", i, s)
 			}
 		}
-		if n := h.attester.n.Load(); n != 1 {
+		if n := h.attester.Count(); n != 1 {
 			t.Fatalf("attestations = %d, want 1 (cached by exporter-derived id)", n)
 		}
 	})

@@ -160,7 +160,7 @@ func TestPreArmedOperation(t *testing.T) {
 		if challenges != 1 || proactive != 3 {
 			t.Fatalf("challenges = %d, proactive = %d; want 1 and 3 (pre-armed after the first)", challenges, proactive)
 		}
-		if n := h.attester.n.Load(); n != 4 {
+		if n := h.attester.Count(); n != 4 {
 			t.Fatalf("attestations = %d, want 4", n)
 		}
 	})

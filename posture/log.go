@@ -376,6 +376,24 @@ func Verify(log, head []byte) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	return l.verifyHead(head)
+}
+
+// VerifyRegister is Verify for a register whose hash the Evidence fixes (a
+// signed register value, a TPM PCR bank): the log must be measured with alg.
+func VerifyRegister(alg crypto.Hash, log, head []byte) (*State, error) {
+	l, err := DecodeLog(log)
+	if err != nil {
+		return nil, err
+	}
+	if l.alg != alg {
+		return nil, fmt.Errorf("posture: log measured with %v, register uses %v", l.alg, alg)
+	}
+	return l.verifyHead(head)
+}
+
+// verifyHead replays l and checks that it reproduces head.
+func (l *Log) verifyHead(head []byte) (*State, error) {
 	got, st, err := l.Replay()
 	if err != nil {
 		return nil, err

@@ -24,7 +24,7 @@ muts = [
  ("max age", "middleware/guard.go", "case !c.res.ValidAt(g.cfg.now(), rt.MaxAge):", "case false:", "./middleware", "TestMaxAgeExpiry"),
  ("too early", "middleware/guard.go", "if r.TLS != nil && !r.TLS.HandshakeComplete {\n\t\t// TLS early", "if false {\n\t\t// TLS early", "./middleware", "TestTooEarly"),
  ("policy appraise", "middleware/guard.go", "if err == nil && rt.Appraise != nil {", "if false {", "./middleware", "TestPolicyDenial|TestForbiddenTool|TestLying"),
- ("posture log replay", "postauth/softeat/softeat.go", "if !bytes.Equal(head, c.Posture.Head.Value) {", "if false {", "./posture ./postauth/softeat", "TestEvidence|TestVerifierRejects"),
+ ("posture log replay", "posture/log.go", "if len(head) != len(got) || string(got) != string(head) {", "if false {", "./posture ./postauth/softeat ./postauth/tpm", "TestEvidence|TestVerifierRejects|TestVerify|Posture"),
  ("fail closed on unavailable", "middleware/guard.go", "\tres, err := reqr.Verify(ctx, raw, \"\", binding, rt.policy)\n", "\tres, err := reqr.Verify(ctx, raw, \"\", binding, rt.policy)\n\tif postauth.CodeOf(err) == postauth.CodeUnavailable { next.ServeHTTP(w, r); return }\n", "./middleware", "TestVerifierDownOrSlow"),
  ("decoded path match", "middleware/guard.go", "if r.URL.RawPath != \"\" {", "if false {", "./middleware/...", "TestPatternMatching|TestGin"),
  ("same-peer subject", "postauth/attest.go", "if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil {", "if false {", "./postauth", "TestSamePeerSubjectFromTLS"),

@@ -1,7 +1,6 @@
 package transports_test
 
 import (
-	"context"
 	"crypto"
 	"crypto/tls"
 	"errors"
@@ -193,17 +192,6 @@ func TestAttesterNeedsTargets(t *testing.T) {
 	}
 }
 
-// countingAttester counts attestations.
-type countingAttester struct {
-	inner postauth.Attester
-	n     atomic.Int64
-}
-
-func (c *countingAttester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
-	c.n.Add(1)
-	return c.inner.Attest(ctx, ch)
-}
-
 // Evidence reveals the agent's machine and posture: only the servers named
 // with WithAttestTo get it (and the posture hint); another server's
 // challenge is returned unanswered.
@@ -218,7 +206,7 @@ func TestEvidenceOnlyToAllowedServers(t *testing.T) {
 		inner.ServeHTTP(w, r)
 	})
 	inner2, _ := softeat.NewAttester(g.attKey, nil)
-	att := &countingAttester{inner: inner2}
+	att := &postauthtest.CountingAttester{Inner: inner2}
 	id, _ := postauth.IdentityFromTLS(&g.agent)
 	tracker, _ := posture.NewTracker(nil)
 	tr, err := transports.New(&http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent)},
@@ -231,8 +219,8 @@ func TestEvidenceOnlyToAllowedServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusUnauthorized || att.n.Load() != 0 || sawHint.Load() {
-		t.Fatalf("status %d, %d attestations, hint sent %v: Evidence went to a server not allowed", resp.StatusCode, att.n.Load(), sawHint.Load())
+	if resp.StatusCode != http.StatusUnauthorized || att.Count() != 0 || sawHint.Load() {
+		t.Fatalf("status %d, %d attestations, hint sent %v: Evidence went to a server not allowed", resp.StatusCode, att.Count(), sawHint.Load())
 	}
 }
 

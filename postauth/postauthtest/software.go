@@ -1,7 +1,11 @@
 package postauthtest
 
 import (
+	"context"
 	"crypto"
+	"sync/atomic"
+
+	"github.com/reattest/reattest/postauth"
 
 	"github.com/reattest/reattest/postauth/softeat"
 )
@@ -21,3 +25,20 @@ func Software(tb TB, attOpts *softeat.AttesterOptions, verOpts *softeat.Verifier
 	}
 	return att, ver
 }
+
+// CountingAttester wraps an Attester and counts the attestations it makes
+// (tests assert how many attestations a scenario cost). Safe for concurrent
+// use.
+type CountingAttester struct {
+	Inner postauth.Attester
+	n     atomic.Int64
+}
+
+// Attest counts and delegates to Inner.
+func (c *CountingAttester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
+	c.n.Add(1)
+	return c.Inner.Attest(ctx, ch)
+}
+
+// Count is the number of attestations made so far.
+func (c *CountingAttester) Count() int64 { return c.n.Load() }

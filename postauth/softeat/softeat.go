@@ -316,19 +316,8 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		if alg == 0 || len(c.Posture.Head.Value) != alg.Size() {
 			return nil, evidenceErr("posture_invalid", errors.New("softeat: bad posture register value"))
 		}
-		l, err := posture.DecodeLog(c.Posture.Log)
-		if err != nil {
+		if _, err := posture.VerifyRegister(alg, c.Posture.Log, c.Posture.Head.Value); err != nil {
 			return nil, evidenceErr("posture_invalid", err)
-		}
-		if l.Alg() != alg {
-			return nil, evidenceErr("posture_invalid", errors.New("softeat: posture log and register hash differ"))
-		}
-		head, _, err := l.Replay()
-		if err != nil {
-			return nil, evidenceErr("posture_invalid", err)
-		}
-		if !bytes.Equal(head, c.Posture.Head.Value) {
-			return nil, evidenceErr("posture_invalid", posture.ErrHeadMismatch)
 		}
 		app.PostureHead = c.Posture.Head.Value
 		app.PostureLog = c.Posture.Log

@@ -201,21 +201,8 @@ func (v *Verifier) checkPosture(e *Evidence) error {
 	if !ok {
 		return errors.New("tpm: the posture PCR is not quoted")
 	}
-	l, err := posture.DecodeLog(e.Posture.Log)
-	if err != nil {
-		return err
-	}
-	if l.Alg() != sha256Hash {
-		return errors.New("tpm: the posture log must use SHA-256")
-	}
-	got, _, err := l.Replay()
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, head) {
-		return posture.ErrHeadMismatch
-	}
-	return nil
+	_, err := posture.VerifyRegister(sha256Hash, e.Posture.Log, head)
+	return err
 }
 
 // pcrViolations names every PCR of the policy that is not quoted or holds

@@ -24,22 +24,12 @@ import (
 	"github.com/reattest/reattest/transports/h3"
 )
 
-type countingAttester struct {
-	inner postauth.Attester
-	n     atomic.Int64
-}
-
-func (c *countingAttester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
-	c.n.Add(1)
-	return c.inner.Attest(ctx, ch)
-}
-
 type h3Env struct {
 	pki      *postauthtest.PKI
 	addr     string
 	agent    tls.Certificate
 	server   tls.Certificate
-	attester *countingAttester
+	attester *postauthtest.CountingAttester
 	calls    atomic.Int64
 }
 
@@ -51,7 +41,7 @@ func newH3Env(t *testing.T, allow0RTT bool, extra ...func(*h3Env) middleware.Opt
 	e.agent = e.pki.Issue(t, "agent", false, nil)
 	attKey := postauthtest.NewKey(t)
 	att, _ := softeat.NewAttester(attKey, nil)
-	e.attester = &countingAttester{inner: att}
+	e.attester = &postauthtest.CountingAttester{Inner: att}
 	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
 	opts := []middleware.Option{
 		middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation}),
@@ -126,7 +116,7 @@ func TestHTTP3(t *testing.T) {
 			t.Fatalf("config %d: %d %q", i, s, b)
 		}
 	}
-	if n := e.attester.n.Load(); n != 2 {
+	if n := e.attester.Count(); n != 2 {
 		t.Fatalf("attestations = %d, want 2 (one payment, one config connection)", n)
 	}
 	if s, b := send(t, c, "GET", base+"/search", ""); s != 200 || b != "HTTP/3.0" {
