@@ -726,3 +726,50 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// keyBlindVerifier is a DELIBERATELY CARELESS format verifier: it accepts
+// Evidence for whatever key it names (it passes the Evidence's own key
+// hash as the Challenge's) and reports that key hash. The service must
+// still not attest a key the Evidence does not vouch for.
+type keyBlindVerifier struct{ inner *softeat.Verifier }
+
+func (k keyBlindVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+	_, kh, err := softeat.Binding(ch, ev)
+	if err != nil {
+		return nil, err
+	}
+	ch.KeyHash = kh
+	return k.inner.Verify(ctx, ch, ev)
+}
+
+func TestServiceAttestsOnlyTheKeyTheEvidenceNames(t *testing.T) {
+	base := newFixture(t)
+	key, _ := verifier.GenerateKey()
+	svc, err := verifier.NewService(key, verifier.WithFormat(softeat.Format, softeat.MediaType, keyBlindVerifier{base.sv}, softeat.Binding))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := verifier.Start(nil, svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	f := &fixture{svc: svc, srv: srv, att: base.att, auth: base.auth, hc: &http.Client{}}
+	path, nonce := f.open(t, nil)
+	// Evidence for the fixture's key, but the caller claims another key.
+	other := postauthtest.NewKey(t)
+	r := f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), map[string]string{ear.HeaderAuthenticatorKey: wire.EncodeBytes(spki(t, other.Public()))})
+	sub := claimsOf(t, *decodeSession(t, r).Result, svc.PublicKey()).Submods[softeat.Format]
+	if *sub.Status != vear.TrustTierAffirming {
+		t.Fatalf("status %v", *sub.Status)
+	}
+	if sub.VeraisonKeyAttestation != nil {
+		t.Fatal("the EAR attests a key the Evidence does not vouch for")
+	}
+	// The claimed key is attested when the Evidence names it.
+	path, nonce = f.open(t, nil)
+	r = f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), map[string]string{ear.HeaderAuthenticatorKey: wire.EncodeBytes(spki(t, f.auth.Public()))})
+	if sub := claimsOf(t, *decodeSession(t, r).Result, svc.PublicKey()).Submods[softeat.Format]; sub.VeraisonKeyAttestation == nil {
+		t.Fatal("no key attestation for the named key")
+	}
+}

@@ -120,15 +120,6 @@ func (s *store) claim(id string) (session, error) {
 	return *ss, nil
 }
 
-// release moves a claimed session back to waiting (nothing was appraised).
-func (s *store) release(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ss, ok := s.m[id]; ok && ss.state == ear.StateProcessing {
-		ss.state = ear.StateWaiting
-	}
-}
-
 // complete stores the result of a claimed session, within the result
 // budget, and returns a copy.
 func (s *store) complete(id, result string) (session, error) {
@@ -168,11 +159,4 @@ func (s *store) delete(id string) bool {
 		s.dropLocked(id, ss)
 	}
 	return ok
-}
-
-// len is the number of sessions held (expired ones included until swept).
-func (s *store) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
 }

@@ -123,7 +123,7 @@ func (a *appraiser) report(c *claims, ann annotations) (*postauth.Appraisal, err
 func hardwareBacked(c *claims) bool {
 	for _, s := range c.submods {
 		v, ok := s.trustVector[ClaimHardware]
-		if !ok || TierOf(v) != StatusAffirming {
+		if !ok || TierOf(v) != StatusAffirming { // mutation: hardware backed
 			return false
 		}
 	}

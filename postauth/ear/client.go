@@ -377,7 +377,7 @@ func decodeSession(body []byte) (*sessionBody, error) {
 // written it in standard and in URL-safe base64; both are accepted.
 func checkNonce(s *sessionBody, nonce []byte) error {
 	got, err := decodeAnyBase64(s.Nonce)
-	if err != nil || !equal(got, nonce) {
+	if err != nil || !equal(got, nonce) { // mutation: session nonce echo
 		return answerErr("the session's nonce is not the one sent")
 	}
 	return nil

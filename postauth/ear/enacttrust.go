@@ -37,7 +37,7 @@ func EnactTrustBinding(ch postauth.Challenge, ev postauth.Evidence) (nonce, keyH
 	}
 	extra, err := enactTrustExtraData(ev.Value)
 	if err != nil {
-		return nil, nil, invalid("evidence_invalid", err)
+		return nil, nil, invalid(ReasonEvidenceInvalid, err)
 	}
 	if !tpmBinderMatches(extra, ch.Binder) {
 		return extra, nil, nil

@@ -6,7 +6,7 @@ package ear
 //
 // Tokens that already exist elsewhere in reattest are reused with the same
 // meaning: format_not_accepted, binder_mismatch, key_hash_mismatch,
-// posture_invalid, policy_invalid, verifier_timeout.
+// evidence_invalid, posture_invalid, policy_invalid, verifier_timeout.
 const (
 	// ReasonFormatNotAccepted: not an EAR passport (passport Verifier), or
 	// no local binding checker for the Evidence media type (RemoteVerifier).
@@ -20,6 +20,9 @@ const (
 	// Evidence's key hash checked locally, is not the authenticator key.
 	// CodeInvalid.
 	ReasonKeyHashMismatch = "key_hash_mismatch"
+	// ReasonEvidenceInvalid: a local binding checker cannot read the
+	// Evidence (background check; nothing is sent). CodeInvalid.
+	ReasonEvidenceInvalid = "evidence_invalid"
 	// ReasonPostureInvalid: the EAR's posture log does not replay to its
 	// posture register value. CodeInvalid.
 	ReasonPostureInvalid = "posture_invalid"

@@ -119,7 +119,7 @@ func (v *RemoteVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev p
 			if errors.As(err, &pe) {
 				return nil, err
 			}
-			return nil, invalid("evidence_invalid", fmt.Errorf("%w: %w", postauth.ErrEvidence, err))
+			return nil, invalid(ReasonEvidenceInvalid, fmt.Errorf("%w: %w", postauth.ErrEvidence, err))
 		}
 		if !equal(n, ch.Binder) { // mutation: local binding
 			return nil, invalid(ReasonBinderMismatch, fmt.Errorf("%w: %w", ErrLocalBinding, postauth.ErrBinderMismatch))
