@@ -82,7 +82,6 @@ type clientConfig struct {
 
 type verifierConfig struct {
 	appraisalConfig
-	err error
 }
 
 type remoteConfig struct {
@@ -114,9 +113,6 @@ func newVerifierConfig(opts []VerifierOption) (*verifierConfig, error) {
 		if o != nil {
 			o.applyVerifier(c)
 		}
-	}
-	if c.err != nil {
-		return nil, c.err
 	}
 	return c, c.appraisalConfig.validate()
 }

@@ -165,7 +165,9 @@ func (v *RemoteVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev p
 	switch {
 	case bind == nil:
 		keyHash, nonce = eKeyHash, c.nonce
-	case eKeyHash != nil && localKeyHash != nil && !equal(eKeyHash, localKeyHash):
+	case localKeyHash == nil:
+		keyHash = eKeyHash // a format without a key hash: the verifier's word
+	case eKeyHash != nil && !equal(eKeyHash, localKeyHash):
 		return nil, answerErr("the EAR vouches for another key than the Evidence")
 	}
 	app, err := v.a.report(c, ann)
