@@ -4,102 +4,12 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/hmac"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"hash"
-	"io"
-	"math/big"
 	"slices"
-	"time"
 )
-
-// Identity is what an endpoint signs authenticators with: a certificate
-// chain and the private key of its end-entity certificate. The key is a
-// [crypto.Signer], so it may live in a TPM or an HSM. An Identity is
-// immutable and safe for concurrent use.
-type Identity struct {
-	chain  [][]byte
-	leaf   *x509.Certificate
-	signer crypto.Signer
-}
-
-// NewIdentity returns an Identity for signer and chain (DER, end-entity
-// first). It checks that the end-entity certificate holds signer's public key.
-func NewIdentity(signer crypto.Signer, chain ...[]byte) (*Identity, error) {
-	if signer == nil || len(chain) == 0 {
-		return nil, errors.New("postauth: identity needs a signer and a certificate")
-	}
-	if len(chain) > maxChainLen {
-		return nil, fmt.Errorf("postauth: identity chain longer than %d", maxChainLen)
-	}
-	leaf, err := x509.ParseCertificate(chain[0])
-	if err != nil {
-		return nil, fmt.Errorf("postauth: identity certificate: %w", err)
-	}
-	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(leaf.PublicKey) {
-		return nil, errors.New("postauth: identity certificate does not hold the signer's public key")
-	}
-	if !slices.ContainsFunc(DefaultSignatureSchemes, func(s tls.SignatureScheme) bool { return keyFitsScheme(leaf.PublicKey, s) }) {
-		return nil, fmt.Errorf("postauth: identity key type %T is not supported", leaf.PublicKey)
-	}
-	c := make([][]byte, len(chain))
-	for i, der := range chain {
-		c[i] = slices.Clone(der)
-	}
-	return &Identity{chain: c, leaf: leaf, signer: signer}, nil
-}
-
-// IdentityFromTLS returns an Identity that reuses a TLS certificate and its
-// key, so that the authenticator key is the key that authenticated the TLS
-// connection (compound authentication, [KeyTrustSamePeer]).
-func IdentityFromTLS(cert *tls.Certificate) (*Identity, error) {
-	if cert == nil {
-		return nil, errors.New("postauth: nil certificate")
-	}
-	signer, ok := cert.PrivateKey.(crypto.Signer)
-	if !ok {
-		return nil, errors.New("postauth: TLS certificate key is not a crypto.Signer")
-	}
-	return NewIdentity(signer, cert.Certificate...)
-}
-
-// SelfSignedIdentity returns an Identity with a self-signed certificate for
-// signer, valid for validity from now. It is for [KeyTrustAttestedKeyOnly],
-// where only the Evidence vouches for the key.
-func SelfSignedIdentity(signer crypto.Signer, commonName string, validity time.Duration) (*Identity, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: commonName},
-		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
-	if err != nil {
-		return nil, fmt.Errorf("postauth: self-signed certificate: %w", err)
-	}
-	return NewIdentity(signer, der)
-}
-
-// Leaf is the end-entity certificate.
-func (id *Identity) Leaf() *x509.Certificate { return id.leaf }
-
-// SPKI is the DER SubjectPublicKeyInfo of the end-entity key.
-func (id *Identity) SPKI() []byte { return id.leaf.RawSubjectPublicKeyInfo }
-
-// Signer is the end-entity key.
-func (id *Identity) Signer() crypto.Signer { return id.signer }
 
 // transcript is a running Hash(Handshake Context || request || ...).
 type transcript struct{ h hash.Hash }
@@ -123,31 +33,22 @@ func finishedMAC(keys *authenticatorKeys, h crypto.Hash, transcriptHash []byte) 
 	return m.Sum(nil)
 }
 
-// AuthenticateOptions tune [Channel.Authenticate]. The zero value is valid.
-type AuthenticateOptions struct {
-	// Extensions go into the end-entity CertificateEntry. Each must have
-	// been offered in the request.
-	Extensions []Extension
-	// SignatureSchemes are the schemes we are willing to sign with, in order
-	// of preference. Nil means DefaultSignatureSchemes.
-	SignatureSchemes []tls.SignatureScheme
-	// Rand is passed to the signer. Nil means crypto/rand. A nil-rand
-	// signer wrapper gives deterministic ECDSA (RFC 6979) for test vectors.
-	Rand io.Reader
-}
-
 // Authenticate returns an Exported Authenticator (RFC 9261) that answers req
 // on this connection, sent by role with identity id:
-// Certificate || CertificateVerify || Finished.
+// Certificate || CertificateVerify || Finished. exts go into the end-entity
+// CertificateEntry; each must have been offered in the request. Options:
+// [WithSignatureSchemes] (the schemes we sign with) and [WithRand].
 //
 // role must be the local endpoint's role and must match the request type (a
 // client answers a CertificateRequest, a server a ClientCertificateRequest);
 // otherwise the error wraps [ErrWrongRequestType], which stops a peer from
 // reflecting our own request type back at us.
-func (c *Channel) Authenticate(role Role, req *Request, id *Identity, opts *AuthenticateOptions) ([]byte, error) {
-	if opts == nil {
-		opts = &AuthenticateOptions{}
-	}
+func (c *Channel) Authenticate(role Role, req *Request, id *Identity, exts []Extension, opts ...Option) ([]byte, error) {
+	cfg := newConfig(opts)
+	return c.authenticate(role, req, id, exts, &cfg)
+}
+
+func (c *Channel) authenticate(role Role, req *Request, id *Identity, exts []Extension, cfg *config) ([]byte, error) {
 	if id == nil {
 		return nil, errors.New("postauth: nil identity")
 	}
@@ -159,15 +60,11 @@ func (c *Channel) Authenticate(role Role, req *Request, id *Identity, opts *Auth
 	if err != nil {
 		return nil, err
 	}
-	ours := opts.SignatureSchemes
-	if ours == nil {
-		ours = DefaultSignatureSchemes
-	}
-	scheme, err := chooseScheme(id.leaf.PublicKey, offered, ours)
+	scheme, err := chooseScheme(id.leaf.PublicKey, offered, cfg.schemes)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range opts.Extensions {
+	for _, e := range exts {
 		if _, ok := req.Extension(e.Type); !ok {
 			return nil, fmt.Errorf("%w: %d", ErrUnexpectedExtension, e.Type)
 		}
@@ -176,7 +73,7 @@ func (c *Channel) Authenticate(role Role, req *Request, id *Identity, opts *Auth
 	for i, der := range id.chain {
 		entries[i].Data = der
 	}
-	entries[0].Extensions = opts.Extensions
+	entries[0].Extensions = exts
 	certMsg, err := marshalCertificate(req.Context, entries)
 	if err != nil {
 		return nil, err
@@ -186,11 +83,7 @@ func (c *Channel) Authenticate(role Role, req *Request, id *Identity, opts *Auth
 		return nil, err
 	}
 	t := c.newTranscript(keys, reqBytes)
-	rnd := opts.Rand
-	if rnd == nil {
-		rnd = rand.Reader
-	}
-	sig, err := sign(id.signer, rnd, scheme, signatureInput(t.add(certMsg)))
+	sig, err := sign(id.signer, cfg.rand, scheme, signatureInput(t.add(certMsg)))
 	if err != nil {
 		return nil, fmt.Errorf("postauth: signing CertificateVerify: %w", err)
 	}
@@ -236,7 +129,7 @@ func (c *Channel) refusalMAC(role Role, reqBytes, context []byte) ([]byte, error
 }
 
 func errRefused() *Error {
-	return &Error{Code: CodeRequired, Reason: "attestation_refused", Err: ErrRefused}
+	return &Error{Code: CodeRequired, Reason: ReasonAttestationRefused, Err: ErrRefused}
 }
 
 func checkRequestRole(role Role, req *Request) ([]byte, error) {
@@ -248,7 +141,7 @@ func checkRequestRole(role Role, req *Request) ([]byte, error) {
 		return nil, err
 	}
 	if responder != role {
-		return nil, invalid("wrong_request_type", fmt.Errorf("%w: a %s cannot answer handshake type %d", ErrWrongRequestType, role, req.Type))
+		return nil, invalid(ReasonWrongRequestType, fmt.Errorf("%w: a %s cannot answer handshake type %d", ErrWrongRequestType, role, req.Type))
 	}
 	return req.Marshal()
 }
@@ -296,22 +189,6 @@ func (k KeyTrust) String() string {
 	return fmt.Sprintf("keytrust(%d)", uint8(k))
 }
 
-// ValidateOptions configure [Channel.Validate]. The zero value accepts only
-// an authenticator whose key is the TLS peer's key.
-type ValidateOptions struct {
-	// SignatureSchemes we accept, intersected with those the request
-	// offered. Nil means DefaultSignatureSchemes.
-	SignatureSchemes []tls.SignatureScheme
-	// KeyTrust selects how the authenticator key is trusted.
-	KeyTrust KeyTrust
-	// Roots verify the authenticator chain for KeyTrustChain.
-	Roots *x509.CertPool
-	// DNSName, if set, must match the chain's leaf for KeyTrustChain.
-	DNSName string
-	// Time is the current time for chain validation; nil means time.Now.
-	Time func() time.Time
-}
-
 // Validated is an authenticator that passed [Channel.Validate].
 type Validated struct {
 	Authenticator *Authenticator
@@ -329,19 +206,21 @@ type Validated struct {
 // the CertificateVerify signature with a scheme the request offered, and the
 // key trust mode. A refusal gives an error wrapping [ErrRefused].
 //
+// Options: [WithSignatureSchemes] (the schemes we accept), [WithKeyTrust],
+// [WithRoots], [WithDNSName] and [WithClock] (chain validation). With no
+// options only an authenticator whose key is the TLS peer's key passes.
+//
 // Validate does not enforce single use of the context: a [Requester] does.
-func (c *Channel) Validate(role Role, req *Request, raw []byte, opts *ValidateOptions) (*Validated, error) {
-	if opts == nil {
-		opts = &ValidateOptions{}
-	}
+func (c *Channel) Validate(role Role, req *Request, raw []byte, opts ...Option) (*Validated, error) {
+	cfg := newConfig(opts)
 	a, err := ParseAuthenticator(raw)
 	if err != nil {
-		return nil, invalid("malformed", err)
+		return nil, invalid(ReasonMalformed, err)
 	}
-	return c.validateParsed(role, req, a, opts)
+	return c.validate(role, req, a, &cfg)
 }
 
-func (c *Channel) validateParsed(role Role, req *Request, a *Authenticator, opts *ValidateOptions) (*Validated, error) {
+func (c *Channel) validate(role Role, req *Request, a *Authenticator, cfg *config) (*Validated, error) {
 	reqBytes, err := checkRequestRole(role, req)
 	if err != nil {
 		return nil, err
@@ -352,7 +231,7 @@ func (c *Channel) validateParsed(role Role, req *Request, a *Authenticator, opts
 			return nil, err
 		}
 		if !hmac.Equal(mac, a.Finished) {
-			return nil, invalid("bad_finished", ErrBadFinished)
+			return nil, invalid(ReasonBadFinished, ErrBadFinished)
 		}
 		return nil, errRefused()
 	}
@@ -362,78 +241,70 @@ func (c *Channel) validateParsed(role Role, req *Request, a *Authenticator, opts
 	}
 	t := c.newTranscript(keys, reqBytes)
 	if !bytes.Equal(a.Context, req.Context) {
-		return nil, invalid("context_mismatch", ErrContextMismatch)
+		return nil, invalid(ReasonContextMismatch, ErrContextMismatch)
 	}
 	for _, e := range a.Certificates {
 		for _, x := range e.Extensions {
 			if _, ok := req.Extension(x.Type); !ok {
-				return nil, invalid("unsupported_extension", fmt.Errorf("%w: %d", ErrUnexpectedExtension, x.Type))
+				return nil, invalid(ReasonUnsupportedExtension, fmt.Errorf("%w: %d", ErrUnexpectedExtension, x.Type))
 			}
 		}
 	}
 	certHash := t.add(a.rawCertificate)
 	if !hmac.Equal(finishedMAC(keys, c.hash, t.add(a.rawCertificateVerify)), a.Finished) {
-		return nil, invalid("bad_finished", ErrBadFinished)
+		return nil, invalid(ReasonBadFinished, ErrBadFinished)
 	}
 	offered, err := req.SignatureSchemes()
 	if err != nil {
-		return nil, invalid("malformed", err)
+		return nil, invalid(ReasonMalformed, err)
 	}
-	ours := opts.SignatureSchemes
-	if ours == nil {
-		ours = DefaultSignatureSchemes
-	}
-	if !slices.Contains(offered, a.Scheme) || !slices.Contains(ours, a.Scheme) {
-		return nil, invalid("unsupported_scheme", fmt.Errorf("%w: 0x%04x", ErrUnsupportedScheme, uint16(a.Scheme)))
+	if !slices.Contains(offered, a.Scheme) || !slices.Contains(cfg.schemes, a.Scheme) {
+		return nil, invalid(ReasonUnsupportedScheme, fmt.Errorf("%w: 0x%04x", ErrUnsupportedScheme, uint16(a.Scheme)))
 	}
 	leaf, err := x509.ParseCertificate(a.Certificates[0].Data)
 	if err != nil {
-		return nil, invalid("bad_certificate", fmt.Errorf("%w: %v", ErrBadCertificate, err))
+		return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
 	}
 	if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil {
-		return nil, invalid("bad_signature", err)
+		return nil, invalid(ReasonBadSignature, err)
 	}
 	v := &Validated{Authenticator: a, Leaf: leaf}
 	for _, e := range a.Certificates[1:] {
 		cert, err := x509.ParseCertificate(e.Data)
 		if err != nil {
-			return nil, invalid("bad_certificate", fmt.Errorf("%w: %v", ErrBadCertificate, err))
+			return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
 		}
 		v.Chain = append(v.Chain, cert)
 	}
-	if v.KeyTrust, err = c.trustKey(role, v, opts); err != nil {
+	if v.KeyTrust, err = c.trustKey(role, v, cfg); err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-func (c *Channel) trustKey(role Role, v *Validated, opts *ValidateOptions) (KeyTrust, error) {
-	mode := opts.KeyTrust
+func (c *Channel) trustKey(role Role, v *Validated, cfg *config) (KeyTrust, error) {
+	mode := cfg.keyTrust
 	if mode == KeyTrustDefault {
 		switch {
 		case c.peer != nil:
 			mode = KeyTrustSamePeer
-		case opts.Roots != nil:
+		case cfg.roots != nil:
 			mode = KeyTrustChain
 		default:
-			return 0, invalid("key_not_trusted", ErrNoKeyTrust)
+			return 0, invalid(ReasonKeyNotTrusted, ErrNoKeyTrust)
 		}
 	}
 	switch mode {
 	case KeyTrustSamePeer:
 		if c.peer == nil {
-			return 0, invalid("key_not_trusted", fmt.Errorf("%w: the peer presented no TLS certificate", ErrKeyNotTrusted))
+			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: the peer presented no TLS certificate", ErrKeyNotTrusted))
 		}
 		if !bytes.Equal(c.peer.RawSubjectPublicKeyInfo, v.Leaf.RawSubjectPublicKeyInfo) {
-			return 0, invalid("key_not_trusted", fmt.Errorf("%w: key differs from the TLS peer's", ErrKeyNotTrusted))
+			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: key differs from the TLS peer's", ErrKeyNotTrusted))
 		}
 	case KeyTrustChain:
-		if opts.Roots == nil {
-			return 0, invalid("key_not_trusted", fmt.Errorf("%w: KeyTrustChain without Roots", ErrKeyNotTrusted))
-		}
-		now := time.Now
-		if opts.Time != nil {
-			now = opts.Time
+		if cfg.roots == nil {
+			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: KeyTrustChain without Roots", ErrKeyNotTrusted))
 		}
 		inter := x509.NewCertPool()
 		for _, cert := range v.Chain {
@@ -444,14 +315,14 @@ func (c *Channel) trustKey(role Role, v *Validated, opts *ValidateOptions) (KeyT
 			usage = x509.ExtKeyUsageServerAuth
 		}
 		if _, err := v.Leaf.Verify(x509.VerifyOptions{
-			Roots: opts.Roots, Intermediates: inter, DNSName: opts.DNSName,
-			CurrentTime: now(), KeyUsages: []x509.ExtKeyUsage{usage},
+			Roots: cfg.roots, Intermediates: inter, DNSName: cfg.dnsName,
+			CurrentTime: cfg.now(), KeyUsages: []x509.ExtKeyUsage{usage},
 		}); err != nil {
-			return 0, invalid("key_not_trusted", fmt.Errorf("%w: %v", ErrKeyNotTrusted, err))
+			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: %v", ErrKeyNotTrusted, err))
 		}
 	case KeyTrustAttestedKeyOnly:
 	default:
-		return 0, invalid("key_not_trusted", fmt.Errorf("%w: unknown mode %d", ErrKeyNotTrusted, mode))
+		return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: unknown mode %d", ErrKeyNotTrusted, mode))
 	}
 	return mode, nil
 }

@@ -1,8 +1,9 @@
-// Package wire holds the HTTP binding details shared by the server
-// middleware and the client transport: header names, RFC 9651 byte
-// sequences, the WWW-Authenticate challenge and the operation digest
-// (docs/protocol.md, "HTTP binding").
-package wire
+// Package httpbind holds the HTTP binding of reattest shared by the server
+// middleware and the client transport (docs/protocol.md, section 5): header
+// names, RFC 9651 byte sequences, the WWW-Authenticate challenge, the
+// Attestation-Result dictionary, the operation digest, and the decision
+// table that maps every reason to its HTTP answer.
+package httpbind
 
 import (
 	"crypto/sha256"
@@ -10,24 +11,18 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/reattest/reattest/postauth"
 )
 
-// Header and scheme names.
+// Header names, the authentication scheme and the discovery path.
 const (
-	HeaderRequest     = "Attestation-Request"
-	HeaderAttestation = "Attestation"
-	HeaderPosture     = "Attestation-Posture"
-	HeaderResult      = "Attestation-Result"
-	Scheme            = "Attestation"
-	WellKnownPath     = "/.well-known/reattest"
-)
-
-// Challenge error codes (the error auth-param of WWW-Authenticate).
-const (
-	ErrRequired       = "attestation_required"
-	ErrStale          = "attestation_stale"
-	ErrPostureChanged = "posture_changed"
-	ErrInvalid        = "invalid_attestation"
+	HeaderAttestationRequest = "Attestation-Request"
+	HeaderAttestation        = "Attestation"
+	HeaderPosture            = "Attestation-Posture"
+	HeaderResult             = "Attestation-Result"
+	AuthScheme               = "Attestation"
+	WellKnownPath            = "/.well-known/reattest"
 )
 
 // Freshness mode names.
@@ -70,7 +65,7 @@ func EncodeBytes(b []byte, params ...string) string {
 
 // ErrBadHeader is returned for a header value that is not a well-formed
 // byte sequence item within its size limit.
-var ErrBadHeader = errors.New("wire: malformed header value")
+var ErrBadHeader = errors.New("httpbind: malformed header value")
 
 // DecodeBytes parses an RFC 9651 byte sequence item with optional
 // parameters. Boolean parameters that are true are returned in params;
@@ -144,7 +139,7 @@ func OperationDigest(method, target string, body []byte) []byte {
 
 // Challenge is the Attestation challenge of a WWW-Authenticate header.
 type Challenge struct {
-	Error  string
+	Error  postauth.Reason
 	Mode   string
 	MaxAge int // seconds; 0 if absent
 }
@@ -152,10 +147,10 @@ type Challenge struct {
 // Format returns the challenge as a WWW-Authenticate value.
 func (c Challenge) Format() string {
 	var sb strings.Builder
-	sb.WriteString(Scheme)
+	sb.WriteString(AuthScheme)
 	sep := " "
 	if c.Error != "" {
-		sb.WriteString(sep + `error="` + c.Error + `"`)
+		sb.WriteString(sep + `error="` + string(c.Error) + `"`)
 		sep = ", "
 	}
 	if c.Mode != "" {
@@ -207,7 +202,7 @@ func parseChallengeList(v string) (Challenge, bool) {
 			if found {
 				return c, true
 			}
-			in = strings.EqualFold(tok, Scheme)
+			in = strings.EqualFold(tok, AuthScheme)
 			found = in
 			v = after
 			continue
@@ -232,7 +227,7 @@ func parseChallengeList(v string) (Challenge, bool) {
 		if in {
 			switch strings.ToLower(tok) {
 			case "error":
-				c.Error = val
+				c.Error = postauth.Reason(val)
 			case "mode":
 				c.Mode = val
 			case "max-age":

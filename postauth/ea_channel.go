@@ -32,18 +32,12 @@ func (r Role) String() string {
 	return fmt.Sprintf("role(%d)", uint8(r))
 }
 
-// Exporter labels (RFC 9261 section 5.1; draft-fossati-seat-expat section 5).
+// Exporter labels (RFC 9261 section 5.1).
 const (
 	labelClientHandshakeContext = "EXPORTER-client authenticator handshake context"
 	labelServerHandshakeContext = "EXPORTER-server authenticator handshake context"
 	labelClientFinishedKey      = "EXPORTER-client authenticator finished key"
 	labelServerFinishedKey      = "EXPORTER-server authenticator finished key"
-	// BinderLabel is the exporter label of the attestation binder,
-	// TLS-Exporter("Attestation", certificate_request_context, 32), as in
-	// draft-fossati-seat-expat-02.
-	BinderLabel = "Attestation"
-	// binderExportLen is the length of the exported value in the binder.
-	binderExportLen = 32
 	// connectionIDLabel derives a per-connection identifier for caches.
 	connectionIDLabel = "EXPORTER-reattest connection id"
 )
@@ -82,14 +76,14 @@ type authenticatorKeys struct {
 func NewChannel(cs *tls.ConnectionState) (*Channel, error) {
 	switch {
 	case cs == nil:
-		return nil, invalid("no_tls", ErrNoConnectionState)
+		return nil, invalid(ReasonNoTLS, ErrNoConnectionState)
 	case cs.Version != tls.VersionTLS13:
 		if cs.Version == 0 && !cs.HandshakeComplete {
-			return nil, invalid("no_tls", ErrNoConnectionState)
+			return nil, invalid(ReasonNoTLS, ErrNoConnectionState)
 		}
-		return nil, invalid("tls13_required", ErrNotTLS13)
+		return nil, invalid(ReasonTLS13Required, ErrNotTLS13)
 	case !cs.HandshakeComplete:
-		return nil, invalid("handshake_incomplete", ErrHandshakeIncomplete)
+		return nil, invalid(ReasonHandshakeIncomplete, ErrHandshakeIncomplete)
 	}
 	// Only a peer certificate that TLS verified establishes an identity:
 	// with RequireAnyClientCert or InsecureSkipVerify it proves nothing.
@@ -113,7 +107,7 @@ func NewChannel(cs *tls.ConnectionState) (*Channel, error) {
 // unavailable on such a Channel (it knows no peer certificate).
 func NewChannelFromExporter(suite uint16, export Exporter) (*Channel, error) {
 	if export == nil {
-		return nil, invalid("no_tls", ErrNoConnectionState)
+		return nil, invalid(ReasonNoTLS, ErrNoConnectionState)
 	}
 	h, err := suiteHash(suite)
 	if err != nil {
@@ -142,7 +136,7 @@ func suiteHash(suite uint16) (crypto.Hash, error) {
 	case tls.TLS_AES_256_GCM_SHA384:
 		return crypto.SHA384, nil
 	}
-	return 0, invalid("unsupported_suite", fmt.Errorf("%w: 0x%04x", ErrUnsupportedSuite, suite))
+	return 0, invalid(ReasonUnsupportedSuite, fmt.Errorf("%w: 0x%04x", ErrUnsupportedSuite, suite))
 }
 
 // Hash is the hash function of the connection's cipher suite, used for the
@@ -182,43 +176,15 @@ func (c *Channel) keysFor(role Role) (*authenticatorKeys, error) {
 	n := c.hash.Size()
 	hc, err := c.export(hcLabel, nil, n)
 	if err != nil {
-		return nil, invalid("exporter_failed", err)
+		return nil, invalid(ReasonExporterFailed, err)
 	}
 	fk, err := c.export(fkLabel, nil, n)
 	if err != nil {
-		return nil, invalid("exporter_failed", err)
+		return nil, invalid(ReasonExporterFailed, err)
 	}
 	k := &authenticatorKeys{handshakeContext: hc, finishedKey: fk}
 	c.keys[role] = k
 	return k, nil
-}
-
-// Binder returns the attestation binder for an authenticator with the given
-// end-entity key (DER SubjectPublicKeyInfo) answering a request with the
-// given certificate_request_context:
-//
-//	Hash(spki || TLS-Exporter("Attestation", context, 32))
-//
-// Evidence carries it as its freshness value (EAT eat_nonce, TPM extraData,
-// TDX REPORTDATA), which binds the Evidence to this connection, this request
-// and this key.
-func (c *Channel) Binder(spki, context []byte) ([]byte, error) {
-	ev, err := c.export(BinderLabel, context, binderExportLen)
-	if err != nil {
-		return nil, invalid("exporter_failed", err)
-	}
-	h := c.newHash()
-	h.Write(spki)
-	h.Write(ev)
-	return h.Sum(nil), nil
-}
-
-// KeyHash returns Hash(spki) with the connection's hash: the value Evidence
-// carries to vouch for the authenticator key (expat's AIK_pub_hash).
-func (c *Channel) KeyHash(spki []byte) []byte {
-	h := c.newHash()
-	h.Write(spki)
-	return h.Sum(nil)
 }
 
 // ID returns a 16-byte identifier of the connection derived from its
@@ -227,7 +193,7 @@ func (c *Channel) KeyHash(spki []byte) []byte {
 func (c *Channel) ID() ([]byte, error) {
 	id, err := c.export(connectionIDLabel, nil, 16)
 	if err != nil {
-		return nil, invalid("exporter_failed", err)
+		return nil, invalid(ReasonExporterFailed, err)
 	}
 	return id, nil
 }

@@ -1,10 +1,12 @@
-package wire
+package httpbind
 
 import (
 	"bytes"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/reattest/reattest/postauth"
 )
 
 func TestBytesRoundTrip(t *testing.T) {
@@ -55,7 +57,7 @@ func TestDecodeBytes(t *testing.T) {
 }
 
 func TestChallenge(t *testing.T) {
-	c := Challenge{Error: ErrPostureChanged, Mode: ModeConnection, MaxAge: 300}
+	c := Challenge{Error: postauth.ReasonPostureChanged, Mode: ModeConnection, MaxAge: 300}
 	got, ok := ParseChallenge([]string{c.Format()})
 	if !ok || got != c {
 		t.Fatalf("round trip: %+v %v (%s)", got, ok, c.Format())
@@ -65,10 +67,10 @@ func TestChallenge(t *testing.T) {
 		want Challenge
 		ok   bool
 	}{
-		{[]string{`Bearer realm="x", Attestation error="attestation_required", mode=operation`}, Challenge{Error: ErrRequired, Mode: ModeOperation}, true},
-		{[]string{`Basic abc==, Attestation error="invalid_attestation"`}, Challenge{Error: ErrInvalid}, true},
+		{[]string{`Bearer realm="x", Attestation error="attestation_required", mode=operation`}, Challenge{Error: postauth.ReasonAttestationRequired, Mode: ModeOperation}, true},
+		{[]string{`Basic abc==, Attestation error="invalid_attestation"`}, Challenge{Error: postauth.ReasonInvalidAttestation}, true},
 		{[]string{`Bearer error="x"`, `attestation Error="a\"b", max-age=5`}, Challenge{Error: `a"b`, MaxAge: 5}, true},
-		{[]string{`Attestation error="attestation_stale", Bearer realm="y"`}, Challenge{Error: ErrStale}, true},
+		{[]string{`Attestation error="attestation_stale", Bearer realm="y"`}, Challenge{Error: postauth.ReasonAttestationStale}, true},
 		{[]string{`Bearer realm="x"`}, Challenge{}, false},
 		{[]string{`Attestation error="unterminated`}, Challenge{}, false},
 		{[]string{strings.Repeat("a", MaxAuthenticateHeaders+1)}, Challenge{}, false},
@@ -113,7 +115,7 @@ func FuzzDecodeBytes(f *testing.F) {
 }
 
 func FuzzParseChallenge(f *testing.F) {
-	f.Add(Challenge{Error: ErrRequired, Mode: ModeOperation, MaxAge: 5}.Format())
+	f.Add(Challenge{Error: postauth.ReasonAttestationRequired, Mode: ModeOperation, MaxAge: 5}.Format())
 	f.Add(`Bearer realm="x", Attestation error="a"`)
 	f.Fuzz(func(t *testing.T, s string) {
 		c, ok := ParseChallenge([]string{s})
