@@ -31,7 +31,7 @@ type exchange struct {
 // decide runs the checks of a first pass through the Guard.
 func (x *exchange) decide(next http.Handler) {
 	g, r, rt := x.g, x.r, x.rt
-	if r.TLS != nil && !r.TLS.HandshakeComplete {
+	if r.TLS != nil && !r.TLS.HandshakeComplete { // mutation: too early
 		// TLS early data can be replayed; nothing high-impact runs on it.
 		x.refuse(postauth.ErrorFor(postauth.ReasonEarlyData, nil))
 		return
@@ -63,10 +63,10 @@ func (x *exchange) decide(next http.Handler) {
 		st.mu.Lock()
 		if c := st.lookup(rt); c != nil {
 			switch {
-			case !c.res.ValidAt(g.cfg.now(), rt.MaxAge):
+			case !c.res.ValidAt(g.cfg.now(), rt.MaxAge): // mutation: max age
 				reason = postauth.ReasonAttestationStale
 				st.drop(rt)
-			case !hintMatches(r.Header.Get(HeaderPosture), c):
+			case !hintMatches(r.Header.Get(HeaderPosture), c): // mutation: posture hint
 				reason = postauth.ReasonPostureChanged
 				st.drop(rt)
 			default:

@@ -200,12 +200,12 @@ func (g *Guard) connState(r *http.Request) (*connState, error) {
 // Result. An Appraise error without a code is a denial.
 func (rt *route) appraise(ctx context.Context, res *postauth.Result) error {
 	if rt.Posture != nil {
-		if err := postauth.AppraisePosture(ctx, rt.Posture, res); err != nil {
+		if err := postauth.AppraisePosture(ctx, rt.Posture, res); err != nil { // mutation: route posture policy
 			return err
 		}
 	}
 	if rt.Appraise != nil {
-		if err := rt.Appraise(ctx, res); err != nil {
+		if err := rt.Appraise(ctx, res); err != nil { // mutation: route appraise hook
 			if postauth.CodeOf(err) == postauth.CodeUnknown {
 				return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: postauth.ReasonPolicyDenied, Err: err}
 			}

@@ -186,7 +186,7 @@ func (g *Guard) match(r *http.Request) *route {
 	if _, pattern := g.mux.Handler(r); pattern != "" {
 		return g.byPattern[pattern]
 	}
-	if r.URL.RawPath != "" {
+	if r.URL.RawPath != "" { // mutation: decoded path match
 		u := *r.URL
 		u.RawPath = ""
 		decoded := *r

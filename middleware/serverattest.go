@@ -38,7 +38,7 @@ func (g *Guard) answerServerAttestation(w http.ResponseWriter, r *http.Request) 
 		// And a budget for the whole server, so that many connections cannot
 		// keep the attester (a TPM, a remote service) busy.
 		g.serverMu.Lock()
-		ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)
+		ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst) // mutation: server attest global limit
 		g.serverMu.Unlock()
 	}
 	if !ok {

@@ -140,7 +140,7 @@ func checkRequestRole(role Role, req *Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if responder != role {
+	if responder != role { // mutation: role check
 		return nil, invalid(ReasonWrongRequestType, fmt.Errorf("%w: a %s cannot answer handshake type %d", ErrWrongRequestType, role, req.Type))
 	}
 	return req.Marshal()
@@ -245,13 +245,13 @@ func (c *Channel) validate(role Role, req *Request, a *Authenticator, cfg *confi
 	}
 	for _, e := range a.Certificates {
 		for _, x := range e.Extensions {
-			if _, ok := req.Extension(x.Type); !ok {
+			if _, ok := req.Extension(x.Type); !ok { // mutation: offered extensions
 				return nil, invalid(ReasonUnsupportedExtension, fmt.Errorf("%w: %d", ErrUnexpectedExtension, x.Type))
 			}
 		}
 	}
 	certHash := t.add(a.rawCertificate)
-	if !hmac.Equal(finishedMAC(keys, c.hash, t.add(a.rawCertificateVerify)), a.Finished) {
+	if !hmac.Equal(finishedMAC(keys, c.hash, t.add(a.rawCertificateVerify)), a.Finished) { // mutation: finished check
 		return nil, invalid(ReasonBadFinished, ErrBadFinished)
 	}
 	offered, err := req.SignatureSchemes()
@@ -265,7 +265,7 @@ func (c *Channel) validate(role Role, req *Request, a *Authenticator, cfg *confi
 	if err != nil {
 		return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
 	}
-	if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil {
+	if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil { // mutation: signature check
 		return nil, invalid(ReasonBadSignature, err)
 	}
 	v := &Validated{Authenticator: a, Leaf: leaf}
@@ -299,7 +299,7 @@ func (c *Channel) trustKey(role Role, v *Validated, cfg *config) (KeyTrust, erro
 		if c.peer == nil {
 			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: the peer presented no TLS certificate", ErrKeyNotTrusted))
 		}
-		if !bytes.Equal(c.peer.RawSubjectPublicKeyInfo, v.Leaf.RawSubjectPublicKeyInfo) {
+		if !bytes.Equal(c.peer.RawSubjectPublicKeyInfo, v.Leaf.RawSubjectPublicKeyInfo) { // mutation: same peer key
 			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: key differs from the TLS peer's", ErrKeyNotTrusted))
 		}
 	case KeyTrustChain:

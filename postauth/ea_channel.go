@@ -88,7 +88,7 @@ func NewChannel(cs *tls.ConnectionState) (*Channel, error) {
 	// Only a peer certificate that TLS verified establishes an identity:
 	// with RequireAnyClientCert or InsecureSkipVerify it proves nothing.
 	var peer *x509.Certificate
-	if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 {
+	if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 { // mutation: verified peer only
 		peer = cs.PeerCertificates[0]
 	}
 	state := *cs // the exporter must not change under us
@@ -170,7 +170,7 @@ func (c *Channel) keysFor(role Role) (*authenticatorKeys, error) {
 		return k, nil
 	}
 	hcLabel, fkLabel := labelClientHandshakeContext, labelClientFinishedKey
-	if role == RoleServer {
+	if role == RoleServer { // mutation: role labels
 		hcLabel, fkLabel = labelServerHandshakeContext, labelServerFinishedKey
 	}
 	n := c.hash.Size()

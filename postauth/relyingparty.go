@@ -105,7 +105,7 @@ func (rp *RelyingParty) Verify(ctx context.Context, ch *Channel, peer Role, req 
 
 func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req *Request, a *Authenticator) (*Result, error) {
 	extType := rp.cfg.extension
-	if offer, ok := req.Extension(extType); !ok || len(offer) != 0 {
+	if offer, ok := req.Extension(extType); !ok || len(offer) != 0 { // mutation: attestation offered in request
 		return nil, invalid(ReasonAttestationNotOffered, ErrAttestationNotOffered)
 	}
 	v, err := ch.validate(peer, req, a, &rp.cfg)
@@ -118,7 +118,7 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 			if x.Type != extType {
 				continue
 			}
-			if i != 0 {
+			if i != 0 { // mutation: cmw only in end entity
 				return nil, invalid(ReasonUnsupportedExtension, fmt.Errorf("%w: cmw_attestation outside the end-entity entry", ErrUnexpectedExtension))
 			}
 			cmwData = x.Data
@@ -136,7 +136,7 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 	if err != nil {
 		return nil, invalid(ReasonUnsupportedCMW, err)
 	}
-	if !rp.accepts(ev.Type) {
+	if !rp.accepts(ev.Type) { // mutation: format check
 		return nil, invalid(ReasonFormatNotAccepted, fmt.Errorf("%w: %q", ErrFormatNotAccepted, BaseMediaType(ev.Type)))
 	}
 	spki := v.Leaf.RawSubjectPublicKeyInfo
@@ -150,7 +150,7 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 	if err != nil {
 		return nil, classifyVerifierError(ctx, err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil { // mutation: late verdict
 		// A verdict that arrives after the deadline, or after the caller
 		// went away, is not a pass.
 		return nil, classifyVerifierError(ctx, err)
@@ -158,10 +158,10 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 	if app == nil {
 		return nil, invalid(ReasonEvidenceInvalid, errNoEvidence)
 	}
-	if subtle.ConstantTimeCompare(app.Nonce, binder) != 1 {
+	if subtle.ConstantTimeCompare(app.Nonce, binder) != 1 { // mutation: postauth binder compare
 		return nil, invalid(ReasonBinderMismatch, ErrBinderMismatch)
 	}
-	if subtle.ConstantTimeCompare(app.KeyHash, keyHash) != 1 {
+	if subtle.ConstantTimeCompare(app.KeyHash, keyHash) != 1 { // mutation: postauth keyhash compare
 		return nil, invalid(ReasonKeyHashMismatch, ErrKeyHashMismatch)
 	}
 	var st *posture.State
@@ -170,12 +170,12 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 	case len(app.PostureHead) == 0 || len(app.PostureLog) == 0:
 		return nil, invalid(ReasonPostureInvalid, errors.New("postauth: a posture log without a register value, or the reverse"))
 	default:
-		if st, err = posture.Verify(app.PostureLog, app.PostureHead); err != nil {
+		if st, err = posture.Verify(app.PostureLog, app.PostureHead); err != nil { // mutation: relying party replays posture
 			return nil, invalid(ReasonPostureInvalid, err)
 		}
 	}
 	subject := v.Leaf.Subject.String()
-	if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil {
+	if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil { // mutation: same-peer subject
 		// The authenticator's certificate is the peer's choice; only the
 		// key was compared. The name is the one TLS verified.
 		subject = ch.peer.Subject.String()

@@ -149,7 +149,7 @@ func (r *Requester) take(ctx []byte) (pendingRequest, error) {
 	if len(ctx) >= NonceLen {
 		for i, p := range r.pending {
 			if bytes.Equal(p.context[:NonceLen], ctx[:NonceLen]) {
-				r.pending = slices.Delete(r.pending, i, i+1)
+				r.pending = slices.Delete(r.pending, i, i+1) // mutation: single use
 				if len(r.pending) == 0 {
 					r.pending = nil // do not keep answered requests alive
 				}
@@ -196,7 +196,7 @@ func (r *Requester) VerifyWith(ctx context.Context, rp *RelyingParty, raw, bindi
 	if err != nil {
 		return nil, err
 	}
-	if !r.rp.cfg.now().Before(pr.expires) {
+	if !r.rp.cfg.now().Before(pr.expires) { // mutation: context expiry
 		return nil, &Error{Code: CodeStale, Reason: ReasonContextExpired, Err: ErrContextExpired}
 	}
 	want := pr.context
@@ -213,7 +213,7 @@ func (r *Requester) VerifyWith(ctx context.Context, rp *RelyingParty, raw, bindi
 	case !pr.bound:
 		return nil, invalid(ReasonContextMismatch, fmt.Errorf("%w: connection context used for an operation", ErrContextMismatch))
 	default:
-		if !bytes.Equal(want[NonceLen:], binding) {
+		if !bytes.Equal(want[NonceLen:], binding) { // mutation: operation binding
 			return nil, invalid(ReasonOperationMismatch, ErrOperationMismatch)
 		}
 	}

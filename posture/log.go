@@ -398,7 +398,7 @@ func (l *Log) verifyHead(head []byte) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(head) != len(got) || string(got) != string(head) {
+	if len(head) != len(got) || string(got) != string(head) { // mutation: posture log replay
 		return nil, ErrHeadMismatch
 	}
 	return st, nil

@@ -15,7 +15,7 @@ import (
 // do sends req, answering one challenge.
 func (c *conn) do(req *http.Request) (*http.Response, error) {
 	t := c.t
-	mayAttest := t.mayAttest(req)
+	mayAttest := t.mayAttest(req) // mutation: attest allow-list
 	hint := ""
 	if mayAttest {
 		hint = t.currentHint()

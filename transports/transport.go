@@ -176,7 +176,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, ErrNotConfigured
 	}
-	critical := t.cfg.server != nil && req.URL != nil && t.cfg.server.require(req)
+	critical := t.cfg.server != nil && req.URL != nil && t.cfg.server.require(req) // mutation: critical requests
 	if req.URL == nil || req.URL.Scheme != "https" {
 		if critical {
 			// A critical request must not leave in clear text to a server

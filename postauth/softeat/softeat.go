@@ -348,10 +348,10 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: want exactly one eat_nonce"))
 	}
 	nonce := c.Nonce.GetI(0)
-	if !bytes.Equal(nonce, ch.Binder) {
+	if !bytes.Equal(nonce, ch.Binder) { // mutation: softeat binder compare
 		return nil, evidenceErr(postauth.ReasonBinderMismatch, postauth.ErrBinderMismatch)
 	}
-	if posture.AlgHash(c.KeyHash.Alg) != ch.Hash || !bytes.Equal(c.KeyHash.Value, ch.KeyHash) {
+	if posture.AlgHash(c.KeyHash.Alg) != ch.Hash || !bytes.Equal(c.KeyHash.Value, ch.KeyHash) { // mutation: softeat keyhash compare
 		return nil, evidenceErr(postauth.ReasonKeyHashMismatch, postauth.ErrKeyHashMismatch)
 	}
 	if err := c.UEID.Validate(); err != nil {
