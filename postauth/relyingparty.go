@@ -178,7 +178,7 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 	if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil { // mutation: same-peer subject
 		// The authenticator's certificate is the peer's choice; only the
 		// key was compared. The name is the one TLS verified.
-		subject = ch.peer.Subject.String()
+		subject = ch.peer.subject
 	}
 	now := rp.cfg.now()
 	res := &Result{

@@ -35,6 +35,13 @@ MUTATIONS = {
                            ("len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0", "len(cs.PeerCertificates) > 0")),
     "role labels": ("./postauth", "TestRoleLabelsBind"),
     "role check": ("./postauth", "TestAttackReflection"),
+    "offered scheme": ("./postauth", "TestSchemeMustBeOffered",
+                       ("!slices.Contains(offered, a.Scheme) || ", "len(offered) < 0 || ")),
+    "key fits scheme": ("./postauth", "TestKeyDecidedBeforeSignature"),
+    "rsa bounds": ("./postauth", "TestKeyDecidedBeforeSignature",
+                   (" && n <= maxRSABits && k.E == rsaExponent", "")),
+    "chain length": ("./postauth", "TestChainBounded"),
+    "chain key bounds": ("./postauth", "TestChainBounded"),
     # requests
     "single use": ("./postauth ./middleware", "TestAttackReplay",
                    ("slices.Delete(r.pending, i, i+1)", "slices.Delete(r.pending, i, i)")),
