@@ -32,7 +32,7 @@ func (g *Guard) answerServerAttestation(w http.ResponseWriter, r *http.Request) 
 	}
 	now := g.cfg.now()
 	st.mu.Lock()
-	ok := st.serverBudget.take(now, serverConnRate, serverConnBurst)
+	ok := st.serverBudget.take(now, serverConnRate, serverConnBurst) // mutation: server attest connection limit
 	st.mu.Unlock()
 	if ok {
 		// And a budget for the whole server, so that many connections cannot
