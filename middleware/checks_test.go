@@ -138,3 +138,52 @@ func TestServerAttestationLimitedPerConnection(t *testing.T) {
 		t.Fatalf("one connection got %d server attestations in a burst, want 5", answered)
 	}
 }
+
+// HTTP/2 connection coalescing: one connection may carry requests for
+// several hosts. An operation-mode authenticator binds the authority, so it
+// cannot be presented for the same path on another host.
+func TestOperationBindsAuthority(t *testing.T) {
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...))
+	rc := h.Raw()
+	send := func(host, att string) int {
+		req, _ := http.NewRequest("POST", h.URL("/pay"), strings.NewReader("amount=1"))
+		req.Host = host
+		if att != "" {
+			req.Header.Set(middleware.HeaderAttestation, att)
+		}
+		resp, err := rc.CC.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	req, _ := http.NewRequest("POST", h.URL("/pay"), strings.NewReader("amount=1"))
+	req.Host = "pay.example"
+	resp, err := rc.CC.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	att := rc.Answer(resp) // made for POST pay.example /pay
+	if s := send("other.example", att); s != http.StatusUnauthorized {
+		t.Fatalf("authenticator for pay.example accepted for other.example: %d", s)
+	}
+	// the same answer on its own host: consumed by the attempt above
+	// (single use), so a fresh one for pay.example passes
+	resp, _ = rc.CC.RoundTrip(mustReq(t, h.URL("/pay"), "pay.example"))
+	resp.Body.Close()
+	if s := send("PAY.example:443", rc.Answer(resp)); s != 200 {
+		t.Fatalf("authenticator on its own host (normalised authority): %d", s)
+	}
+}
+
+func mustReq(t *testing.T, url, host string) *http.Request {
+	req, err := http.NewRequest("POST", url, strings.NewReader("amount=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	return req
+}

@@ -52,7 +52,7 @@ func (x *exchange) decide(next http.Handler) {
 			x.refuse(postauth.ErrorFor(reason, err))
 			return
 		}
-		x.binding = httpbind.OperationDigest(r.Method, requestTarget(r), body)
+		x.binding = httpbind.OperationDigest(r.Method, r.Host, requestTarget(r), body) // mutation: operation authority
 	}
 	if hdr := r.Header.Get(HeaderAttestation); hdr != "" {
 		x.verify(hdr, next)
@@ -320,10 +320,11 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	return body, nil
 }
 
-// requestTarget is the request-target as the client sent it.
+// requestTarget is the request-target as the client sent it, in origin
+// form (httpbind.OriginForm).
 func requestTarget(r *http.Request) string {
 	if r.RequestURI != "" {
-		return r.RequestURI
+		return httpbind.OriginForm(r.RequestURI)
 	}
 	return r.URL.RequestURI()
 }

@@ -75,6 +75,8 @@ MUTATIONS = {
     "route appraise hook": ("./middleware", "TestPolicyDenial"),
     "appraisal deadline": ("./middleware", "TestLatePassNeverRuns",
                            ("case <-ctx.Done():", "case <-make(chan struct{}):")),
+    "operation authority": ("./middleware", "TestOperationBindsAuthority",
+                            ("OperationDigest(r.Method, r.Host,", "OperationDigest(r.Method, \"\",")),
     "denial revokes verdict": ("./middleware", "TestDenialRevokesCachedVerdict"),
     "body content length": ("./middleware", "TestBodyLimits"),
     "body read length": ("./middleware", "TestBodyLimits"),
