@@ -7,9 +7,9 @@ package httpbind
 
 import (
 	"crypto/sha256"
-	"net/url"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
 
