@@ -162,6 +162,20 @@ def run(cmd, timeout=600):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
 
 
+def build_failed(r):
+    """Whether go test could not build a package (test files included)."""
+    if "[build failed]" in r.stdout or "[setup failed]" in r.stdout or "build failed" in r.stderr:
+        return True
+    for line in r.stdout.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("Action") == "build-fail" or ev.get("FailedBuild"):
+            return True
+    return False
+
+
 def failed_tests(output, wanted):
     """Names of failed tests (from go test -json) that match wanted."""
     pat = re.compile(r"^(%s)(/|$)" % wanted)
@@ -200,10 +214,9 @@ def main(filters):
         try:
             with open(path, "w", encoding="utf-8") as f:
                 f.write("\n".join(lines))
-            b = run("go vet %s" % pkgs)
-            if b.returncode != 0:
-                raise ToolError("%s: the mutation does not compile (an error of the tool, not a kill):\n%s" % (name, b.stderr[-2000:]))
             r = run("go test -count=1 -json -run '^(%s)$' %s" % (tests, pkgs))
+            if build_failed(r):
+                raise ToolError("%s: the mutation does not compile (an error of the tool, not a kill):\n%s" % (name, (r.stdout + r.stderr)[-2000:]))
             killers = failed_tests(r.stdout, tests)
             if r.returncode != 0 and killers:
                 print("KILLED   %-32s by %s" % (name, ", ".join(killers[:3])))
