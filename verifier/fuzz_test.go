@@ -9,7 +9,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/ear"
 	"github.com/reattest/reattest/postauth/postauthtest"
@@ -78,7 +78,7 @@ func FuzzSubmit(f *testing.F) {
 	}
 	rec, _ := postauth.EncodeCMW(ev, postauth.CMWJSON)
 	f.Add(ev.Value, ev.Type, "")
-	f.Add(rec, "application/cmw+json", wire.EncodeBytes([]byte{0x30, 0x03, 0x02, 0x01, 0x01}))
+	f.Add(rec, "application/cmw+json", httpbind.EncodeBytes([]byte{0x30, 0x03, 0x02, 0x01, 0x01}))
 	f.Add([]byte("x"), "application/eat+cwt; x=y", ":AAAA:")
 	f.Fuzz(func(t *testing.T, body []byte, typ, key string) {
 		open := httptest.NewRequest(http.MethodPost, ear.NewSessionPath+"?nonce="+ear.EncodeNonce(nonce), nil)

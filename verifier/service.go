@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/ear"
 )
@@ -422,7 +422,7 @@ func parseKeyHeader(values []string) ([]byte, error) {
 	default:
 		return nil, errors.New("repeated")
 	}
-	spki, _, err := wire.DecodeBytes(values[0], maxKeyHeader)
+	spki, _, err := httpbind.DecodeBytes(values[0], maxKeyHeader)
 	if err != nil || len(spki) == 0 {
 		return nil, errors.New("not a byte sequence")
 	}

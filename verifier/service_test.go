@@ -26,7 +26,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	vear "github.com/veraison/ear"
 
-	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/ear"
 	"github.com/reattest/reattest/postauth/postauthtest"
@@ -285,7 +285,7 @@ func TestSubmitEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyHeader := map[string]string{ear.HeaderAuthenticatorKey: wire.EncodeBytes(spki(t, f.auth.Public()))}
+	keyHeader := map[string]string{ear.HeaderAuthenticatorKey: httpbind.EncodeBytes(spki(t, f.auth.Public()))}
 
 	t.Run("affirming, with the authenticator key", func(t *testing.T) {
 		path, nonce := f.open(t, nil)
@@ -437,7 +437,7 @@ func TestSubmitEvidence(t *testing.T) {
 		path, nonce := f.open(t, nil)
 		der := spki(t, f.auth.Public())
 		long := append([]byte{0x30, 0x81, byte(len(der) - 2)}, der[2:]...)
-		r := f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), map[string]string{ear.HeaderAuthenticatorKey: wire.EncodeBytes(long)})
+		r := f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), map[string]string{ear.HeaderAuthenticatorKey: httpbind.EncodeBytes(long)})
 		if r.status != 400 {
 			t.Fatalf("status %d", r.status)
 		}
@@ -758,7 +758,7 @@ func TestServiceAttestsOnlyTheKeyTheEvidenceNames(t *testing.T) {
 	path, nonce := f.open(t, nil)
 	// Evidence for the fixture's key, but the caller claims another key.
 	other := postauthtest.NewKey(t)
-	r := f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), map[string]string{ear.HeaderAuthenticatorKey: wire.EncodeBytes(spki(t, other.Public()))})
+	r := f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), map[string]string{ear.HeaderAuthenticatorKey: httpbind.EncodeBytes(spki(t, other.Public()))})
 	sub := claimsOf(t, *decodeSession(t, r).Result, svc.PublicKey()).Submods[softeat.Format]
 	if *sub.Status != vear.TrustTierAffirming {
 		t.Fatalf("status %v", *sub.Status)
@@ -768,7 +768,7 @@ func TestServiceAttestsOnlyTheKeyTheEvidenceNames(t *testing.T) {
 	}
 	// The claimed key is attested when the Evidence names it.
 	path, nonce = f.open(t, nil)
-	r = f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), map[string]string{ear.HeaderAuthenticatorKey: wire.EncodeBytes(spki(t, f.auth.Public()))})
+	r = f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), map[string]string{ear.HeaderAuthenticatorKey: httpbind.EncodeBytes(spki(t, f.auth.Public()))})
 	if sub := claimsOf(t, *decodeSession(t, r).Result, svc.PublicKey()).Submods[softeat.Format]; sub.VeraisonKeyAttestation == nil {
 		t.Fatal("no key attestation for the named key")
 	}

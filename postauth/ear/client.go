@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/postauth"
 )
 
@@ -220,7 +220,7 @@ func (c *apiClient) appraise(ctx context.Context, nonce []byte, ev postauth.Evid
 	req.Header.Set("Content-Type", ev.Type)
 	req.Header.Set("Accept", SessionMediaType)
 	if spki != nil {
-		req.Header.Set(HeaderAuthenticatorKey, wire.EncodeBytes(spki))
+		req.Header.Set(HeaderAuthenticatorKey, httpbind.EncodeBytes(spki))
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 
 	cose "github.com/veraison/go-cose"
 
-	"github.com/reattest/reattest/internal/cborutil"
+	"github.com/reattest/reattest/internal/detcbor"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/posture"
 )
@@ -38,7 +38,7 @@ func Binding(ch postauth.Challenge, ev postauth.Evidence) (nonce, keyHash []byte
 		return nil, nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: COSE_Sign1: %w", err))
 	}
 	var c claims
-	if err := cborutil.DecNoTags.Unmarshal(msg.Payload, &c); err != nil {
+	if err := detcbor.DecNoTags.Unmarshal(msg.Payload, &c); err != nil {
 		return nil, nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: claims: %w", err))
 	}
 	if c.Profile != Profile {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"strings"
 
 	"github.com/veraison/cmw"
 )
@@ -112,7 +113,9 @@ func (ev Evidence) check() error {
 	if ev.Type == "" || len(ev.Type) > maxMediaTypeLen {
 		return fmt.Errorf("%w: bad media type", ErrUnsupportedCMW)
 	}
-	if _, _, err := mime.ParseMediaType(ev.Type); err != nil {
+	// mime.ParseMediaType accepts a bare token ("nope"): a media type is
+	// type/subtype.
+	if mt, _, err := mime.ParseMediaType(ev.Type); err != nil || !strings.Contains(mt, "/") {
 		return fmt.Errorf("%w: bad media type", ErrUnsupportedCMW)
 	}
 	if len(ev.Value) == 0 {
@@ -128,7 +131,7 @@ func (ev Evidence) check() error {
 // ("application/eat+cwt; eat_profile=x" gives "application/eat+cwt").
 func BaseMediaType(t string) string {
 	mt, _, err := mime.ParseMediaType(t)
-	if err != nil {
+	if err != nil || !strings.Contains(mt, "/") {
 		return ""
 	}
 	return mt
