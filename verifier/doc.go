@@ -46,6 +46,17 @@
 // when the caller sent the key and the Evidence vouches for it does the
 // EAR carry ear.veraison.key-attestation (SetKeyAttestation).
 //
+// # The relying party's checks, made here
+//
+// The service calls format Verifiers directly, not through a
+// postauth.RelyingParty, so it makes the relying party's checks of their
+// appraisal itself before it signs an affirming EAR: the freshness value
+// the Verifier reports must be the session nonce (binder_mismatch), and
+// the posture log, which format Verifiers report without replaying, must
+// replay to the reported head with posture.Verify (posture_invalid). A CMW
+// body whose indicator says Attestation Result, not Evidence, is refused
+// (400).
+//
 // # Limits
 //
 // Every input is bounded: the query, the Evidence body (MaxEvidenceBody),

@@ -14,7 +14,7 @@ import (
 // A verifier service in process: start it on a free loopback port and
 // open a session the way a Veraison client does.
 func Example() {
-	_, softeatVerifier := postauthtest.Software(postauthtest.Must, nil, nil)
+	_, softeatVerifier := postauthtest.Software(postauthtest.Must)
 	key, _ := verifier.GenerateKey()
 	svc, err := verifier.NewService(key, verifier.SoftEAT(softeatVerifier))
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 // fuzzService is an in-process service for handler fuzzing.
 func fuzzService(tb testing.TB) (*verifier.Service, *softeat.Attester) {
 	tb.Helper()
-	att, sv := postauthtest.Software(tb, nil, nil)
+	att, sv := postauthtest.Software(tb)
 	key, err := verifier.GenerateKey()
 	if err != nil {
 		tb.Fatal(err)

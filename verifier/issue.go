@@ -51,6 +51,10 @@ func hashBySize(n int) crypto.Hash {
 // the nonce's size, KeyHash: Hash(spki) if the caller sent the
 // authenticator key, else the Evidence's own key hash read by the format's
 // binding reader, else none}.
+//
+// The service calls the format Verifier directly, not through a
+// postauth.RelyingParty, so it makes the relying party's own checks of the
+// appraisal itself ([checkAppraisal]) before it signs anything.
 func (s *Service) appraise(ctx context.Context, f *format, nonce []byte, ev postauth.Evidence, spki []byte) (string, string, error) {
 	h := hashForNonce(len(nonce))
 	ch := postauth.Challenge{Binder: nonce, Hash: h}
@@ -66,6 +70,9 @@ func (s *Service) appraise(ctx context.Context, f *format, nonce []byte, ev post
 	app, verr := f.verifier.Verify(ctx, ch, ev)
 	if verr == nil && app == nil {
 		verr = errors.New("verifier: the format verifier returned no appraisal")
+	}
+	if verr == nil {
+		verr = checkAppraisal(app, nonce)
 	}
 	code := postauth.CodeOf(verr)
 	if verr != nil && (code == postauth.CodeUnavailable || code == postauth.CodeCanceled || ctx.Err() != nil) {
@@ -100,12 +107,11 @@ func (s *Service) appraise(ctx context.Context, f *format, nonce []byte, ev post
 			}
 		}
 	} else {
-		reason := "evidence_invalid"
-		var pe *postauth.Error
-		if errors.As(verr, &pe) && pe.Reason != "" {
-			reason = pe.Reason
+		reason := postauth.ReasonEvidenceInvalid
+		if r := postauth.ReasonOf(verr); r != "" {
+			reason = r
 		}
-		outcome = reason
+		outcome = string(reason)
 		status := vear.TrustTierContraindicated
 		sub.Status = &status
 		if code == postauth.CodePolicyDenied {
@@ -114,7 +120,7 @@ func (s *Service) appraise(ctx context.Context, f *format, nonce []byte, ev post
 		} else {
 			sub.TrustVector.SetAll(vear.CryptoValidationFailedClaim)
 		}
-		claims := map[string]interface{}{"problem": reason}
+		claims := map[string]interface{}{"problem": string(reason)}
 		sub.VeraisonPolicyClaims = &claims
 	}
 	token, err := ar.Sign(jwa.ES256(), s.key)
@@ -125,6 +131,30 @@ func (s *Service) appraise(ctx context.Context, f *format, nonce []byte, ev post
 		return "", "result_too_large", fmt.Errorf("verifier: EAR of %d bytes exceeds %d", len(token), ear.MaxTokenLen)
 	}
 	return string(token), outcome, nil
+}
+
+// checkAppraisal makes the checks a relying party makes on a format
+// Verifier's appraisal (postauth.RelyingParty.Verify), which the service,
+// calling the Verifier directly, must make itself: the freshness value the
+// signed Evidence carries is the session nonce (so that a careless
+// Verifier cannot have the EAR vouch for Evidence bound to another nonce),
+// and the posture log, if any, replays to the attested register value
+// (format Verifiers report both without replaying: the EAR must not carry
+// a posture that was never replayed).
+func checkAppraisal(app *postauth.Appraisal, nonce []byte) error {
+	if subtle.ConstantTimeCompare(app.Nonce, nonce) != 1 { // mutation: service binder compare
+		return postauth.ErrorFor(postauth.ReasonBinderMismatch, postauth.ErrBinderMismatch)
+	}
+	switch {
+	case len(app.PostureHead) == 0 && len(app.PostureLog) == 0:
+	case len(app.PostureHead) == 0 || len(app.PostureLog) == 0:
+		return postauth.ErrorFor(postauth.ReasonPostureInvalid, errors.New("verifier: a posture log without a register value, or the reverse"))
+	default:
+		if _, err := posture.Verify(app.PostureLog, app.PostureHead); err != nil { // mutation: service posture replay
+			return postauth.ErrorFor(postauth.ReasonPostureInvalid, err)
+		}
+	}
+	return nil
 }
 
 // annotate lists what the Evidence verified as reattest annotations.

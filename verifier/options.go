@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -65,7 +66,7 @@ type config struct {
 func newConfig(opts []Option) (*config, error) {
 	c := &config{
 		ttl: DefaultSessionTTL, maxSessions: DefaultMaxSessions, maxConcurrent: DefaultMaxConcurrent,
-		maxResultBytes: DefaultMaxResultBytes, now: time.Now, logger: slog.New(slog.DiscardHandler),
+		maxResultBytes: DefaultMaxResultBytes, now: time.Now, rand: rand.Reader, logger: slog.New(slog.DiscardHandler),
 		build: DefaultBuild, developer: DefaultDeveloper,
 	}
 	for _, o := range opts {
@@ -78,10 +79,6 @@ func newConfig(opts []Option) (*config, error) {
 		return nil, c.err
 	case len(c.formats) == 0:
 		return nil, errors.New("verifier: no Evidence format (WithFormat, SoftEAT, TPM)")
-	case c.ttl <= 0 || c.maxSessions <= 0 || c.maxConcurrent <= 0 || c.maxResultBytes <= 0:
-		return nil, errors.New("verifier: session TTL and limits must be positive")
-	case c.build == "" || c.developer == "":
-		return nil, errors.New("verifier: empty verifier id")
 	}
 	return c, nil
 }
@@ -105,28 +102,45 @@ func WithFormat(name, mediaType string, v postauth.Verifier, binding ear.Binding
 	})
 }
 
-// WithSessionTTL sets how long a session lives. Default DefaultSessionTTL.
+// WithSessionTTL sets how long a session lives. Zero or less means
+// DefaultSessionTTL.
 func WithSessionTTL(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.ttl = d })
+	return optionFunc(func(c *config) {
+		if d > 0 {
+			c.ttl = d
+		}
+	})
 }
 
 // WithMaxSessions bounds the live sessions; a newSession beyond it gets
-// 503. Default DefaultMaxSessions.
+// 503. Zero or less means DefaultMaxSessions.
 func WithMaxSessions(n int) Option {
-	return optionFunc(func(c *config) { c.maxSessions = n })
+	return optionFunc(func(c *config) {
+		if n > 0 {
+			c.maxSessions = n
+		}
+	})
 }
 
 // WithMaxConcurrent bounds the appraisals running at once; one more gets
-// 503. Default DefaultMaxConcurrent.
+// 503. Zero or less means DefaultMaxConcurrent.
 func WithMaxConcurrent(n int) Option {
-	return optionFunc(func(c *config) { c.maxConcurrent = n })
+	return optionFunc(func(c *config) {
+		if n > 0 {
+			c.maxConcurrent = n
+		}
+	})
 }
 
 // WithMaxResultBytes bounds the total size of the EARs held in sessions;
-// an appraisal whose EAR would exceed it gets 503. Default
+// an appraisal whose EAR would exceed it gets 503. Zero or less means
 // DefaultMaxResultBytes.
 func WithMaxResultBytes(n int) Option {
-	return optionFunc(func(c *config) { c.maxResultBytes = n })
+	return optionFunc(func(c *config) {
+		if n > 0 {
+			c.maxResultBytes = n
+		}
+	})
 }
 
 // WithClock sets the clock (session expiry, EAR iat). Nil means time.Now.
@@ -141,7 +155,11 @@ func WithClock(now func() time.Time) Option {
 // WithRand sets the source of nonces and session ids. Nil means
 // crypto/rand.
 func WithRand(r io.Reader) Option {
-	return optionFunc(func(c *config) { c.rand = r })
+	return optionFunc(func(c *config) {
+		if r != nil {
+			c.rand = r
+		}
+	})
 }
 
 // WithLogger sets the logger: one line per request outcome (session id,
@@ -156,8 +174,15 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithVerifierID sets the EAR's ear.verifier-id (build, developer) and the
-// version the well-known document reports. Default DefaultBuild,
-// DefaultDeveloper.
+// version the well-known document reports. An empty value means the
+// default, DefaultBuild or DefaultDeveloper.
 func WithVerifierID(build, developer string) Option {
-	return optionFunc(func(c *config) { c.build, c.developer = build, developer })
+	return optionFunc(func(c *config) {
+		if build != "" {
+			c.build = build
+		}
+		if developer != "" {
+			c.developer = developer
+		}
+	})
 }

@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"crypto/ecdsa"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -183,12 +182,7 @@ func (s *Service) newSession(w http.ResponseWriter, r *http.Request) {
 	s.log(r, http.StatusCreated, "session", id)
 }
 
-func (s *Service) rand() io.Reader {
-	if s.cfg.rand != nil {
-		return s.cfg.rand
-	}
-	return rand.Reader
-}
+func (s *Service) rand() io.Reader { return s.cfg.rand }
 
 // parseNonceRequest applies Veraison's rules: nonce and nonceSize are
 // mutually exclusive; nonceSize is 8..64; nonce is base64 (URL-safe or
@@ -211,7 +205,7 @@ func (s *Service) parseNonceRequest(rawQuery string) ([]byte, error) {
 		if err != nil {
 			return nil, errors.New("nonce must be valid base64")
 		}
-		if len(nonce) < minNonce || len(nonce) > maxNonce { // mutation: nonce size
+		if len(nonce) < minNonce || len(nonce) > maxNonce { // mutation: service nonce size
 			return nil, fmt.Errorf("nonce must be between %d and %d bytes long; got %d", minNonce, maxNonce, len(nonce))
 		}
 		return nonce, nil
@@ -259,6 +253,11 @@ func (s *Service) submit(w http.ResponseWriter, r *http.Request) {
 		if ev, err = postauth.DecodeCMW(body); err != nil {
 			problem(w, http.StatusBadRequest, "could not unwrap the CMW")
 			s.log(r, http.StatusBadRequest, "reason", "bad_cmw")
+			return
+		}
+		if ev.Kind != postauth.KindEvidence { // mutation: service evidence only
+			problem(w, http.StatusBadRequest, "the CMW carries an attestation result, not evidence")
+			s.log(r, http.StatusBadRequest, "reason", "not_evidence")
 			return
 		}
 	}

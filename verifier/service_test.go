@@ -48,7 +48,7 @@ type fixture struct {
 func newFixture(tb testing.TB, opts ...verifier.Option) *fixture {
 	tb.Helper()
 	f := &fixture{auth: postauthtest.NewKey(tb), hc: &http.Client{}}
-	f.att, f.sv = postauthtest.Software(tb, nil, nil)
+	f.att, f.sv = postauthtest.Software(tb)
 	var err error
 	if f.key, err = verifier.GenerateKey(); err != nil {
 		tb.Fatal(err)
@@ -372,7 +372,7 @@ func TestSubmitEvidence(t *testing.T) {
 			return f.evidence(t, ch)
 		}, keyHeader, "key_hash_mismatch"},
 		{"untrusted attester", func(nonce []byte) postauth.Evidence {
-			stranger, _ := postauthtest.Software(t, nil, nil)
+			stranger, _ := postauthtest.Software(t)
 			ev, err := stranger.Attest(context.Background(), f.challenge(t, nonce))
 			if err != nil {
 				t.Fatal(err)
@@ -476,7 +476,7 @@ func TestWellKnown(t *testing.T) {
 }
 
 func TestSessionLifetime(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clock := postauthtest.NewClock(time.Unix(1_800_000_000, 0))
 	f := newFixture(t, verifier.WithClock(clock.Now), verifier.WithSessionTTL(time.Minute), verifier.WithMaxSessions(2))
 	p1, _ := f.open(t, nil)
 	f.open(t, nil)
@@ -498,7 +498,7 @@ func TestSessionLifetime(t *testing.T) {
 }
 
 func TestSessionExpiredBeforeEvidence(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clock := postauthtest.NewClock(time.Unix(1_800_000_000, 0))
 	f := newFixture(t, verifier.WithClock(clock.Now), verifier.WithSessionTTL(time.Minute))
 	path, nonce := f.open(t, nil)
 	ev := f.evidence(t, f.challenge(t, nonce))
@@ -645,8 +645,8 @@ func TestNoEvidenceInLogs(t *testing.T) {
 
 func TestTLS(t *testing.T) {
 	pki := postauthtest.New(t)
-	cert := pki.Issue(t, "localhost", true, nil)
-	att, sv := postauthtest.Software(t, nil, nil)
+	cert := pki.Issue(t, "localhost", postauthtest.ServerAuth())
+	att, sv := postauthtest.Software(t)
 	key, _ := verifier.GenerateKey()
 	svc, err := verifier.NewService(key, verifier.SoftEAT(sv))
 	if err != nil {
@@ -686,7 +686,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestNewServiceRefuses(t *testing.T) {
-	_, sv := postauthtest.Software(t, nil, nil)
+	_, sv := postauthtest.Software(t)
 	key, _ := verifier.GenerateKey()
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	for _, tc := range []struct {
@@ -699,8 +699,6 @@ func TestNewServiceRefuses(t *testing.T) {
 		{"no format", key, nil},
 		{"bad media type", key, []verifier.Option{verifier.WithFormat("x", "nope", sv, nil)}},
 		{"nil verifier", key, []verifier.Option{verifier.WithFormat("x", softeat.MediaType, nil, nil)}},
-		{"zero TTL", key, []verifier.Option{verifier.SoftEAT(sv), verifier.WithSessionTTL(0)}},
-		{"empty verifier id", key, []verifier.Option{verifier.SoftEAT(sv), verifier.WithVerifierID("", "")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := verifier.NewService(tc.key, tc.opts...); err == nil {
@@ -710,21 +708,25 @@ func TestNewServiceRefuses(t *testing.T) {
 	}
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// Options ignore nil and zero values: the default stays (CONTRIBUTING.md,
+// configuration style).
+func TestZeroOptionsKeepDefaults(t *testing.T) {
+	f := newFixture(t, verifier.WithSessionTTL(0), verifier.WithMaxSessions(0), verifier.WithMaxConcurrent(0),
+		verifier.WithMaxResultBytes(0), verifier.WithVerifierID("", ""), verifier.WithRand(nil), verifier.WithClock(nil), verifier.WithLogger(nil))
+	before := time.Now()
+	path, nonce := f.open(t, nil)
+	g := decodeSession(t, f.do(t, http.MethodGet, path, map[string]string{"Accept": ear.SessionMediaType}, nil))
+	if exp, err := time.Parse(time.RFC3339, g.Expiry); err != nil || exp.Before(before.Add(verifier.DefaultSessionTTL-time.Second)) {
+		t.Fatalf("expiry %q: not the default TTL", g.Expiry)
+	}
+	r := f.submit(t, path, f.evidence(t, f.challenge(t, nonce)), nil)
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	ar := claimsOf(t, *decodeSession(t, r).Result, f.svc.PublicKey())
+	if ar.VerifierID == nil || *ar.VerifierID.Build != verifier.DefaultBuild || *ar.VerifierID.Developer != verifier.DefaultDeveloper {
+		t.Fatalf("verifier id %+v", ar.VerifierID)
+	}
 }
 
 // keyBlindVerifier is a DELIBERATELY CARELESS format verifier: it accepts

@@ -71,7 +71,7 @@ func (s *store) create(id string, nonce []byte) (session, error) {
 	s.sweepLocked(now, false)
 	if len(s.m) >= s.max {
 		s.sweepLocked(now, true)
-		if len(s.m) >= s.max { // mutation: max sessions
+		if len(s.m) >= s.max { // mutation: service max sessions
 			return session{}, errFull
 		}
 	}
@@ -86,7 +86,7 @@ func (s *store) getLocked(id string) (*session, bool) {
 	if !ok {
 		return nil, false
 	}
-	if !s.now().Before(ss.expiry) { // mutation: session expiry
+	if !s.now().Before(ss.expiry) { // mutation: service session expiry
 		s.dropLocked(id, ss)
 		return nil, false
 	}
@@ -113,7 +113,7 @@ func (s *store) claim(id string) (session, error) {
 	if !ok {
 		return session{}, errNoSession
 	}
-	if ss.state != ear.StateWaiting { // mutation: one Evidence per session
+	if ss.state != ear.StateWaiting { // mutation: service one Evidence per session
 		return session{}, errNotWaiting
 	}
 	ss.state = ear.StateProcessing

@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 			}
 			keys = append(keys, k)
 		}
-		v, err := softeat.NewVerifier(keys, nil)
+		v, err := softeat.NewVerifier(keys)
 		if err != nil {
 			return err
 		}
@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 			}
 			aks = append(aks, b)
 		}
-		v, err := tpm.NewVerifier(aks, nil)
+		v, err := tpm.NewVerifier(aks)
 		if err != nil {
 			return err
 		}

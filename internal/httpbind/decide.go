@@ -132,6 +132,11 @@ var decisions = map[postauth.Reason]Answer{
 	postauth.ReasonPostureMissing:        decInvalid,
 	postauth.ReasonPCRSelectionMismatch:  decInvalid,
 	postauth.ReasonPCRDigestMismatch:     decInvalid,
+	// Remote verification (postauth/ear): a bad passport.
+	postauth.ReasonEARInvalid:               decInvalid,
+	postauth.ReasonEARSignatureInvalid:      decInvalid,
+	postauth.ReasonEARKeyAttestationMissing: decInvalid,
+	postauth.ReasonEARStale:                 decStaleAnswer,
 	// The connection cannot carry attestation: no challenge to answer.
 	postauth.ReasonNoTLS:               decImpossible,
 	postauth.ReasonTLS13Required:       decImpossible,
@@ -146,13 +151,19 @@ var decisions = map[postauth.Reason]Answer{
 	postauth.ReasonPolicyDenied:    decDenied,
 	postauth.ReasonPostureDenied:   decDenied,
 	postauth.ReasonPCRPolicyDenied: decDenied,
+	postauth.ReasonEARPolicyDenied: decDenied,
 	// No verdict.
-	postauth.ReasonVerifierTimeout:  decUnavailable,
-	postauth.ReasonVerifierFailed:   decUnavailable,
-	postauth.ReasonPolicyInvalid:    decUnavailable,
-	postauth.ReasonCanceled:         decCanceled,
-	postauth.ReasonConnectionClosed: decCanceled,
-	postauth.ReasonMisconfigured:    decMisconfigured,
+	postauth.ReasonVerifierTimeout: decUnavailable,
+	postauth.ReasonVerifierFailed:  decUnavailable,
+	postauth.ReasonPolicyInvalid:   decUnavailable,
+	// The remote verifier (background check, passport attester).
+	postauth.ReasonVerifierUnavailable: decUnavailable,
+	postauth.ReasonVerifierBusy:        decUnavailable,
+	postauth.ReasonVerifierError:       decUnavailable,
+	postauth.ReasonVerifierCircuitOpen: decUnavailable,
+	postauth.ReasonCanceled:            decCanceled,
+	postauth.ReasonConnectionClosed:    decCanceled,
+	postauth.ReasonMisconfigured:       decMisconfigured,
 }
 
 // byCode answers reasons the table does not list (a format of your own),

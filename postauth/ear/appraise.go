@@ -41,7 +41,7 @@ func newAppraiser(c *appraisalConfig) (*appraiser, error) {
 	return &appraiser{policy: p, now: c.now, skew: c.skew}, nil
 }
 
-func invalid(reason string, cause error) error {
+func invalid(reason postauth.Reason, cause error) error {
 	return postauth.NewError(postauth.CodeInvalid, reason, cause)
 }
 
@@ -50,17 +50,17 @@ func invalid(reason string, cause error) error {
 func (a *appraiser) verifyToken(token []byte, keys []*ecdsa.PublicKey) (*claims, error) {
 	t, err := parseJWS(token)
 	if err != nil {
-		return nil, invalid(ReasonEARInvalid, err)
+		return nil, invalid(postauth.ReasonEARInvalid, err)
 	}
 	if err := t.verifyES256(keys); err != nil {
-		return nil, invalid(ReasonEARSignature, err)
+		return nil, invalid(postauth.ReasonEARSignatureInvalid, err)
 	}
 	c, err := decodeClaims(t.payload)
 	if err != nil {
-		return nil, invalid(ReasonEARInvalid, err)
+		return nil, invalid(postauth.ReasonEARInvalid, err)
 	}
 	if c.profile != Profile { // mutation: ear profile
-		return nil, invalid(ReasonEARInvalid, fmt.Errorf("%w: eat_profile %q", ErrMalformed, trunc(c.profile)))
+		return nil, invalid(postauth.ReasonEARInvalid, fmt.Errorf("%w: eat_profile %q", ErrMalformed, trunc(c.profile)))
 	}
 	return c, nil
 }
@@ -71,11 +71,11 @@ func (a *appraiser) fresh(c *claims) error {
 	now := a.now()
 	switch {
 	case c.issuedAt.After(now.Add(a.skew)):
-		return postauth.NewError(postauth.CodeStale, ReasonEARStale, fmt.Errorf("%w: iat in the future", ErrStale))
+		return postauth.NewError(postauth.CodeStale, postauth.ReasonEARStale, fmt.Errorf("%w: iat in the future", ErrStale))
 	case now.Sub(c.issuedAt) > a.policy.maxAge: // mutation: ear max age
-		return postauth.NewError(postauth.CodeStale, ReasonEARStale, fmt.Errorf("%w: older than %v", ErrStale, a.policy.maxAge))
+		return postauth.NewError(postauth.CodeStale, postauth.ReasonEARStale, fmt.Errorf("%w: older than %v", ErrStale, a.policy.maxAge))
 	case !c.expiry.IsZero() && !now.Before(c.expiry): // mutation: ear exp
-		return postauth.NewError(postauth.CodeStale, ReasonEARStale, fmt.Errorf("%w: exp passed", ErrStale))
+		return postauth.NewError(postauth.CodeStale, postauth.ReasonEARStale, fmt.Errorf("%w: exp passed", ErrStale))
 	}
 	return nil
 }
@@ -83,15 +83,15 @@ func (a *appraiser) fresh(c *claims) error {
 // deny applies the policy to every submodule.
 func (a *appraiser) deny(c *claims) error {
 	if v := a.policy.violations(c); len(v) > 0 {
-		return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: ReasonEARPolicyDenied, Violations: v, Err: ErrDenied}
+		return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: postauth.ReasonEARPolicyDenied, Violations: v, Err: ErrDenied}
 	}
 	return nil
 }
 
 // report builds the Appraisal of a verified EAR (without Nonce and
 // KeyHash, which the callers fill in): HardwareBacked from the trust
-// vectors, and the reattest annotations, whose posture log must replay to
-// its register value.
+// vectors, and the reattest annotations. The posture head and log are
+// reported as the EAR carries them; the relying party replays the log.
 func (a *appraiser) report(c *claims, ann annotations) (*postauth.Appraisal, error) {
 	app := &postauth.Appraisal{
 		Format:         Format,
@@ -107,10 +107,9 @@ func (a *appraiser) report(c *claims, ann annotations) (*postauth.Appraisal, err
 		app.Expiry = c.expiry
 	}
 	if ann.postureHead != nil {
-		alg := posture.AlgHash(ann.postureHead.Alg)
-		if _, err := posture.VerifyRegister(alg, ann.postureLog, ann.postureHead.Value); err != nil { // mutation: ear posture replay
-			return nil, invalid(ReasonPostureInvalid, err)
-		}
+		// The relying party replays the log against the head, once
+		// (postauth.RelyingParty.Verify). The annotations were decoded
+		// strictly: a known digest algorithm and size, and a log.
 		app.PostureHead = slices.Clone(ann.postureHead.Value)
 		app.PostureLog = slices.Clone(ann.postureLog)
 	}
@@ -123,7 +122,7 @@ func (a *appraiser) report(c *claims, ann annotations) (*postauth.Appraisal, err
 func hardwareBacked(c *claims) bool {
 	for _, s := range c.submods {
 		v, ok := s.trustVector[ClaimHardware]
-		if !ok || TierOf(v) != StatusAffirming { // mutation: hardware backed
+		if !ok || TierOf(v) != StatusAffirming { // mutation: ear hardware backed
 			return false
 		}
 	}

@@ -14,9 +14,10 @@ import (
 // Attester is the passport model's attester: it wraps an Attester of a
 // concrete Evidence format (softeat, tpm, ...), gets Evidence bound to the
 // binder from it, has a verifier service appraise that Evidence in a
-// session whose nonce is the binder, and returns the verifier's EAR as its
-// own Evidence (media type MediaType). The relying party sees the EAR,
-// never the Evidence (privacy: it learns the verdict, not the platform's
+// session whose nonce is the binder, and returns the verifier's EAR in its
+// place: media type MediaType, Kind postauth.KindAttestationResult (CMW
+// indicator 8, Attestation Results). The relying party sees the EAR, never
+// the Evidence (privacy: it learns the verdict, not the platform's
 // measurements). It is safe for concurrent use; call Close when done to
 // wait for background session deletes.
 type Attester struct {
@@ -117,7 +118,7 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 	if err != nil {
 		return postauth.Evidence{}, err
 	}
-	return postauth.Evidence{Type: MediaType, Value: token}, nil
+	return postauth.Evidence{Type: MediaType, Value: token, Kind: postauth.KindAttestationResult}, nil
 }
 
 // unverifiedNonce decodes an EAR's eat_nonce without checking anything

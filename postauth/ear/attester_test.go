@@ -36,6 +36,20 @@ func TestPassportAttester(t *testing.T) {
 		if ev.Type != ear.MediaType {
 			t.Fatalf("type %q", ev.Type)
 		}
+		// An Attestation Result, not Evidence: CMW indicator 8 on the wire.
+		if ev.Kind != postauth.KindAttestationResult {
+			t.Fatalf("kind %v", ev.Kind)
+		}
+		rec, err := postauth.EncodeCMW(ev, postauth.CMWCBOR)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec[len(rec)-1] != 8 {
+			t.Fatalf("CMW indicator %d, want 8 (attestation results)", rec[len(rec)-1])
+		}
+		if back, err := postauth.DecodeCMW(rec); err != nil || back.Kind != postauth.KindAttestationResult {
+			t.Fatalf("decoded kind %v (%v)", back.Kind, err)
+		}
 		app, err := w.passportVerifier(t).Verify(ctx, ch, ev)
 		if err != nil {
 			t.Fatal(err)
@@ -46,7 +60,7 @@ func TestPassportAttester(t *testing.T) {
 	})
 	t.Run("pinned key mismatch", func(t *testing.T) {
 		_, err := newAtt(w.srv.URL(), ear.WithVerifierKeys(postauthtest.NewKey(t).Public())).Attest(ctx, ch)
-		wantReason(t, err, postauth.CodeUnavailable, "verifier_error")
+		postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierError)
 	})
 	t.Run("wrong authenticator key", func(t *testing.T) {
 		other := ch
@@ -59,12 +73,12 @@ func TestPassportAttester(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		srv.Close()
 		_, err := newAtt(srv.URL).Attest(ctx, ch)
-		wantReason(t, err, postauth.CodeUnavailable, "verifier_unavailable")
+		postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierUnavailable)
 	})
 	t.Run("verifier slow", func(t *testing.T) {
 		srv := start(t, delayed{h: w.svc, d: time.Second})
 		_, err := newAtt(srv.URL(), ear.WithTimeout(50*time.Millisecond)).Attest(ctx, ch)
-		wantReason(t, err, postauth.CodeUnavailable, "verifier_timeout")
+		postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierTimeout)
 	})
 	t.Run("EAR for another nonce", func(t *testing.T) {
 		// A verifier that binds its EAR to its own nonce, not the binder.
@@ -78,7 +92,7 @@ func TestPassportAttester(t *testing.T) {
 		})
 		srv := start(t, h)
 		_, err := newAtt(srv.URL()).Attest(ctx, ch)
-		wantReason(t, err, postauth.CodeUnavailable, "verifier_error")
+		postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierError)
 	})
 	t.Run("constructor", func(t *testing.T) {
 		if _, err := ear.NewAttester(nil, w.srv.URL(), authKey.Public()); err == nil {

@@ -31,7 +31,7 @@ func (b *breaker) allow() (bool, time.Duration) {
 		return true, 0
 	}
 	now := b.now()
-	if now.Before(b.openUntil) { // mutation: circuit breaker
+	if now.Before(b.openUntil) { // mutation: background circuit breaker
 		return false, b.openUntil.Sub(now)
 	}
 	if b.probing {

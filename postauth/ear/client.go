@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/postauth"
 )
 
@@ -90,25 +89,32 @@ func newAPIClient(baseURL string, c *clientConfig) (*apiClient, error) {
 	}, nil
 }
 
-func unavailable(reason string, cause error) *postauth.Error {
+func unavailable(reason postauth.Reason, cause error) *postauth.Error {
 	return postauth.NewError(postauth.CodeUnavailable, reason, cause)
 }
 
 func answerErr(format string, args ...any) *postauth.Error {
-	return unavailable(ReasonVerifierError, fmt.Errorf("%w: %s", ErrVerifierAnswer, fmt.Sprintf(format, args...)))
+	return unavailable(postauth.ReasonVerifierError, fmt.Errorf("%w: %s", ErrVerifierAnswer, fmt.Sprintf(format, args...)))
 }
 
 // guard runs f under the circuit breaker, the in-flight limit and the
 // timeout. A failure of the caller's own context is returned as is (a
 // caller that hung up is no verifier failure); the timeout, and an answer
 // that arrives after it, are verifier_timeout.
+//
+// postauth already bounds every Verifier and Attester call by the
+// caller's context (a verdict after the caller's deadline is dropped
+// there). The timeout here is the verifier's own, usually shorter than the
+// caller's deadline, and it also drives the circuit breaker's accounting,
+// so its late-answer check is not redundant: an HTTP client that ignores
+// the context (a custom transport) could otherwise complete after it.
 func (c *apiClient) guard(ctx context.Context, f func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	ok, wait := c.br.allow()
 	if !ok {
-		e := unavailable(ReasonCircuitOpen, fmt.Errorf("%w: circuit breaker open", ErrVerifierUnavailable))
+		e := unavailable(postauth.ReasonVerifierCircuitOpen, fmt.Errorf("%w: circuit breaker open", ErrVerifierUnavailable))
 		e.RetryAfter = wait
 		return e
 	}
@@ -116,7 +122,7 @@ func (c *apiClient) guard(ctx context.Context, f func(context.Context) error) er
 	case c.sem <- struct{}{}:
 	default:
 		c.br.cancel() // nothing was tried: count neither way
-		e := unavailable(ReasonVerifierBusy, fmt.Errorf("%w: too many requests in flight", ErrVerifierUnavailable))
+		e := unavailable(postauth.ReasonVerifierBusy, fmt.Errorf("%w: too many requests in flight", ErrVerifierUnavailable))
 		e.RetryAfter = time.Second
 		return e
 	}
@@ -124,7 +130,7 @@ func (c *apiClient) guard(ctx context.Context, f func(context.Context) error) er
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	err := f(tctx)
-	if err == nil && tctx.Err() != nil { // mutation: late answer
+	if err == nil && tctx.Err() != nil { // mutation: background late answer
 		err = tctx.Err()
 	}
 	if err != nil && ctx.Err() != nil {
@@ -132,7 +138,7 @@ func (c *apiClient) guard(ctx context.Context, f func(context.Context) error) er
 		return ctx.Err()
 	}
 	if err != nil && tctx.Err() != nil {
-		err = unavailable(ReasonVerifierTimeout, fmt.Errorf("%w: no answer within %v", ErrVerifierUnavailable, c.timeout))
+		err = unavailable(postauth.ReasonVerifierTimeout, fmt.Errorf("%w: no answer within %v", ErrVerifierUnavailable, c.timeout))
 	}
 	c.br.done(err == nil || errors.Is(err, errClientSide))
 	return err
@@ -163,12 +169,12 @@ func (c *apiClient) verifierKeys(ctx context.Context) ([]*ecdsa.PublicKey, error
 func (c *apiClient) discover(ctx context.Context) (*ecdsa.PublicKey, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.wellKnown.String(), http.NoBody)
 	if err != nil {
-		return nil, unavailable(ReasonVerifierUnavailable, err)
+		return nil, unavailable(postauth.ReasonVerifierUnavailable, err)
 	}
 	req.Header.Set("Accept", DiscoveryMediaType+", application/json")
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return nil, unavailable(ReasonVerifierUnavailable, fmt.Errorf("%w: %v", ErrVerifierUnavailable, err))
+		return nil, unavailable(postauth.ReasonVerifierUnavailable, fmt.Errorf("%w: %v", ErrVerifierUnavailable, err))
 	}
 	defer res.Body.Close()
 	if err := statusErr(res, http.StatusOK); err != nil {
@@ -215,16 +221,16 @@ func (c *apiClient) appraise(ctx context.Context, nonce []byte, ev postauth.Evid
 	defer c.deleteSession(sessionURL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sessionURL, bytes.NewReader(ev.Value))
 	if err != nil {
-		return nil, unavailable(ReasonVerifierUnavailable, err)
+		return nil, unavailable(postauth.ReasonVerifierUnavailable, err)
 	}
 	req.Header.Set("Content-Type", ev.Type)
 	req.Header.Set("Accept", SessionMediaType)
 	if spki != nil {
-		req.Header.Set(HeaderAuthenticatorKey, httpbind.EncodeBytes(spki))
+		req.Header.Set(HeaderAuthenticatorKey, byteSequence(spki))
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return nil, unavailable(ReasonVerifierUnavailable, fmt.Errorf("%w: %v", ErrVerifierUnavailable, err))
+		return nil, unavailable(postauth.ReasonVerifierUnavailable, fmt.Errorf("%w: %v", ErrVerifierUnavailable, err))
 	}
 	s, code, err := c.readSession(res, http.StatusOK, http.StatusAccepted)
 	if err != nil {
@@ -238,12 +244,12 @@ func (c *apiClient) appraise(ctx context.Context, nonce []byte, ev postauth.Evid
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, sessionURL, http.NoBody)
 		if err != nil {
-			return nil, unavailable(ReasonVerifierUnavailable, err)
+			return nil, unavailable(postauth.ReasonVerifierUnavailable, err)
 		}
 		req.Header.Set("Accept", SessionMediaType)
 		res, err := c.hc.Do(req)
 		if err != nil {
-			return nil, unavailable(ReasonVerifierUnavailable, fmt.Errorf("%w: %v", ErrVerifierUnavailable, err))
+			return nil, unavailable(postauth.ReasonVerifierUnavailable, fmt.Errorf("%w: %v", ErrVerifierUnavailable, err))
 		}
 		if s, code, err = c.readSession(res, http.StatusOK); err != nil {
 			return nil, err
@@ -254,7 +260,7 @@ func (c *apiClient) appraise(ctx context.Context, nonce []byte, ev postauth.Evid
 	}
 	switch {
 	case s.Status == StateFailed:
-		return nil, unavailable(ReasonVerifierUnavailable, fmt.Errorf("%w: session failed", ErrVerifierUnavailable))
+		return nil, unavailable(postauth.ReasonVerifierUnavailable, fmt.Errorf("%w: session failed", ErrVerifierUnavailable))
 	case s.Status != StateComplete:
 		return nil, answerErr("session status %q", trunc(s.Status))
 	case s.Result == nil || len(*s.Result) == 0 || len(*s.Result) > MaxTokenLen:
@@ -270,12 +276,12 @@ func (c *apiClient) openSession(ctx context.Context, nonce []byte) (string, erro
 	u.RawQuery = url.Values{"nonce": {base64.URLEncoding.EncodeToString(nonce)}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), http.NoBody)
 	if err != nil {
-		return "", unavailable(ReasonVerifierUnavailable, err)
+		return "", unavailable(postauth.ReasonVerifierUnavailable, err)
 	}
 	req.Header.Set("Accept", SessionMediaType)
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return "", unavailable(ReasonVerifierUnavailable, fmt.Errorf("%w: %v", ErrVerifierUnavailable, err))
+		return "", unavailable(postauth.ReasonVerifierUnavailable, fmt.Errorf("%w: %v", ErrVerifierUnavailable, err))
 	}
 	loc := res.Header.Get("Location")
 	s, _, err := c.readSession(res, http.StatusCreated)
@@ -305,7 +311,7 @@ func (c *apiClient) sessionURL(loc string) (string, error) {
 	}
 	u := c.newSession.ResolveReference(l)
 	id, ok := strings.CutPrefix(u.Path, c.sessions)
-	if u.Scheme != c.base.Scheme || u.Host != c.base.Host || !ok || id == "" || strings.Contains(id, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil { // mutation: session same origin
+	if u.Scheme != c.base.Scheme || u.Host != c.base.Host || !ok || id == "" || strings.Contains(id, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil { // mutation: background session same origin
 		return "", answerErr("Location outside the verifier's session resources")
 	}
 	return u.String(), nil
@@ -377,7 +383,7 @@ func decodeSession(body []byte) (*sessionBody, error) {
 // written it in standard and in URL-safe base64; both are accepted.
 func checkNonce(s *sessionBody, nonce []byte) error {
 	got, err := decodeAnyBase64(s.Nonce)
-	if err != nil || !equal(got, nonce) { // mutation: session nonce echo
+	if err != nil || !equal(got, nonce) { // mutation: background session nonce echo
 		return answerErr("the session's nonce is not the one sent")
 	}
 	return nil
@@ -392,6 +398,12 @@ func decodeAnyBase64(s string) ([]byte, error) {
 	return nil, errors.New("not base64")
 }
 
+// byteSequence encodes b as an RFC 9651 byte sequence (":base64:"), the
+// form of the Reattest-Authenticator-Key header.
+func byteSequence(b []byte) string {
+	return ":" + base64.StdEncoding.EncodeToString(b) + ":"
+}
+
 // statusErr maps an unexpected status: 5xx is an unavailable verifier,
 // 4xx a refusal (no verdict, but no verifier failure for the circuit
 // breaker), anything else an unusable answer.
@@ -404,9 +416,9 @@ func statusErr(res *http.Response, want ...int) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, maxErrorBody))
 	switch {
 	case res.StatusCode >= 500:
-		return unavailable(ReasonVerifierUnavailable, fmt.Errorf("%w: status %d", ErrVerifierUnavailable, res.StatusCode))
+		return unavailable(postauth.ReasonVerifierUnavailable, fmt.Errorf("%w: status %d", ErrVerifierUnavailable, res.StatusCode))
 	case res.StatusCode >= 400:
-		return unavailable(ReasonVerifierError, fmt.Errorf("%w: status %d: %w", ErrVerifierAnswer, res.StatusCode, errClientSide))
+		return unavailable(postauth.ReasonVerifierError, fmt.Errorf("%w: status %d: %w", ErrVerifierAnswer, res.StatusCode, errClientSide))
 	}
 	return answerErr("unexpected status %d", res.StatusCode)
 }
@@ -415,7 +427,7 @@ func statusErr(res *http.Response, want ...int) error {
 func readBody(res *http.Response, max int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(res.Body, max+1))
 	if err != nil {
-		return nil, unavailable(ReasonVerifierUnavailable, fmt.Errorf("%w: reading the answer: %v", ErrVerifierUnavailable, err))
+		return nil, unavailable(postauth.ReasonVerifierUnavailable, fmt.Errorf("%w: reading the answer: %v", ErrVerifierUnavailable, err))
 	}
 	if int64(len(b)) > max {
 		return nil, answerErr("answer larger than %d bytes", max)

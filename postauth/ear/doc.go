@@ -25,15 +25,26 @@
 //		ear.WithVerifierKeys(verifierKey),                        // pinned EAR key (ParseJWK)
 //		ear.WithLocalBinding(softeat.MediaType, softeat.Binding), // the binding is checked here, not trusted
 //		ear.WithPolicy(policy))
-//	// use rv as the postauth.Verifier (middleware, Requester.Verify)
+//	rp, err := postauth.NewRelyingParty(rv) // or middleware.New(rv, ...)
 //
 // # Attester and relying party, passport
 //
 //	att, err := ear.NewAttester(softeatAttester, "https://verifier.example:8443", clientCert.Leaf.PublicKey)
-//	// use att as the postauth.Attester (transports, Respond)
+//	r, err := postauth.NewResponder(id, att) // or transports.WithAttester(id, att)
 //
 //	v, err := ear.NewVerifier([]crypto.PublicKey{verifierKey}, ear.WithPolicy(policy))
-//	// use v as the postauth.Verifier
+//	rp, err := postauth.NewRelyingParty(v) // or middleware.New(v, ...)
+//
+// The passport Attester marks its output as an Attestation Result
+// (postauth.KindAttestationResult): it travels in a CMW record with the
+// Attestation Results indicator (8).
+//
+// Both verifiers report the EAR's posture annotations (head and log)
+// without replaying the log, like every format Verifier: the relying party
+// replays it once (postauth.RelyingParty.Verify). postauth bounds every
+// Verifier and Attester call by the caller's context; the verifiers here
+// add the remote verifier's own timeout, in-flight bound and circuit
+// breaker.
 //
 // # What a verified EAR guarantees
 //

@@ -85,7 +85,7 @@ func (f fixedEvidence) Attest(context.Context, postauth.Challenge) (postauth.Evi
 // hardware claim makes the relying party's Result hardware-backed.
 func TestTPMEvidenceBothModels(t *testing.T) {
 	g := loadGoldenTPM(t)
-	tv, err := tpm.NewVerifier([][]byte{g.ak}, &tpm.VerifierOptions{RequirePosture: true})
+	tv, err := tpm.NewVerifier([][]byte{g.ak}, tpm.RequirePosture())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestTPMEvidenceBothModels(t *testing.T) {
 	other := ch
 	other.Binder = bytes.Repeat([]byte{7}, 32)
 	_, err = rv.Verify(ctx, other, g.ev)
-	wantReason(t, err, postauth.CodeInvalid, "binder_mismatch")
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 
 	pass, err := ear.NewAttester(fixedEvidence(g.ev), srv.URL(), authKey.Public())
 	if err != nil {

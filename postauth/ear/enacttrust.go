@@ -33,11 +33,11 @@ const maxEnactTrustLen = 4 << 10
 // extraData with the session nonce).
 func EnactTrustBinding(ch postauth.Challenge, ev postauth.Evidence) (nonce, keyHash []byte, err error) {
 	if baseType(ev.Type) != EnactTrustMediaType {
-		return nil, nil, invalid(ReasonFormatNotAccepted, fmt.Errorf("ear: media type %q is not EnactTrust Evidence", trunc(ev.Type)))
+		return nil, nil, invalid(postauth.ReasonFormatNotAccepted, fmt.Errorf("ear: media type %q is not EnactTrust Evidence", trunc(ev.Type)))
 	}
 	extra, err := enactTrustExtraData(ev.Value)
 	if err != nil {
-		return nil, nil, invalid(ReasonEvidenceInvalid, err)
+		return nil, nil, invalid(postauth.ReasonEvidenceInvalid, err)
 	}
 	if !tpmBinderMatches(extra, ch.Binder) {
 		return extra, nil, nil

@@ -26,7 +26,7 @@ func exampleChallenge(auth crypto.PublicKey) postauth.Challenge {
 // A verifier service in process, and the background check against it.
 func Example_backgroundCheck() {
 	tb := postauthtest.Must
-	agent, trusted := postauthtest.Software(tb, nil, nil) // a software EAT attester and its verifier
+	agent, trusted := postauthtest.Software(tb) // a software EAT attester and its verifier
 
 	key, _ := verifier.GenerateKey()
 	svc, _ := verifier.NewService(key, verifier.SoftEAT(trusted))
@@ -52,7 +52,7 @@ func Example_backgroundCheck() {
 // relying party verifies the EAR.
 func Example_passport() {
 	tb := postauthtest.Must
-	agent, trusted := postauthtest.Software(tb, nil, nil)
+	agent, trusted := postauthtest.Software(tb)
 	key, _ := verifier.GenerateKey()
 	svc, _ := verifier.NewService(key, verifier.SoftEAT(trusted))
 	srv, _ := verifier.Start(nil, svc, nil)

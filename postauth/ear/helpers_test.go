@@ -6,12 +6,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/ear"
@@ -24,8 +22,8 @@ import (
 // exchange runs one attested Exported Authenticator exchange over a real
 // TLS 1.3 connection: the server asks, the client answers with att's
 // Evidence (its TLS client key is the authenticator key), the server
-// verifies with v. It is the ONLY place these tests use the core API
-// (Requester, Respond, Policy), which issue 8 is renaming.
+// verifies with v through a postauth.RelyingParty (which compares the
+// binder and key hash and replays the posture log itself).
 func exchange(tb testing.TB, ep *postauthtest.Endpoints, att postauth.Attester, v postauth.Verifier) (*postauth.Result, error) {
 	tb.Helper()
 	ctx := context.Background()
@@ -42,11 +40,13 @@ func exchange(tb testing.TB, ep *postauthtest.Endpoints, att postauth.Attester, 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	reqr, err := postauth.NewRequester(sch, postauth.RoleClient, nil)
+	rp := postauthtest.RelyingParty(tb, v)
+	reqr, err := rp.NewRequester(sch, postauth.RoleClient)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	req, err := reqr.NewRequest("POST /pay", nil)
+	binding := []byte("POST /pay")
+	req, err := reqr.NewRequest(binding)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -58,11 +58,15 @@ func exchange(tb testing.TB, ep *postauthtest.Endpoints, att postauth.Attester, 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	answer, err := postauth.Respond(ctx, cch, postauth.RoleClient, got, id, att, nil)
+	r, err := postauth.NewResponder(id, att)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	answer, err := r.Respond(ctx, cch, postauth.RoleClient, got)
 	if err != nil {
 		return nil, err
 	}
-	return reqr.Verify(ctx, answer, "POST /pay", nil, &postauth.Policy{Verifier: v})
+	return reqr.Verify(ctx, answer, binding)
 }
 
 // clientKey is the authenticator key of the exchange's client.
@@ -86,7 +90,7 @@ func newWorld(tb testing.TB, opts ...verifier.Option) *world {
 	tb.Helper()
 	w := &world{}
 	var err error
-	if w.tracker, err = posture.NewTracker(nil); err != nil {
+	if w.tracker, err = posture.NewTracker(); err != nil {
 		tb.Fatal(err)
 	}
 	ctx := context.Background()
@@ -96,7 +100,8 @@ func newWorld(tb testing.TB, opts ...verifier.Option) *world {
 	if err := w.tracker.EnableTool(ctx, posture.Tool{Name: "search", Digest: posture.DigestOf([]byte("search v1"))}); err != nil {
 		tb.Fatal(err)
 	}
-	w.att, w.local = postauthtest.Software(tb, &softeat.AttesterOptions{Posture: w.tracker}, nil)
+	k := postauthtest.NewSoftwareKey(tb)
+	w.att, w.local = k.Attester(tb, softeat.WithPosture(w.tracker)), k.Verifier(tb)
 	if w.signKey, err = verifier.GenerateKey(); err != nil {
 		tb.Fatal(err)
 	}
@@ -157,18 +162,6 @@ func remoteAt(tb testing.TB, url string, opts ...ear.RemoteOption) *ear.RemoteVe
 	return v
 }
 
-// wantReason fails unless err is a *postauth.Error with code and reason.
-func wantReason(tb testing.TB, err error, code postauth.Code, reason string) {
-	tb.Helper()
-	var pe *postauth.Error
-	if !errors.As(err, &pe) {
-		tb.Fatalf("want %v/%s, got %v", code, reason, err)
-	}
-	if pe.Code != code || pe.Reason != reason {
-		tb.Fatalf("want %v/%s, got %v/%s (%v)", code, reason, pe.Code, pe.Reason, err)
-	}
-}
-
 // replaying is an attester that answers every challenge with the first
 // Evidence it ever got from inner: an attacker replaying Evidence (or a
 // passport) of another connection.
@@ -192,9 +185,11 @@ func (r *replaying) Attest(ctx context.Context, ch postauth.Challenge) (postauth
 }
 
 // nonceBlindVerifier is a DELIBERATELY BROKEN format verifier: it ignores
-// the session nonce and checks the Evidence against its own nonce, as
-// Veraison's TPM_ENACTTRUST scheme did in services v0.0.2506. A service
-// that uses it affirms Evidence over any nonce.
+// the session nonce, checks the Evidence against its own nonce, and
+// reports the session nonce as the one it found, as Veraison's
+// TPM_ENACTTRUST scheme did in services v0.0.2506. A service that uses it
+// affirms Evidence over any nonce (the service's own comparison of the
+// reported nonce cannot see the lie).
 type nonceBlindVerifier struct{ inner *softeat.Verifier }
 
 func (b nonceBlindVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
@@ -202,8 +197,14 @@ func (b nonceBlindVerifier) Verify(ctx context.Context, ch postauth.Challenge, e
 	if err != nil {
 		return nil, err
 	}
+	session := ch.Binder
 	ch.Binder = own
-	return b.inner.Verify(ctx, ch, ev)
+	app, err := b.inner.Verify(ctx, ch, ev)
+	if err != nil {
+		return nil, err
+	}
+	app.Nonce = session
+	return app, nil
 }
 
 // counting counts the requests a handler serves.
@@ -215,24 +216,6 @@ type counting struct {
 func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.n.Add(1)
 	c.h.ServeHTTP(w, r)
-}
-
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // spkiHash is SHA-256 over a key's SubjectPublicKeyInfo.

@@ -103,7 +103,7 @@ func checkHeader(header []byte) (kid string, err error) {
 			return "", fmt.Errorf("%w: header parameter %q", ErrAlgorithm, trunc(k))
 		}
 	}
-	if alg != "ES256" { // mutation: jws alg
+	if alg != "ES256" { // mutation: ear jws alg
 		return "", ErrAlgorithm
 	}
 	return kid, nil

@@ -151,30 +151,11 @@ func newAttesterConfig(opts []AttesterOption) (*attesterConfig, error) {
 }
 
 func (c *appraisalConfig) validate() error {
-	if c.policy == nil {
-		return errors.New("ear: nil policy (the zero Policy{} is the default)")
-	}
-	if err := c.policy.Validate(); err != nil {
-		return err
-	}
-	if c.skew < 0 {
-		return errors.New("ear: negative skew")
-	}
-	return nil
+	return c.policy.Validate()
 }
 
 func (c *clientConfig) validate() error {
-	switch {
-	case c.err != nil:
-		return c.err
-	case c.timeout <= 0:
-		return errors.New("ear: the timeout must be positive")
-	case c.maxInFlight <= 0:
-		return errors.New("ear: max in-flight must be positive")
-	case c.pollInterval <= 0:
-		return errors.New("ear: the poll interval must be positive")
-	}
-	return nil
+	return c.err
 }
 
 type optionFunc struct {
@@ -227,17 +208,26 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// WithPolicy sets the appraisal policy. The default is &Policy{} (every
-// submodule affirming, EARs at most DefaultMaxAge old). A nil or invalid
-// policy makes the constructor fail.
+// WithPolicy sets the appraisal policy. Nil means the default, &Policy{}
+// (every submodule affirming, EARs at most DefaultMaxAge old: the strictest
+// useful policy). An invalid policy makes the constructor fail.
 func WithPolicy(p *Policy) AppraisalOption {
-	return optionFunc{appraisal: func(c *appraisalConfig) { c.policy = p }}
+	return optionFunc{appraisal: func(c *appraisalConfig) {
+		if p != nil {
+			c.policy = p
+		}
+	}}
 }
 
 // WithSkew sets how far in the future an EAR's iat may be (clock skew
-// between the verifier and the relying party). Default DefaultSkew.
+// between the verifier and the relying party). Zero or less means
+// DefaultSkew.
 func WithSkew(d time.Duration) AppraisalOption {
-	return optionFunc{appraisal: func(c *appraisalConfig) { c.skew = d }}
+	return optionFunc{appraisal: func(c *appraisalConfig) {
+		if d > 0 {
+			c.skew = d
+		}
+	}}
 }
 
 // WithVerifierKeys pins the keys that sign the verifier's EARs (ECDSA P-256;
@@ -276,33 +266,55 @@ func WithHTTPClient(hc *http.Client) ClientOption {
 }
 
 // WithTimeout bounds one remote appraisal (new session, Evidence, polling)
-// from the verifier's point of view, whatever the caller's context allows.
-// Default DefaultTimeout. A late answer is never used.
+// from the verifier's point of view, whatever the caller's context allows
+// (postauth bounds the call by the caller's context too; this bound also
+// holds when the caller's deadline is later). An answer that completes
+// after it is never used. Zero or less means DefaultTimeout.
 func WithTimeout(d time.Duration) ClientOption {
-	return optionFunc{client: func(c *clientConfig) { c.timeout = d }}
+	return optionFunc{client: func(c *clientConfig) {
+		if d > 0 {
+			c.timeout = d
+		}
+	}}
 }
 
 // WithMaxInFlight bounds the concurrent appraisals sent to the verifier;
-// one more fails at once with CodeUnavailable (verifier_busy). Default
-// DefaultMaxInFlight.
+// one more fails at once with CodeUnavailable (verifier_busy). Zero or
+// less means DefaultMaxInFlight.
 func WithMaxInFlight(n int) ClientOption {
-	return optionFunc{client: func(c *clientConfig) { c.maxInFlight = n }}
+	return optionFunc{client: func(c *clientConfig) {
+		if n > 0 {
+			c.maxInFlight = n
+		}
+	}}
 }
 
 // WithCircuitBreaker opens the circuit after threshold consecutive
 // verifier failures (network errors, timeouts, 5xx, unusable answers):
 // for cooldown every appraisal fails at once (CodeUnavailable,
-// verifier_circuit_open), then one probe is let through. A threshold
-// below 1 disables the breaker. Default DefaultBreakerThreshold and
-// DefaultBreakerCooldown.
+// verifier_circuit_open), then one probe is let through. A threshold of
+// zero means DefaultBreakerThreshold and a cooldown of zero or less
+// DefaultBreakerCooldown; a negative threshold disables the breaker.
 func WithCircuitBreaker(threshold int, cooldown time.Duration) ClientOption {
-	return optionFunc{client: func(c *clientConfig) { c.breakerThreshold, c.breakerCooldown = threshold, cooldown }}
+	return optionFunc{client: func(c *clientConfig) {
+		if threshold != 0 {
+			c.breakerThreshold = threshold
+		}
+		if cooldown > 0 {
+			c.breakerCooldown = cooldown
+		}
+	}}
 }
 
 // WithPollInterval sets the pause between polls of a session that the
-// verifier answered 202 (processing) for. Default DefaultPollInterval.
+// verifier answered 202 (processing) for. Zero or less means
+// DefaultPollInterval.
 func WithPollInterval(d time.Duration) ClientOption {
-	return optionFunc{client: func(c *clientConfig) { c.pollInterval = d }}
+	return optionFunc{client: func(c *clientConfig) {
+		if d > 0 {
+			c.pollInterval = d
+		}
+	}}
 }
 
 // BindingFunc returns the freshness value and the authenticator key hash

@@ -59,7 +59,7 @@ type earFixture struct {
 	key     *ecdsa.PrivateKey // the pinned verifier key
 	other   *ecdsa.PrivateKey // not pinned
 	authKey *ecdsa.PrivateKey // the authenticator key
-	clock   *fakeClock
+	clock   *postauthtest.Clock
 	ch      postauth.Challenge
 	v       *ear.Verifier
 }
@@ -67,7 +67,7 @@ type earFixture struct {
 func newEARFixture(tb testing.TB, opts ...ear.VerifierOption) *earFixture {
 	tb.Helper()
 	f := &earFixture{key: postauthtest.NewKey(tb), other: postauthtest.NewKey(tb), authKey: postauthtest.NewKey(tb),
-		clock: &fakeClock{t: time.Unix(1_800_000_000, 0)}}
+		clock: postauthtest.NewClock(time.Unix(1_800_000_000, 0))}
 	binder := sha256.Sum256([]byte("binder of this connection"))
 	f.ch = postauth.Challenge{Binder: binder[:], KeyHash: spkiHash(tb, f.authKey.Public()), Hash: crypto.SHA256, Role: postauth.RoleClient}
 	var err error
@@ -168,49 +168,49 @@ func TestPassportVerifierRejects(t *testing.T) {
 	}
 	embedded, _ := ear.MarshalJWK(&f.other.PublicKey)
 	postureLog := func() (string, string) {
-		tr, _ := posture.NewTracker(nil)
+		tr, _ := posture.NewTracker()
 		_ = tr.SetFlag(context.Background(), "mode", "safe")
 		snap, _ := tr.Snapshot()
 		return posture.Digest{Alg: posture.AlgSHA256, Value: snap.Head}.String(), b64.EncodeToString(snap.Log)
 	}
-	head, log := postureLog()
+	head, _ := postureLog()
 	cases := []struct {
 		name   string
 		typ    string // media type; "" means ear.MediaType
 		token  string
 		code   postauth.Code
-		reason string
+		reason postauth.Reason
 		cause  error
 	}{
 		// Media type.
-		{name: "not a passport media type", typ: "application/eat+jwt", token: good(func(map[string]any) {}), code: postauth.CodeInvalid, reason: "format_not_accepted"},
-		{name: "another eat profile", typ: `application/eat+jwt; eat_profile="tag:example.com,2024:other"`, token: good(func(map[string]any) {}), code: postauth.CodeInvalid, reason: "format_not_accepted"},
+		{name: "not a passport media type", typ: "application/eat+jwt", token: good(func(map[string]any) {}), code: postauth.CodeInvalid, reason: postauth.ReasonFormatNotAccepted},
+		{name: "another eat profile", typ: `application/eat+jwt; eat_profile="tag:example.com,2024:other"`, token: good(func(map[string]any) {}), code: postauth.CodeInvalid, reason: postauth.ReasonFormatNotAccepted},
 		// Algorithm: none, confusion, others.
-		{name: "alg none, no signature", token: jwtOf(t, `{"alg":"none"}`, f.claims(t), nil), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "alg none with an ES256 signature", token: jwtOf(t, `{"alg":"none","typ":"JWT"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "alg NONE", token: jwtOf(t, `{"alg":"NONE"}`, f.claims(t), nil), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "HS256 keyed with the public key (DER)", token: hs(pubDER), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "HS256 keyed with the JWK", token: hs(embedded), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "ES384 header over an ES256 signature", token: jwtOf(t, `{"alg":"ES384"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "RS256 header", token: jwtOf(t, `{"alg":"RS256"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "alg in lower case", token: jwtOf(t, `{"alg":"es256"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "no alg", token: jwtOf(t, `{"typ":"JWT"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "alg not a string", token: jwtOf(t, `{"alg":["ES256"]}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "alg twice", token: jwtOf(t, `{"alg":"none","alg":"ES256"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrMalformed},
-		{name: "alg and ALG", token: jwtOf(t, `{"alg":"ES256","ALG":"none"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrMalformed},
-		{name: "embedded jwk of the signer", token: jwtOf(t, `{"alg":"ES256","jwk":`+string(embedded)+`}`, f.claims(t), f.other), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "jku", token: jwtOf(t, `{"alg":"ES256","jku":"https://evil.example/keys"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "crit", token: jwtOf(t, `{"alg":"ES256","crit":["b64"],"b64":false}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
-		{name: "typ not JWT", token: jwtOf(t, `{"alg":"ES256","typ":"JOSE+JSON"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrAlgorithm},
+		{name: "alg none, no signature", token: jwtOf(t, `{"alg":"none"}`, f.claims(t), nil), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "alg none with an ES256 signature", token: jwtOf(t, `{"alg":"none","typ":"JWT"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "alg NONE", token: jwtOf(t, `{"alg":"NONE"}`, f.claims(t), nil), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "HS256 keyed with the public key (DER)", token: hs(pubDER), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "HS256 keyed with the JWK", token: hs(embedded), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "ES384 header over an ES256 signature", token: jwtOf(t, `{"alg":"ES384"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "RS256 header", token: jwtOf(t, `{"alg":"RS256"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "alg in lower case", token: jwtOf(t, `{"alg":"es256"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "no alg", token: jwtOf(t, `{"typ":"JWT"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "alg not a string", token: jwtOf(t, `{"alg":["ES256"]}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "alg twice", token: jwtOf(t, `{"alg":"none","alg":"ES256"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrMalformed},
+		{name: "alg and ALG", token: jwtOf(t, `{"alg":"ES256","ALG":"none"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrMalformed},
+		{name: "embedded jwk of the signer", token: jwtOf(t, `{"alg":"ES256","jwk":`+string(embedded)+`}`, f.claims(t), f.other), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "jku", token: jwtOf(t, `{"alg":"ES256","jku":"https://evil.example/keys"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "crit", token: jwtOf(t, `{"alg":"ES256","crit":["b64"],"b64":false}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
+		{name: "typ not JWT", token: jwtOf(t, `{"alg":"ES256","typ":"JOSE+JSON"}`, f.claims(t), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrAlgorithm},
 		// Structure.
-		{name: "two parts", token: strings.Join(strings.Split(good(func(map[string]any) {}), ".")[:2], "."), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrMalformed},
-		{name: "five parts (JWE)", token: good(func(map[string]any) {}) + ".x.y", code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrMalformed},
-		{name: "padded base64", token: strings.Replace(good(func(map[string]any) {}), ".", "=.", 1), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrMalformed},
-		{name: "JSON serialization", token: `{"payload":"` + b64.EncodeToString(payload) + `","signatures":[]}`, code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrMalformed},
-		{name: "short signature", token: good(func(map[string]any) {})[:len(good(func(map[string]any) {}))-4], code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "too large", token: strings.Repeat("a", ear.MaxTokenLen+1), code: postauth.CodeInvalid, reason: "ear_invalid", cause: ear.ErrMalformed},
+		{name: "two parts", token: strings.Join(strings.Split(good(func(map[string]any) {}), ".")[:2], "."), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrMalformed},
+		{name: "five parts (JWE)", token: good(func(map[string]any) {}) + ".x.y", code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrMalformed},
+		{name: "padded base64", token: strings.Replace(good(func(map[string]any) {}), ".", "=.", 1), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrMalformed},
+		{name: "JSON serialization", token: `{"payload":"` + b64.EncodeToString(payload) + `","signatures":[]}`, code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrMalformed},
+		{name: "short signature", token: good(func(map[string]any) {})[:len(good(func(map[string]any) {}))-4], code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "too large", token: strings.Repeat("a", ear.MaxTokenLen+1), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid, cause: ear.ErrMalformed},
 		// Signature.
-		{name: "signed by an untrusted key", token: jwtOf(t, goodHeader, f.claims(t), f.other), code: postauth.CodeInvalid, reason: "ear_signature_invalid", cause: ear.ErrUntrustedSigner},
+		{name: "signed by an untrusted key", token: jwtOf(t, goodHeader, f.claims(t), f.other), code: postauth.CodeInvalid, reason: postauth.ReasonEARSignatureInvalid, cause: ear.ErrUntrustedSigner},
 		{name: "claims changed after signing", token: func() string {
 			tok := good(func(map[string]any) {})
 			parts := strings.Split(tok, ".")
@@ -219,58 +219,54 @@ func TestPassportVerifierRejects(t *testing.T) {
 			c["iat"] = f.clock.Now().Unix() + 1
 			p, _ := json.Marshal(c)
 			return parts[0] + "." + b64.EncodeToString(p) + "." + parts[2]
-		}(), code: postauth.CodeInvalid, reason: "ear_signature_invalid", cause: ear.ErrUntrustedSigner},
+		}(), code: postauth.CodeInvalid, reason: postauth.ReasonEARSignatureInvalid, cause: ear.ErrUntrustedSigner},
 		// Claims.
-		{name: "wrong profile", token: good(func(c map[string]any) { c["eat_profile"] = "tag:github.com,2024:confidential-containers/Trustee" }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "no iat", token: good(func(c map[string]any) { delete(c, "iat") }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "iat not an integer", token: good(func(c map[string]any) { c["iat"] = 1.5e9 + 0.5 }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "no eat_nonce", token: good(func(c map[string]any) { delete(c, "eat_nonce") }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "eat_nonce array", token: good(func(c map[string]any) { c["eat_nonce"] = []string{ear.EncodeNonce(f.ch.Binder)} }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "eat_nonce too short", token: good(func(c map[string]any) { c["eat_nonce"] = ear.EncodeNonce([]byte("short")) }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "no submods", token: good(func(c map[string]any) { c["submods"] = map[string]any{} }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "no status", token: sub(func(s map[string]any) { delete(s, "ear.status") }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "unknown status", token: sub(func(s map[string]any) { s["ear.status"] = "great" }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "trust claim out of range", token: sub(func(s map[string]any) { s["ear.trustworthiness-vector"] = map[string]any{"hardware": 300} }), code: postauth.CodeInvalid, reason: "ear_invalid"},
-		{name: "duplicate claim", token: jwtOf(t, goodHeader, json.RawMessage(strings.Replace(string(payload), `{`, `{"eat_nonce":"AAAAAAAAAAAAAAAAAAAAAA",`, 1)), f.key), code: postauth.CodeInvalid, reason: "ear_invalid"},
+		{name: "wrong profile", token: good(func(c map[string]any) { c["eat_profile"] = "tag:github.com,2024:confidential-containers/Trustee" }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "no iat", token: good(func(c map[string]any) { delete(c, "iat") }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "iat not an integer", token: good(func(c map[string]any) { c["iat"] = 1.5e9 + 0.5 }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "no eat_nonce", token: good(func(c map[string]any) { delete(c, "eat_nonce") }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "eat_nonce array", token: good(func(c map[string]any) { c["eat_nonce"] = []string{ear.EncodeNonce(f.ch.Binder)} }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "eat_nonce too short", token: good(func(c map[string]any) { c["eat_nonce"] = ear.EncodeNonce([]byte("short")) }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "no submods", token: good(func(c map[string]any) { c["submods"] = map[string]any{} }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "no status", token: sub(func(s map[string]any) { delete(s, "ear.status") }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "unknown status", token: sub(func(s map[string]any) { s["ear.status"] = "great" }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "trust claim out of range", token: sub(func(s map[string]any) { s["ear.trustworthiness-vector"] = map[string]any{"hardware": 300} }), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
+		{name: "duplicate claim", token: jwtOf(t, goodHeader, json.RawMessage(strings.Replace(string(payload), `{`, `{"eat_nonce":"AAAAAAAAAAAAAAAAAAAAAA",`, 1)), f.key), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
 		// Binding.
 		{name: "EAR of another connection (binder)", token: good(func(c map[string]any) {
 			other := sha256.Sum256([]byte("another connection"))
 			c["eat_nonce"] = ear.EncodeNonce(other[:])
-		}), code: postauth.CodeInvalid, reason: "binder_mismatch", cause: postauth.ErrBinderMismatch},
+		}), code: postauth.CodeInvalid, reason: postauth.ReasonBinderMismatch, cause: postauth.ErrBinderMismatch},
 		{name: "key attestation names another key", token: sub(func(s map[string]any) {
 			s["ear.veraison.key-attestation"] = map[string]any{"akpub": akpub(t, f.other.Public())}
-		}), code: postauth.CodeInvalid, reason: "key_hash_mismatch", cause: postauth.ErrKeyHashMismatch},
-		{name: "no key attestation", token: sub(func(s map[string]any) { delete(s, "ear.veraison.key-attestation") }), code: postauth.CodeInvalid, reason: "ear_key_attestation_missing", cause: ear.ErrNoKeyAttestation},
+		}), code: postauth.CodeInvalid, reason: postauth.ReasonKeyHashMismatch, cause: postauth.ErrKeyHashMismatch},
+		{name: "no key attestation", token: sub(func(s map[string]any) { delete(s, "ear.veraison.key-attestation") }), code: postauth.CodeInvalid, reason: postauth.ReasonEARKeyAttestationMissing, cause: ear.ErrNoKeyAttestation},
 		{name: "two submodules attest different keys", token: good(func(c map[string]any) {
 			c["submods"].(map[string]any)["other"] = map[string]any{"ear.status": "affirming",
 				"ear.trustworthiness-vector":   map[string]any{"instance-identity": 2},
 				"ear.veraison.key-attestation": map[string]any{"akpub": akpub(t, f.other.Public())}}
-		}), code: postauth.CodeInvalid, reason: "ear_key_attestation_missing"},
+		}), code: postauth.CodeInvalid, reason: postauth.ReasonEARKeyAttestationMissing},
 		{name: "akpub not a key", token: sub(func(s map[string]any) {
 			s["ear.veraison.key-attestation"] = map[string]any{"akpub": b64.EncodeToString([]byte("nope"))}
-		}), code: postauth.CodeInvalid, reason: "ear_invalid"},
+		}), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
 		{name: "annotated key hash of another key", token: sub(func(s map[string]any) {
 			s["ear.veraison.annotated-evidence"].(map[string]any)[ear.AnnotationKeyHash] = posture.Digest{Alg: posture.AlgSHA256, Value: spkiHash(t, f.other.Public())}.String()
-		}), code: postauth.CodeInvalid, reason: "ear_invalid"},
+		}), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
 		// Freshness.
-		{name: "expired (older than max age)", token: good(func(c map[string]any) { c["iat"] = f.clock.Now().Add(-ear.DefaultMaxAge - time.Second).Unix() }), code: postauth.CodeStale, reason: "ear_stale", cause: ear.ErrStale},
-		{name: "exp passed", token: good(func(c map[string]any) { c["exp"] = f.clock.Now().Unix() }), code: postauth.CodeStale, reason: "ear_stale", cause: ear.ErrStale},
-		{name: "iat in the future", token: good(func(c map[string]any) { c["iat"] = f.clock.Now().Add(time.Minute).Unix() }), code: postauth.CodeStale, reason: "ear_stale", cause: ear.ErrStale},
-		// Posture.
-		{name: "posture log does not replay to the head", token: sub(func(s map[string]any) {
-			a := s["ear.veraison.annotated-evidence"].(map[string]any)
-			a[ear.AnnotationPostureHead] = posture.Digest{Alg: posture.AlgSHA256, Value: make([]byte, 32)}.String()
-			a[ear.AnnotationPostureLog] = log
-		}), code: postauth.CodeInvalid, reason: "posture_invalid"},
+		{name: "expired (older than max age)", token: good(func(c map[string]any) { c["iat"] = f.clock.Now().Add(-ear.DefaultMaxAge - time.Second).Unix() }), code: postauth.CodeStale, reason: postauth.ReasonEARStale, cause: ear.ErrStale},
+		{name: "exp passed", token: good(func(c map[string]any) { c["exp"] = f.clock.Now().Unix() }), code: postauth.CodeStale, reason: postauth.ReasonEARStale, cause: ear.ErrStale},
+		{name: "iat in the future", token: good(func(c map[string]any) { c["iat"] = f.clock.Now().Add(time.Minute).Unix() }), code: postauth.CodeStale, reason: postauth.ReasonEARStale, cause: ear.ErrStale},
+		// Posture (a log that does not replay to its head: the relying
+		// party's check, TestPassportPostureReplayedByRelyingParty).
 		{name: "posture head without log", token: sub(func(s map[string]any) {
 			s["ear.veraison.annotated-evidence"].(map[string]any)[ear.AnnotationPostureHead] = head
-		}), code: postauth.CodeInvalid, reason: "ear_invalid"},
+		}), code: postauth.CodeInvalid, reason: postauth.ReasonEARInvalid},
 		// Policy.
-		{name: "status warning", token: sub(func(s map[string]any) { s["ear.status"] = "warning" }), code: postauth.CodePolicyDenied, reason: "ear_policy_denied", cause: ear.ErrDenied},
-		{name: "status contraindicated", token: sub(func(s map[string]any) { s["ear.status"] = "contraindicated" }), code: postauth.CodePolicyDenied, reason: "ear_policy_denied", cause: ear.ErrDenied},
-		{name: "status none", token: sub(func(s map[string]any) { s["ear.status"] = "none" }), code: postauth.CodePolicyDenied, reason: "ear_policy_denied", cause: ear.ErrDenied},
-		{name: "required claim missing", token: sub(func(s map[string]any) { s["ear.trustworthiness-vector"] = map[string]any{"hardware": 2} }), code: postauth.CodePolicyDenied, reason: "ear_policy_denied", cause: ear.ErrDenied},
-		{name: "required claim warning", token: sub(func(s map[string]any) { s["ear.trustworthiness-vector"] = map[string]any{"instance-identity": 32} }), code: postauth.CodePolicyDenied, reason: "ear_policy_denied", cause: ear.ErrDenied},
+		{name: "status warning", token: sub(func(s map[string]any) { s["ear.status"] = "warning" }), code: postauth.CodePolicyDenied, reason: postauth.ReasonEARPolicyDenied, cause: ear.ErrDenied},
+		{name: "status contraindicated", token: sub(func(s map[string]any) { s["ear.status"] = "contraindicated" }), code: postauth.CodePolicyDenied, reason: postauth.ReasonEARPolicyDenied, cause: ear.ErrDenied},
+		{name: "status none", token: sub(func(s map[string]any) { s["ear.status"] = "none" }), code: postauth.CodePolicyDenied, reason: postauth.ReasonEARPolicyDenied, cause: ear.ErrDenied},
+		{name: "required claim missing", token: sub(func(s map[string]any) { s["ear.trustworthiness-vector"] = map[string]any{"hardware": 2} }), code: postauth.CodePolicyDenied, reason: postauth.ReasonEARPolicyDenied, cause: ear.ErrDenied},
+		{name: "required claim warning", token: sub(func(s map[string]any) { s["ear.trustworthiness-vector"] = map[string]any{"instance-identity": 32} }), code: postauth.CodePolicyDenied, reason: postauth.ReasonEARPolicyDenied, cause: ear.ErrDenied},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -282,12 +278,79 @@ func TestPassportVerifierRejects(t *testing.T) {
 			if app != nil {
 				t.Fatal("an appraisal with an error")
 			}
-			wantReason(t, err, tc.code, tc.reason)
+			postauthtest.WantError(t, err, tc.code, tc.reason)
 			if tc.cause != nil && !errors.Is(err, tc.cause) {
 				t.Fatalf("want cause %v, got %v", tc.cause, err)
 			}
 		})
 	}
+}
+
+// handEAR is a passport attester that answers every challenge with a
+// hand-built EAR from the fixture's verifier key: eat_nonce the binder,
+// the key attestation authPub, then edit applied to the claims.
+type handEAR struct {
+	tb      testing.TB
+	f       *earFixture
+	authPub crypto.PublicKey
+	edit    func(c map[string]any)
+}
+
+func (h handEAR) Attest(_ context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
+	c := h.f.claims(h.tb)
+	c["eat_nonce"] = ear.EncodeNonce(ch.Binder)
+	submodOf(c)["ear.veraison.key-attestation"] = map[string]any{"akpub": akpub(h.tb, h.authPub)}
+	if h.edit != nil {
+		h.edit(c)
+	}
+	return postauth.Evidence{Type: ear.MediaType, Value: []byte(jwtOf(h.tb, goodHeader, c, h.f.key)), Kind: postauth.KindAttestationResult}, nil
+}
+
+// The passport Verifier reports the EAR's posture (head and log) without
+// replaying it, as every format Verifier does; the relying party replays
+// it once (postauth.RelyingParty.Verify), so a passport whose posture log
+// does not reproduce its head never passes, and one that does gives the
+// Result its replayed posture.
+func TestPassportPostureReplayedByRelyingParty(t *testing.T) {
+	f := newEARFixture(t)
+	tr, err := posture.NewTracker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.SetFlag(context.Background(), "mode", "safe"); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPosture := func(head []byte) func(c map[string]any) {
+		return func(c map[string]any) {
+			a := submodOf(c)["ear.veraison.annotated-evidence"].(map[string]any)
+			a[ear.AnnotationPostureHead] = posture.Digest{Alg: posture.AlgSHA256, Value: head}.String()
+			a[ear.AnnotationPostureLog] = b64.EncodeToString(snap.Log)
+		}
+	}
+	ep := postauthtest.MutualTLS(t)
+
+	res, err := exchange(t, ep, handEAR{t, f, clientKey(ep), withPosture(snap.Head)}, f.v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := res.Posture(); st == nil || st.Flags["mode"] != "safe" {
+		t.Fatalf("replayed posture %+v", st)
+	}
+
+	wrongHead := make([]byte, 32)
+	// The Verifier alone reports what the EAR carries...
+	tok, _ := handEAR{t, f, f.authKey.Public(), withPosture(wrongHead)}.Attest(context.Background(), f.ch)
+	app, err := f.v.Verify(context.Background(), f.ch, tok)
+	if err != nil || string(app.PostureHead) != string(wrongHead) || len(app.PostureLog) == 0 {
+		t.Fatalf("the Verifier did not report the EAR's posture: %+v, %v", app, err)
+	}
+	// ...and the relying party refuses it.
+	_, err = exchange(t, ep, handEAR{t, f, clientKey(ep), withPosture(wrongHead)}, f.v)
+	postauthtest.WantErrorIs(t, err, posture.ErrHeadMismatch, postauth.CodeInvalid, postauth.ReasonPostureInvalid)
 }
 
 func TestPassportPolicyViolations(t *testing.T) {
@@ -349,7 +412,6 @@ func TestNewVerifierRefuses(t *testing.T) {
 		{"no key", nil, nil},
 		{"not an ECDSA key", []crypto.PublicKey{rsaLike}, nil},
 		{"a private key", []crypto.PublicKey{postauthtest.NewKey(t)}, nil},
-		{"nil policy", []crypto.PublicKey{postauthtest.NewKey(t).Public()}, []ear.VerifierOption{ear.WithPolicy(nil)}},
 		{"invalid policy", []crypto.PublicKey{postauthtest.NewKey(t).Public()}, []ear.VerifierOption{ear.WithPolicy(&ear.Policy{MinStatus: "fine"})}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,20 +435,20 @@ func TestPassportAttacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := exchange(t, ep2, rp, w.passportVerifier(t))
-		wantReason(t, err, postauth.CodeInvalid, "binder_mismatch")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 	})
 	t.Run("EAR signed by an untrusted verifier", func(t *testing.T) {
 		w, rogue := newWorld(t), newWorld(t)
 		ep := postauthtest.MutualTLS(t)
 		_, err := exchange(t, ep, rogue.passport(t, ep), w.passportVerifier(t))
-		wantReason(t, err, postauth.CodeInvalid, "ear_signature_invalid")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonEARSignatureInvalid)
 	})
 	t.Run("expired EAR", func(t *testing.T) {
 		w := newWorld(t)
 		ep := postauthtest.MutualTLS(t)
 		late := func() time.Time { return time.Now().Add(ear.DefaultMaxAge + time.Minute) }
 		_, err := exchange(t, ep, w.passport(t, ep), w.passportVerifier(t, ear.WithClock(late)))
-		wantReason(t, err, postauth.CodeStale, "ear_stale")
+		postauthtest.WantError(t, err, postauth.CodeStale, postauth.ReasonEARStale)
 	})
 	t.Run("key attestation names another key", func(t *testing.T) {
 		w := newWorld(t)
@@ -408,13 +470,13 @@ func TestPassportAttacks(t *testing.T) {
 		// hand with the pinned key).
 		forged := forgedPassport{key: w.signKey, akpub: other.Public()}
 		_, err = exchange(t, ep, forged, w.passportVerifier(t))
-		wantReason(t, err, postauth.CodeInvalid, "key_hash_mismatch")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonKeyHashMismatch)
 	})
 	t.Run("none algorithm", func(t *testing.T) {
 		w := newWorld(t)
 		ep := postauthtest.MutualTLS(t)
 		_, err := exchange(t, ep, forgedPassport{none: true, akpub: clientKey(ep)}, w.passportVerifier(t))
-		wantReason(t, err, postauth.CodeInvalid, "ear_invalid")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonEARInvalid)
 	})
 }
 

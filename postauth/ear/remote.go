@@ -109,7 +109,7 @@ func (v *RemoteVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev p
 	base := baseType(ev.Type)
 	bind := v.bindings[base]
 	if bind == nil && !v.insecure[base] {
-		return nil, invalid(ReasonFormatNotAccepted, fmt.Errorf("ear: no local binding checker for %q", trunc(ev.Type)))
+		return nil, invalid(postauth.ReasonFormatNotAccepted, fmt.Errorf("ear: no local binding checker for %q", trunc(ev.Type)))
 	}
 	var localNonce, localKeyHash []byte
 	if bind != nil {
@@ -119,13 +119,13 @@ func (v *RemoteVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev p
 			if errors.As(err, &pe) {
 				return nil, err
 			}
-			return nil, invalid(ReasonEvidenceInvalid, fmt.Errorf("%w: %w", postauth.ErrEvidence, err))
+			return nil, invalid(postauth.ReasonEvidenceInvalid, fmt.Errorf("%w: %w", postauth.ErrEvidence, err))
 		}
-		if !equal(n, ch.Binder) { // mutation: local binding
-			return nil, invalid(ReasonBinderMismatch, fmt.Errorf("%w: %w", ErrLocalBinding, postauth.ErrBinderMismatch))
+		if !equal(n, ch.Binder) { // mutation: background local binding
+			return nil, invalid(postauth.ReasonBinderMismatch, fmt.Errorf("%w: %w", ErrLocalBinding, postauth.ErrBinderMismatch))
 		}
-		if kh != nil && !equal(kh, ch.KeyHash) { // mutation: local key hash
-			return nil, invalid(ReasonKeyHashMismatch, fmt.Errorf("%w: %w", ErrLocalBinding, postauth.ErrKeyHashMismatch))
+		if kh != nil && !equal(kh, ch.KeyHash) { // mutation: background local key hash
+			return nil, invalid(postauth.ReasonKeyHashMismatch, fmt.Errorf("%w: %w", ErrLocalBinding, postauth.ErrKeyHashMismatch))
 		}
 		localNonce, localKeyHash = n, kh
 	}
@@ -140,13 +140,13 @@ func (v *RemoteVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev p
 			return err
 		}
 		if c, err = v.a.verifyToken(token, keys); err != nil {
-			return unavailable(ReasonVerifierError, fmt.Errorf("%w: %w", ErrVerifierAnswer, err))
+			return unavailable(postauth.ReasonVerifierError, fmt.Errorf("%w: %w", ErrVerifierAnswer, err))
 		}
-		if !equal(c.nonce, ch.Binder) { // mutation: remote eat_nonce
+		if !equal(c.nonce, ch.Binder) { // mutation: background eat_nonce
 			return answerErr("the EAR's eat_nonce is not the nonce sent")
 		}
 		if err := v.a.fresh(c); err != nil {
-			return unavailable(ReasonVerifierError, fmt.Errorf("%w: %w", ErrVerifierAnswer, err))
+			return unavailable(postauth.ReasonVerifierError, fmt.Errorf("%w: %w", ErrVerifierAnswer, err))
 		}
 		return nil
 	})
@@ -172,7 +172,7 @@ func (v *RemoteVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev p
 	}
 	app, err := v.a.report(c, ann)
 	if err != nil {
-		return nil, unavailable(ReasonVerifierError, fmt.Errorf("%w: %w", ErrVerifierAnswer, err))
+		return nil, unavailable(postauth.ReasonVerifierError, fmt.Errorf("%w: %w", ErrVerifierAnswer, err))
 	}
 	if err := v.a.deny(c); err != nil {
 		return nil, err

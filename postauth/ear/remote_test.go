@@ -56,7 +56,7 @@ func TestBackgroundCheckBrokenVerifierAffirmsWrongNonce(t *testing.T) {
 		t.Fatalf("the broken endpoint did not affirm the replay (%v): the test proves nothing", err)
 	}
 	_, err = exchange(t, ep2, replay, withLocal)
-	wantReason(t, err, postauth.CodeInvalid, "binder_mismatch")
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 	if !errors.Is(err, ear.ErrLocalBinding) {
 		t.Fatalf("want the local check, got %v", err)
 	}
@@ -77,19 +77,19 @@ func TestBackgroundCheckLocalChecksBeforeSending(t *testing.T) {
 	before := hits.n.Load()
 	t.Run("replayed Evidence", func(t *testing.T) {
 		_, err := exchange(t, ep2, replay, rv)
-		wantReason(t, err, postauth.CodeInvalid, "binder_mismatch")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 	})
 	t.Run("Evidence for another key", func(t *testing.T) {
 		_, err := exchange(t, ep2, keySwap{inner: w.att, key: postauthtest.NewKey(t).Public()}, rv)
-		wantReason(t, err, postauth.CodeInvalid, "key_hash_mismatch")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonKeyHashMismatch)
 	})
 	t.Run("media type without a local checker", func(t *testing.T) {
 		_, err := exchange(t, ep2, retype{inner: w.att, typ: "application/vnd.reattest.tpm-quote+cbor"}, rv)
-		wantReason(t, err, postauth.CodeInvalid, "format_not_accepted")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonFormatNotAccepted)
 	})
 	t.Run("garbage Evidence", func(t *testing.T) {
 		_, err := exchange(t, ep2, garbageEvidence{}, rv)
-		wantReason(t, err, postauth.CodeInvalid, "evidence_invalid")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonEvidenceInvalid)
 	})
 	if n := hits.n.Load(); n != before {
 		t.Fatalf("%d requests reached the verifier for Evidence refused locally", n-before)
@@ -100,20 +100,20 @@ func TestBackgroundCheckVerdicts(t *testing.T) {
 	w := newWorld(t)
 	ep := postauthtest.MutualTLS(t)
 	t.Run("untrusted attestation key: contraindicated", func(t *testing.T) {
-		stranger, _ := postauthtest.Software(t, nil, nil)
+		stranger, _ := postauthtest.Software(t)
 		_, err := exchange(t, ep, stranger, w.remote(t))
-		wantReason(t, err, postauth.CodePolicyDenied, "ear_policy_denied")
+		postauthtest.WantError(t, err, postauth.CodePolicyDenied, postauth.ReasonEARPolicyDenied)
 	})
 	t.Run("software Evidence under a hardware policy", func(t *testing.T) {
 		p := &ear.Policy{TrustVector: map[string]string{"hardware": "affirming"}}
 		_, err := exchange(t, ep, w.att, w.remote(t, ear.WithPolicy(p)))
-		wantReason(t, err, postauth.CodePolicyDenied, "ear_policy_denied")
+		postauthtest.WantError(t, err, postauth.CodePolicyDenied, postauth.ReasonEARPolicyDenied)
 	})
 	t.Run("contraindicated accepted by a permissive policy is still no pass without binding", func(t *testing.T) {
 		// min_status contraindicated accepts the verdict, but the Evidence
 		// must still be bound: a stranger's Evidence is bound (it is fresh)
 		// and the relying party learns "contraindicated" from its policy.
-		stranger, _ := postauthtest.Software(t, nil, nil)
+		stranger, _ := postauthtest.Software(t)
 		p := &ear.Policy{MinStatus: "contraindicated"}
 		res, err := exchange(t, ep, stranger, w.remote(t, ear.WithPolicy(p)))
 		if err != nil {
@@ -233,20 +233,20 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 	cases := []struct {
 		name   string
 		url    func() string
-		reason string
+		reason postauth.Reason
 	}{
 		{"verifier down", func() string {
 			srv := httptest.NewServer(http.NotFoundHandler())
 			srv.Close()
 			return srv.URL
-		}, "verifier_unavailable"},
-		{"500 on newSession", func() string { return serve(script{newSession: status(500)}) }, "verifier_unavailable"},
-		{"503 on newSession", func() string { return serve(script{newSession: status(503)}) }, "verifier_unavailable"},
-		{"500 on the Evidence", func() string { return serve(realThen(status(500))) }, "verifier_unavailable"},
-		{"415 on the Evidence", func() string { return serve(realThen(status(415))) }, "verifier_error"},
+		}, postauth.ReasonVerifierUnavailable},
+		{"500 on newSession", func() string { return serve(script{newSession: status(500)}) }, postauth.ReasonVerifierUnavailable},
+		{"503 on newSession", func() string { return serve(script{newSession: status(503)}) }, postauth.ReasonVerifierUnavailable},
+		{"500 on the Evidence", func() string { return serve(realThen(status(500))) }, postauth.ReasonVerifierUnavailable},
+		{"415 on the Evidence", func() string { return serve(realThen(status(415))) }, postauth.ReasonVerifierError},
 		{"200 instead of 201", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"garbage session body", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Location", "session/1")
@@ -254,7 +254,7 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 				w.WriteHeader(201)
 				w.Write([]byte("\x00garbage"))
 			}})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"wrong content type", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Location", "session/1")
@@ -262,7 +262,7 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 				w.WriteHeader(201)
 				w.Write(session(201, r.URL.Query().Get("nonce"), nil))
 			}})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"session for another nonce", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Location", "session/1")
@@ -270,7 +270,24 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 				w.WriteHeader(201)
 				w.Write(session(201, "AAAAAAAAAAAAAAAAAAAAAA==", nil))
 			}})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
+		{"session echoes another nonce, then a good EAR", func() string {
+			// A real session (for the nonce sent) whose creation answer
+			// names another nonce; the EAR that follows is bound to the
+			// nonce sent, so only the echo check sees the lie.
+			return serve(script{newSession: func(rw http.ResponseWriter, r *http.Request) {
+				rec := httptest.NewRecorder()
+				w.svc.ServeHTTP(rec, r)
+				var body map[string]any
+				_ = json.Unmarshal(rec.Body.Bytes(), &body)
+				body["nonce"] = "AAAAAAAAAAAAAAAAAAAAAA=="
+				for k, v := range rec.Header() {
+					rw.Header()[k] = v
+				}
+				rw.WriteHeader(rec.Code)
+				_ = json.NewEncoder(rw).Encode(body)
+			}, evidence: earFor(w.signKey, same)})
+		}, postauth.ReasonVerifierError},
 		{"Location on another host", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Location", "http://evil.example/challenge-response/v1/session/1")
@@ -278,7 +295,7 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 				w.WriteHeader(201)
 				w.Write(session(201, r.URL.Query().Get("nonce"), nil))
 			}})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"Location outside the sessions", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Location", "../../admin/steal")
@@ -286,19 +303,19 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 				w.WriteHeader(201)
 				w.Write(session(201, r.URL.Query().Get("nonce"), nil))
 			}})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"no Location", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", ear.SessionMediaType)
 				w.WriteHeader(201)
 				w.Write(session(201, r.URL.Query().Get("nonce"), nil))
 			}})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"redirect", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, "http://evil.example/", http.StatusTemporaryRedirect)
 			}})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"huge answer", func() string {
 			return serve(script{newSession: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", ear.SessionMediaType)
@@ -306,7 +323,7 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 				w.WriteHeader(201)
 				w.Write([]byte(`{"status":"waiting","x":"` + strings.Repeat("a", 300<<10) + `"}`))
 			}})
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"result not a JWT", func() string {
 			return serve(realThen(func(rw http.ResponseWriter, r *http.Request) {
 				req := httptest.NewRequest(http.MethodGet, r.URL.Path, nil)
@@ -318,21 +335,21 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 				rw.Header().Set("Content-Type", ear.SessionMediaType)
 				rw.Write(session(200, s.Nonce, &junk))
 			}))
-		}, "verifier_error"},
-		{"EAR signed by another key", func() string { return serve(realThen(earFor(postauthtest.NewKey(t), same))) }, "verifier_error"},
+		}, postauth.ReasonVerifierError},
+		{"EAR signed by another key", func() string { return serve(realThen(earFor(postauthtest.NewKey(t), same))) }, postauth.ReasonVerifierError},
 		{"EAR for another nonce", func() string {
 			return serve(realThen(earFor(w.signKey, func([]byte) []byte { return make([]byte, 32) })))
-		}, "verifier_error"},
+		}, postauth.ReasonVerifierError},
 		{"slow verifier", func() string {
 			return start(t, delayed{h: w.svc, d: 3 * timeout}).URL()
-		}, "verifier_timeout"},
+		}, postauth.ReasonVerifierTimeout},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rv := remoteAt(t, tc.url(), ear.WithVerifierKeys(w.svc.PublicKey()), ear.WithTimeout(timeout))
 			began := time.Now()
 			_, err := exchange(t, ep, w.att, rv)
-			wantReason(t, err, postauth.CodeUnavailable, tc.reason)
+			postauthtest.WantError(t, err, postauth.CodeUnavailable, tc.reason)
 			if d := time.Since(began); d > 2*timeout {
 				t.Fatalf("took %v with a %v timeout", d, timeout)
 			}
@@ -345,7 +362,7 @@ func TestBackgroundCheckVerifierFailures(t *testing.T) {
 		deaf := &http.Client{Transport: deafTransport{}}
 		rv := remoteAt(t, srv.URL(), ear.WithVerifierKeys(w.svc.PublicKey()), ear.WithTimeout(timeout), ear.WithHTTPClient(deaf))
 		_, err := exchange(t, ep, w.att, rv)
-		wantReason(t, err, postauth.CodeUnavailable, "verifier_timeout")
+		postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierTimeout)
 	})
 }
 
@@ -397,18 +414,18 @@ func TestCircuitBreaker(t *testing.T) {
 		w.svc.ServeHTTP(rw, r)
 	})}
 	srv := start(t, h)
-	clock := &fakeClock{t: time.Now()}
+	clock := postauthtest.NewClock(time.Now())
 	rv := remoteAt(t, srv.URL(), ear.WithVerifierKeys(w.svc.PublicKey()), ear.WithCircuitBreaker(3, time.Minute), ear.WithClock(clock.Now),
 		ear.WithPolicy(&ear.Policy{MaxAge: ear.Duration(time.Hour)}))
 	for range 3 {
 		_, err := exchange(t, ep, w.att, rv)
-		wantReason(t, err, postauth.CodeUnavailable, "verifier_unavailable")
+		postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierUnavailable)
 	}
 	if h.n.Load() != 3 {
 		t.Fatalf("%d requests", h.n.Load())
 	}
 	_, err := exchange(t, ep, w.att, rv)
-	wantReason(t, err, postauth.CodeUnavailable, "verifier_circuit_open")
+	postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierCircuitOpen)
 	var pe *postauth.Error
 	if errors.As(err, &pe) && pe.RetryAfter <= 0 {
 		t.Fatal("no Retry-After while open")
@@ -419,9 +436,9 @@ func TestCircuitBreaker(t *testing.T) {
 	// After the cooldown one probe goes through; it fails: open again.
 	clock.Advance(time.Minute)
 	_, err = exchange(t, ep, w.att, rv)
-	wantReason(t, err, postauth.CodeUnavailable, "verifier_unavailable")
+	postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierUnavailable)
 	_, err = exchange(t, ep, w.att, rv)
-	wantReason(t, err, postauth.CodeUnavailable, "verifier_circuit_open")
+	postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierCircuitOpen)
 	// The verifier recovers: the next probe closes the circuit.
 	mu.Lock()
 	failing = false
@@ -453,7 +470,7 @@ func TestMaxInFlight(t *testing.T) {
 	}()
 	<-entered
 	_, err := exchange(t, ep2, w.att, rv)
-	wantReason(t, err, postauth.CodeUnavailable, "verifier_busy")
+	postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierBusy)
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -502,7 +519,7 @@ func TestTrustOnFirstFetch(t *testing.T) {
 	}
 	swap.set(rogue.svc)
 	_, err := exchange(t, ep, rogue.att, rv2)
-	wantReason(t, err, postauth.CodeUnavailable, "verifier_error")
+	postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonVerifierError)
 }
 
 // swapping serves one handler, then another.
@@ -598,7 +615,6 @@ func TestNewRemoteVerifierRefuses(t *testing.T) {
 		{"private key", "http://x", []ear.RemoteOption{ear.WithVerifierKeys(postauthtest.NewKey(t)), bind}},
 		{"nil binding", "http://x", []ear.RemoteOption{ear.WithVerifierKeys(key), ear.WithLocalBinding(softeat.MediaType, nil)}},
 		{"bad media type", "http://x", []ear.RemoteOption{ear.WithVerifierKeys(key), ear.WithLocalBinding("not a type", softeat.Binding)}},
-		{"zero timeout", "http://x", []ear.RemoteOption{ear.WithVerifierKeys(key), bind, ear.WithTimeout(0)}},
 		{"bad policy", "http://x", []ear.RemoteOption{ear.WithVerifierKeys(key), bind, ear.WithPolicy(&ear.Policy{MaxAge: -1})}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

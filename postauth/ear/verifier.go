@@ -69,10 +69,17 @@ func (v *Verifier) MediaTypes() []string { return []string{MediaType} }
 //     ear_key_attestation_missing; Hash(akpub) with the Challenge's hash
 //     equals the Challenge's key hash: key_hash_mismatch;
 //  8. the reattest annotations are consistent: a reattest.key-hash of the
-//     Challenge's hash equals Hash(akpub) (ear_invalid), the posture log
-//     replays to the posture head (posture_invalid);
+//     Challenge's hash equals Hash(akpub), a posture head comes with a log
+//     (ear_invalid);
 //  9. every submodule meets the policy's status and trust-vector
 //     requirements: ear_policy_denied (CodePolicyDenied, Violations).
+//
+// Like every format Verifier, it reports the posture log without
+// replaying it: the relying party replays it against the head, once
+// (postauth.RelyingParty.Verify; posture_invalid). A caller that uses the
+// Verifier on its own must call posture.Verify. The passport's Kind
+// (postauth.KindAttestationResult, CMW indicator 8) is not required: the
+// media type identifies an EAR.
 //
 // It reports Format "passport", Nonce = the EAR's eat_nonce, KeyHash =
 // Hash(akpub), HardwareBacked (every submodule's hardware claim
@@ -84,38 +91,38 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		return nil, err
 	}
 	if !isPassportType(ev.Type) {
-		return nil, invalid(ReasonFormatNotAccepted, fmt.Errorf("ear: media type %q is not an EAR passport", trunc(ev.Type)))
+		return nil, invalid(postauth.ReasonFormatNotAccepted, fmt.Errorf("ear: media type %q is not an EAR passport", trunc(ev.Type)))
 	}
 	c, err := v.a.verifyToken(ev.Value, v.keys)
 	if err != nil {
 		return nil, err
 	}
 	if !equal(c.nonce, ch.Binder) { // mutation: passport binder
-		return nil, invalid(ReasonBinderMismatch, postauth.ErrBinderMismatch)
+		return nil, invalid(postauth.ReasonBinderMismatch, postauth.ErrBinderMismatch)
 	}
 	if err := v.a.fresh(c); err != nil {
 		return nil, err
 	}
 	ak, err := c.keyAttestation()
 	if err != nil {
-		return nil, invalid(ReasonKeyAttestationMissing, err)
+		return nil, invalid(postauth.ReasonEARKeyAttestationMissing, err)
 	}
 	if ak == nil { // mutation: passport key attestation required
-		return nil, invalid(ReasonKeyAttestationMissing, ErrNoKeyAttestation)
+		return nil, invalid(postauth.ReasonEARKeyAttestationMissing, ErrNoKeyAttestation)
 	}
 	keyHash, err := hashOf(ch.Hash, ak)
 	if err != nil {
-		return nil, invalid(ReasonKeyHashMismatch, err)
+		return nil, invalid(postauth.ReasonKeyHashMismatch, err)
 	}
 	if !equal(keyHash, ch.KeyHash) { // mutation: passport key attestation
-		return nil, invalid(ReasonKeyHashMismatch, postauth.ErrKeyHashMismatch)
+		return nil, invalid(postauth.ReasonKeyHashMismatch, postauth.ErrKeyHashMismatch)
 	}
 	ann, err := c.annotated()
 	if err != nil {
-		return nil, invalid(ReasonEARInvalid, err)
+		return nil, invalid(postauth.ReasonEARInvalid, err)
 	}
 	if kh := annotatedKeyHash(ann, ch.Hash); kh != nil && !equal(kh, keyHash) {
-		return nil, invalid(ReasonEARInvalid, errors.New("ear: the annotated key hash is not the attested key's"))
+		return nil, invalid(postauth.ReasonEARInvalid, errors.New("ear: the annotated key hash is not the attested key's"))
 	}
 	app, err := v.a.report(c, ann)
 	if err != nil {

@@ -28,27 +28,27 @@ import (
 // something only once a verifier accepted the same token.
 func Binding(ch postauth.Challenge, ev postauth.Evidence) (nonce, keyHash []byte, err error) {
 	if postauth.BaseMediaType(ev.Type) != MediaType {
-		return nil, nil, evidenceErr("format_not_accepted", fmt.Errorf("softeat: media type %q", ev.Type))
+		return nil, nil, evidenceErr(postauth.ReasonFormatNotAccepted, fmt.Errorf("softeat: media type %q", ev.Type))
 	}
 	if len(ev.Value) == 0 || len(ev.Value) > MaxTokenLen {
-		return nil, nil, evidenceErr("evidence_invalid", errors.New("softeat: token size out of range"))
+		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: token size out of range"))
 	}
 	var msg cose.Sign1Message
 	if err := msg.UnmarshalCBOR(ev.Value); err != nil {
-		return nil, nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: COSE_Sign1: %w", err))
+		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: COSE_Sign1: %w", err))
 	}
 	var c claims
 	if err := detcbor.DecNoTags.Unmarshal(msg.Payload, &c); err != nil {
-		return nil, nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: claims: %w", err))
+		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: claims: %w", err))
 	}
 	if c.Profile != Profile {
-		return nil, nil, evidenceErr("evidence_invalid", errors.New("softeat: wrong eat_profile"))
+		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: wrong eat_profile"))
 	}
 	if c.Nonce.Len() != 1 {
-		return nil, nil, evidenceErr("evidence_invalid", errors.New("softeat: want exactly one eat_nonce"))
+		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: want exactly one eat_nonce"))
 	}
 	if ch.Hash == 0 || posture.AlgHash(c.KeyHash.Alg) != ch.Hash {
-		return nil, nil, evidenceErr("key_hash_mismatch", postauth.ErrKeyHashMismatch)
+		return nil, nil, evidenceErr(postauth.ReasonKeyHashMismatch, postauth.ErrKeyHashMismatch)
 	}
 	return slices.Clone(c.Nonce.GetI(0)), slices.Clone(c.KeyHash.Value), nil
 }

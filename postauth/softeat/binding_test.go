@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
 )
 
@@ -41,19 +42,17 @@ func TestBinding(t *testing.T) {
 		name   string
 		ch     postauth.Challenge
 		ev     postauth.Evidence
-		reason string
+		reason postauth.Reason
 	}{
-		{"another media type", f.chal, postauth.Evidence{Type: "application/cbor", Value: ev.Value}, "format_not_accepted"},
-		{"garbage", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: []byte{1, 2, 3}}, "evidence_invalid"},
-		{"key hash of another algorithm", postauth.Challenge{Binder: f.chal.Binder, KeyHash: f.chal.KeyHash, Hash: crypto.SHA384}, ev, "key_hash_mismatch"},
-		{"wrong profile", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: f.sign(t, func() map[int64]any { c := f.claims(); c[265] = "x"; return c }())}, "evidence_invalid"},
-		{"unknown claim", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: f.sign(t, func() map[int64]any { c := f.claims(); c[-1] = 1; return c }())}, "evidence_invalid"},
+		{"another media type", f.chal, postauth.Evidence{Type: "application/cbor", Value: ev.Value}, postauth.ReasonFormatNotAccepted},
+		{"garbage", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: []byte{1, 2, 3}}, postauth.ReasonEvidenceInvalid},
+		{"key hash of another algorithm", postauth.Challenge{Binder: f.chal.Binder, KeyHash: f.chal.KeyHash, Hash: crypto.SHA384}, ev, postauth.ReasonKeyHashMismatch},
+		{"wrong profile", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: f.sign(t, func() map[int64]any { c := f.claims(); c[265] = "x"; return c }())}, postauth.ReasonEvidenceInvalid},
+		{"unknown claim", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: f.sign(t, func() map[int64]any { c := f.claims(); c[-1] = 1; return c }())}, postauth.ReasonEvidenceInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := softeat.Binding(tc.ch, tc.ev)
-			if reasonOf(err) != tc.reason {
-				t.Fatalf("want %s, got %v", tc.reason, err)
-			}
+			postauthtest.WantError(t, err, postauth.CodeInvalid, tc.reason)
 		})
 	}
 }

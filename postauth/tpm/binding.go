@@ -23,15 +23,15 @@ import (
 // function is the one ear.WithLocalBinding takes.
 func Binding(ch postauth.Challenge, ev postauth.Evidence) (nonce, keyHash []byte, err error) {
 	if postauth.BaseMediaType(ev.Type) != MediaType {
-		return nil, nil, evidenceErr("format_not_accepted", fmt.Errorf("tpm: media type %q", ev.Type))
+		return nil, nil, evidenceErr(postauth.ReasonFormatNotAccepted, fmt.Errorf("tpm: media type %q", ev.Type))
 	}
 	e, err := DecodeEvidence(ev.Value)
 	if err != nil {
-		return nil, nil, evidenceErr("evidence_invalid", err)
+		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, err)
 	}
 	at, err := ParseAttest(e.Quote)
 	if err != nil {
-		return nil, nil, evidenceErr("evidence_invalid", err)
+		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, err)
 	}
 	if !binderMatches(at.ExtraData, ch.Binder) {
 		return slices.Clone(at.ExtraData), nil, nil
