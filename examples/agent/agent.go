@@ -30,6 +30,8 @@ type agentConfig struct {
 	caFile        string
 	attKeyFile    string // the agent's attestation key
 	gatewayAttPub string // the gateway attestation key the agent trusts
+	// verification: who appraises the agent's Evidence (verification.go).
+	verification verificationConfig
 }
 
 // The agent's starting posture (docs/posture.md). The payments policy in
@@ -45,10 +47,12 @@ var (
 // agent is an AI agent with a measured posture, a software attester that
 // covers it, and an HTTP client whose transport answers challenges.
 type agent struct {
-	tracker *posture.Tracker
-	client  *http.Client
-	tr      *transports.Transport
-	base    string
+	tracker  *posture.Tracker
+	client   *http.Client
+	tr       *transports.Transport
+	base     string
+	evidence string // what it attests with, for the transcript
+	stopAtt  func()
 
 	mu     sync.Mutex // guards events
 	events []transports.Activity
@@ -97,10 +101,15 @@ func newAgent(cfg agentConfig) (*agent, error) {
 			return nil, err
 		}
 	}
-	attester, err := softeat.NewAttester(attKey, softeat.WithPosture(a.tracker))
+	softAtt, err := softeat.NewAttester(attKey, softeat.WithPosture(a.tracker))
 	if err != nil {
 		return nil, err
 	}
+	attester, stopAtt, err := cfg.verification.agentAttester(softAtt, cert.PrivateKey.(crypto.Signer).Public())
+	if err != nil {
+		return nil, err
+	}
+	a.evidence, a.stopAtt = cfg.verification.evidence(), stopAtt
 	id, err := postauth.IdentityFromTLS(&cert)
 	if err != nil {
 		return nil, err
@@ -145,7 +154,10 @@ func (a *agent) takeEvents() []transports.Activity {
 	return ev
 }
 
-func (a *agent) close() { a.tr.Close() }
+func (a *agent) close() {
+	a.tr.Close()
+	a.stopAtt()
+}
 
 // reply is what a step observed.
 type reply struct {
@@ -203,7 +215,7 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 		}
 		fmt.Fprintf(w, "    %s %s -> %d (%s, %s)\n", method, path, r.status, r.proto, fmtDur(r.took))
 		for _, e := range r.events {
-			fmt.Fprintf(w, "      %s\n", describe(e))
+			fmt.Fprintf(w, "      %s\n", describe(e, a.evidence))
 		}
 		return r
 	}
@@ -323,7 +335,7 @@ func kindName(k transports.ActivityKind) string {
 	return "?"
 }
 
-func describe(e transports.Activity) string {
+func describe(e transports.Activity, evidence string) string {
 	switch e.Kind {
 	case transports.ActivityChallenged:
 		return fmt.Sprintf("<- 401 challenge: %s (%s mode)", e.Reason, e.Mode)
@@ -332,7 +344,7 @@ func describe(e transports.Activity) string {
 		if e.Proactive {
 			how = "answered a pre-armed request"
 		}
-		return fmt.Sprintf("-> attested: %s with software EAT bound to this connection, retried (%s)", how, fmtDur(e.Duration))
+		return fmt.Sprintf("-> attested: %s with %s bound to this connection, retried (%s)", how, evidence, fmtDur(e.Duration))
 	case transports.ActivityShared:
 		return "-> rode on the connection's attestation"
 	case transports.ActivityServerAttested:

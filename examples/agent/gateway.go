@@ -30,6 +30,8 @@ type gatewayConfig struct {
 	attKeyFile string // the gateway's own attestation key (server attests)
 	policyFile string // posture policy for payments
 	configTTL  time.Duration
+	// verification: who appraises the agent's Evidence (verification.go).
+	verification verificationConfig
 }
 
 // gateway is a gin API gateway for AI agents with three routes:
@@ -41,6 +43,7 @@ type gatewayConfig struct {
 type gateway struct {
 	srv      *http.Server
 	ln       net.Listener
+	stopV    func() // stops the verifier's client (verification.go)
 	conns    *middleware.Conns
 	payments atomic.Int64
 	configs  atomic.Int64
@@ -83,7 +86,11 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	guard, err := middleware.New(verifier,
+	v, stopV, err := cfg.verification.gatewayVerifier(verifier)
+	if err != nil {
+		return nil, err
+	}
+	guard, err := middleware.New(v,
 		middleware.WithServerAttestation(serverID, serverAtt, softeat.MediaType))
 	if err != nil {
 		return nil, err
@@ -97,7 +104,7 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 		return nil, err
 	}
 
-	g := &gateway{}
+	g := &gateway{stopV: stopV}
 	r := gin.New()
 	r.Use(g.capture, ginattest.Middleware(guard))
 	r.GET("/v1/search", func(c *gin.Context) {
@@ -163,4 +170,7 @@ func (g *gateway) serve() error {
 	return err
 }
 
-func (g *gateway) close() { g.srv.Close() }
+func (g *gateway) close() {
+	g.srv.Close()
+	g.stopV()
+}

@@ -6,6 +6,12 @@
 //	go run ./examples/agent                 # the whole story in one process
 //	go run ./examples/agent -mode gateway   # just the gateway, on -listen
 //	go run ./examples/agent -mode agent -gateway https://127.0.0.1:8443
+//	go run ./examples/agent -verification background  # the gateway asks a verifier service
+//	go run ./examples/agent -verification passport    # the agent brings the verifier's EAR
+//
+// The verifier service of the two remote models runs in the same process
+// unless -verifier gives the URL of one (go run ./cmd/reattest-verifier);
+// see verification.go.
 //
 // With no flags it uses the embedded demo credentials in assets/ (public:
 // never trust them anywhere else) and exits 0 only if every step of the
@@ -47,6 +53,7 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&ag.attKeyFile, "attestation-key", "", "agent: its attestation key PEM (default: embedded demo)")
 	fs.StringVar(&ag.gatewayAttPub, "gateway-attestation-pub", "", "agent: trusted gateway attestation public key PEM (default: embedded demo)")
 	ca := fs.String("ca", "", "CA certificate PEM for both sides (default: embedded demo)")
+	verificationFlags(fs, &gw.verification)
 	outDir := fs.String("out", "assets", "gen-assets: output directory")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -55,6 +62,23 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	gw.caFile, ag.caFile = *ca, *ca
+	if err := gw.verification.check(); err != nil {
+		return err
+	}
+	if *mode != "agent" {
+		v, stop, err := gw.verification.prepare(gw.attPubFile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		defer reportVerifier(out, v)
+	} else if gw.verification.remote() && gw.verification.url != "" {
+		var err error
+		if gw.verification.key, err = loadEARKey(gw.verification.keyFile, gw.verification.url); err != nil {
+			return err
+		}
+	}
+	ag.verification = gw.verification
 
 	switch *mode {
 	case "demo":
@@ -66,6 +90,7 @@ func run(args []string, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "gateway listening on https://%s (Ctrl-C to stop)\n", g.addr())
+		fmt.Fprintln(out, gw.verification.describe())
 		go func() {
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, os.Interrupt)
@@ -107,6 +132,7 @@ func demo(out io.Writer, gc gatewayConfig, ac agentConfig) error {
 	fmt.Fprintf(out, "reattest demo: gin gateway on %s, AI agent \"agent-7\", TLS 1.3 on loopback\n", ac.gatewayURL)
 	fmt.Fprintln(out, "  routes: GET /v1/search (plain), POST /v1/payments (operation mode, posture policy),")
 	fmt.Fprintf(out, "          PUT /v1/config (connection mode, max-age %v); evidence: software EAT (not hardware-backed)\n", gc.configTTL)
+	fmt.Fprintf(out, "  %s\n", gc.verification.describe())
 	if err := story(out, a, g); err != nil {
 		return err
 	}
