@@ -52,6 +52,10 @@ MUTATIONS = {
     # formats
     "softeat binder compare": ("./postauth/softeat", "TestVerifierRejects"),
     "softeat keyhash compare": ("./postauth/softeat", "TestVerifierRejects"),
+    "softeat protected header exact": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat unprotected header empty": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat nonce length": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat canonical claims": ("./postauth/softeat", "TestVerifierStrictness|TestVerifierRejects"),
     # posture
     "posture log replay": ("./posture ./postauth ./postauth/softeat ./postauth/tpm", "TestVerify|TestEvidence|TestVerifierRejects|TestPosture"),
     # middleware
