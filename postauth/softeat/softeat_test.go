@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
-	cose "github.com/veraison/go-cose"
 
 	"github.com/reattest/reattest/internal/detcbor"
 	"github.com/reattest/reattest/postauth"
@@ -502,27 +501,4 @@ func must384(t *testing.T) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// FuzzVerify feeds arbitrary tokens to the verifier: no panic, and nothing
-// but a genuine token verifies.
-func FuzzVerify(f *testing.F) {
-	fx := newFixture(f)
-	ev, _ := fx.att.Attest(context.Background(), fx.chal)
-	f.Add(ev.Value)
-	f.Add(fx.sign(f, fx.claims()))
-	f.Add([]byte{0xd2, 0x84, 0x40, 0xa0, 0x40, 0x40})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if bytes.Equal(b, ev.Value) {
-			return
-		}
-		if err := fx.verify(b); err == nil {
-			// Only a re-encoding of a genuinely signed token could pass;
-			// a random one never does.
-			var msg cose.Sign1Message
-			if msg.UnmarshalCBOR(b) != nil {
-				t.Fatal("undecodable token verified")
-			}
-		}
-	})
 }
