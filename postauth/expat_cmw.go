@@ -86,7 +86,7 @@ func decodeCMW(b []byte) (Evidence, error) {
 	switch cmw.Sniff(b) {
 	case cmw.FormatCBORRecord:
 	case cmw.FormatJSONRecord:
-		if err := checkJSONRecord(b); err != nil {
+		if err := checkJSONRecord(b); err != nil { // mutation: cmw json record shape
 			return Evidence{}, err
 		}
 	case cmw.FormatCBORCollection, cmw.FormatJSONCollection:

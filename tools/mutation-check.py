@@ -49,6 +49,7 @@ MUTATIONS = {
     "relying party replays posture": ("./postauth ./postauth/softeat ./postauth/tpm", "TestPostureReplayedByRelyingParty|TestVerifierRejects|TestPosture"),
     "same-peer subject": ("./postauth", "TestSamePeerSubjectFromTLS"),
     "format check": ("./postauth", "TestFormatNotAccepted|TestFormatsFromVerifier"),
+    "cmw json record shape": ("./postauth", "TestDecodeCMWRefusesNonStringJSON"),
     # formats
     "softeat binder compare": ("./postauth/softeat", "TestVerifierRejects"),
     "softeat keyhash compare": ("./postauth/softeat", "TestVerifierRejects"),
@@ -67,6 +68,9 @@ MUTATIONS = {
                                    ("ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)", "ok = true || g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)")),
     "route posture policy": ("./middleware", "TestForbiddenToolDeniedThenAllowed|TestLyingPostureHintCannotPassOperationMode"),
     "route appraise hook": ("./middleware", "TestPolicyDenial"),
+    # HTTP binding
+    "header base64 alphabet": ("./internal/httpbind", "TestDecodeBytes"),
+    "result size bound": ("./internal/httpbind", "TestResult"),
     # client
     "attest allow-list": ("./transports", "TestEvidenceOnlyToAllowedServers",
                           ("mayAttest := t.mayAttest(req)", "mayAttest := t.responder != nil")),

@@ -97,7 +97,7 @@ func DecodeBytes(s string, max int) (b []byte, params []string, err error) {
 	}
 	enc, rest := s[1:1+end], s[2+end:]
 	for i := 0; i < len(enc); i++ {
-		if !isBase64Char(enc[i]) {
+		if !isBase64Char(enc[i]) { // mutation: header base64 alphabet
 			return nil, nil, ErrBadHeader
 		}
 	}

@@ -61,7 +61,7 @@ var ErrBadResult = errors.New("httpbind: malformed Attestation-Result")
 // parameters are ignored; a known member of the wrong type, or a negative
 // max-age, is an error. max-age is clamped to [MaxResultMaxAge].
 func ParseResult(v string) (Result, error) {
-	if len(v) > MaxResultHeader {
+	if len(v) > MaxResultHeader { // mutation: result size bound
 		return Result{}, ErrBadResult
 	}
 	d, err := httpsfv.UnmarshalDictionary([]string{v})
