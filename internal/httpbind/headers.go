@@ -79,7 +79,7 @@ var ErrBadHeader = errors.New("httpbind: malformed header value")
 // section 4.2.7 (the base64 alphabet only; missing padding accepted, as
 // that section asks of parsers); parameters, when there are any, are parsed
 // by github.com/dunglas/httpsfv. This fast path matters on the server,
-// which decodes every Attestation header before any check: it is 2.5 to 4.5
+// which decodes every Attestation header before any check: it is about 3
 // times faster than httpsfv.UnmarshalItem with one allocation instead of
 // four. It accepts what httpsfv accepts, and also unpadded base64
 // (FuzzDecodeBytes checks both).
@@ -96,10 +96,10 @@ func DecodeBytes(s string, max int) (b []byte, params []string, err error) {
 		return nil, nil, ErrBadHeader
 	}
 	enc, rest := s[1:1+end], s[2+end:]
-	for i := 0; i < len(enc); i++ {
-		if !isBase64Char(enc[i]) { // mutation: header base64 alphabet
-			return nil, nil, ErrBadHeader
-		}
+	// The base64 alphabet only: Go's decoder refuses every other byte but
+	// skips CR and LF, which RFC 9651 does not allow.
+	if strings.IndexByte(enc, '\n') >= 0 || strings.IndexByte(enc, '\r') >= 0 { // mutation: header base64 alphabet
+		return nil, nil, ErrBadHeader
 	}
 	if b, err = base64.StdEncoding.DecodeString(enc); err != nil {
 		if b, err = base64.RawStdEncoding.DecodeString(enc); err != nil {
@@ -126,10 +126,6 @@ func DecodeBytes(s string, max int) (b []byte, params []string, err error) {
 		}
 	}
 	return b, params, nil
-}
-
-func isBase64Char(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '='
 }
 
 // OperationDigest is the operation binding of an operation-mode context:

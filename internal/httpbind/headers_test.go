@@ -54,6 +54,9 @@ func TestDecodeBytes(t *testing.T) {
 		// bare items, the last of duplicate parameters wins, SP only
 		// around the item.
 		{":aGVs\nbG8=:", false, nil},
+		{":aGVs\rbG8=:", false, nil},
+		{":aGVs\tbG8=:", false, nil},
+		{":aGVs-bG8=:", false, nil}, // base64url is not the alphabet
 		{":aGVs bG8=:", false, nil},
 		{":aGVsbG8=:;x=@", false, nil},
 		{":aGVsbG8=:;x=\"unterminated", false, nil},
