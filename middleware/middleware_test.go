@@ -251,7 +251,7 @@ func TestProblemBodyNamesReason(t *testing.T) {
 
 func TestPostureHintChangeRechallenges(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		tr, err := posture.NewTracker(nil)
+		tr, err := posture.NewTracker()
 		if err != nil {
 			t.Fatal(err)
 		}

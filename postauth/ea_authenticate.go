@@ -258,31 +258,39 @@ func (c *Channel) validate(role Role, req *Request, a *Authenticator, cfg *confi
 	if err != nil {
 		return nil, invalid(ReasonMalformed, err)
 	}
-	if !slices.Contains(offered, a.Scheme) || !slices.Contains(cfg.schemes, a.Scheme) {
+	if !slices.Contains(offered, a.Scheme) || !slices.Contains(cfg.schemes, a.Scheme) { // mutation: offered scheme
 		return nil, invalid(ReasonUnsupportedScheme, fmt.Errorf("%w: 0x%04x", ErrUnsupportedScheme, uint16(a.Scheme)))
 	}
+	// Cheap refusals first: the key's type and size, then whether the key
+	// is trusted at all, and only then the signature, so that a peer
+	// without a trusted key cannot make us do public-key work of its
+	// choosing (docs/threat-model.md, "CPU amplification").
 	leaf, err := x509.ParseCertificate(a.Certificates[0].Data)
 	if err != nil {
 		return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
 	}
-	if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil { // mutation: signature check
-		return nil, invalid(ReasonBadSignature, err)
+	if !keyFitsScheme(leaf.PublicKey, a.Scheme) { // mutation: key fits scheme
+		return nil, invalid(ReasonUnsupportedScheme, fmt.Errorf("%w: a %s key cannot sign with 0x%04x", ErrUnsupportedScheme, keyDescription(leaf.PublicKey), uint16(a.Scheme)))
 	}
 	v := &Validated{Authenticator: a, Leaf: leaf}
-	for _, e := range a.Certificates[1:] {
-		cert, err := x509.ParseCertificate(e.Data)
-		if err != nil {
-			return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
-		}
-		v.Chain = append(v.Chain, cert)
-	}
-	if v.KeyTrust, err = c.trustKey(role, v, cfg); err != nil {
+	if v.KeyTrust, err = c.trustKey(role, v, a.Certificates[1:], cfg); err != nil {
 		return nil, err
+	}
+	if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil { // mutation: signature check
+		return nil, invalid(ReasonBadSignature, err)
 	}
 	return v, nil
 }
 
-func (c *Channel) trustKey(role Role, v *Validated, cfg *config) (KeyTrust, error) {
+// maxChainIntermediates bounds the intermediates of an authenticator chain
+// that KeyTrustChain verifies: each candidate issuer costs a signature
+// check.
+const maxChainIntermediates = 3
+
+// trustKey decides whether the authenticator key of v is trusted, before
+// its signature is checked. rest are the entries after the end-entity one:
+// they are parsed (and their keys bounded) only for KeyTrustChain.
+func (c *Channel) trustKey(role Role, v *Validated, rest []CertificateEntry, cfg *config) (KeyTrust, error) {
 	mode := cfg.keyTrust
 	if mode == KeyTrustDefault {
 		switch {
@@ -299,15 +307,26 @@ func (c *Channel) trustKey(role Role, v *Validated, cfg *config) (KeyTrust, erro
 		if c.peer == nil {
 			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: the peer presented no TLS certificate", ErrKeyNotTrusted))
 		}
-		if !bytes.Equal(c.peer.RawSubjectPublicKeyInfo, v.Leaf.RawSubjectPublicKeyInfo) { // mutation: same peer key
+		if !bytes.Equal(c.peer.spki, v.Leaf.RawSubjectPublicKeyInfo) { // mutation: same peer key
 			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: key differs from the TLS peer's", ErrKeyNotTrusted))
 		}
 	case KeyTrustChain:
 		if cfg.roots == nil {
 			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: KeyTrustChain without Roots", ErrKeyNotTrusted))
 		}
+		if len(rest) > maxChainIntermediates { // mutation: chain length
+			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: more than %d intermediates", ErrKeyNotTrusted, maxChainIntermediates))
+		}
 		inter := x509.NewCertPool()
-		for _, cert := range v.Chain {
+		for _, e := range rest {
+			cert, err := x509.ParseCertificate(e.Data)
+			if err != nil {
+				return 0, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
+			}
+			if !acceptableKey(cert.PublicKey) { // mutation: chain key bounds
+				return 0, invalid(ReasonBadCertificate, fmt.Errorf("%w: an intermediate with a %s key", ErrBadCertificate, keyDescription(cert.PublicKey)))
+			}
+			v.Chain = append(v.Chain, cert)
 			inter.AddCert(cert)
 		}
 		usage := x509.ExtKeyUsageClientAuth

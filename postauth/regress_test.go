@@ -46,7 +46,7 @@ func TestUnverifiedPeerCertificateIsNoIdentity(t *testing.T) {
 	sc.ClientAuth = tls.RequireAnyClientCert
 	c, s := postauthtest.Pair(t, p.ClientConfig(&stranger), sc)
 	e := envFor(t, &postauthtest.Endpoints{Client: c, Server: s, ClientCert: stranger, ServerCert: p.Issue(t, "localhost", postauthtest.ServerAuth()), PKI: p})
-	if e.serverCh.PeerCertificate() != nil {
+	if e.serverCh.PeerSPKI() != nil {
 		t.Fatal("unverified client certificate recorded as the peer")
 	}
 	req, _ := e.serverReqr.NewRequest(nil)

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -128,17 +129,53 @@ func DecodeBytes(s string, max int) (b []byte, params []string, err error) {
 	return b, params, nil
 }
 
-// OperationDigest is the operation binding of an operation-mode context:
-// the first 16 bytes of SHA-256(method 0x00 request-target 0x00 SHA-256(body)).
-func OperationDigest(method, target string, body []byte) []byte {
+// OperationDigest is the operation binding of an operation-mode context
+// (docs/protocol.md, section 5.3): the first 16 bytes of
+//
+//	SHA-256(method 0x00 authority 0x00 request-target 0x00 SHA-256(body))
+//
+// with authority normalised by [NormalizeAuthority] and request-target in
+// origin form ([OriginForm]). Binding the authority keeps an authenticator
+// made for one host from being presented for another host served on the
+// same (coalesced HTTP/2) connection.
+func OperationDigest(method, authority, target string, body []byte) []byte {
 	bh := sha256.Sum256(body)
 	h := sha256.New()
 	h.Write([]byte(method))
+	h.Write([]byte{0})
+	h.Write([]byte(NormalizeAuthority(authority)))
 	h.Write([]byte{0})
 	h.Write([]byte(target))
 	h.Write([]byte{0})
 	h.Write(bh[:])
 	return h.Sum(nil)[:16]
+}
+
+// NormalizeAuthority returns the authority (host[:port], as in the Host
+// header or HTTP/2 :authority) in lower case, without the default https
+// port 443 and without a trailing dot of the host.
+func NormalizeAuthority(a string) string {
+	a = strings.ToLower(a)
+	a = strings.TrimSuffix(a, ":443")
+	return strings.TrimSuffix(a, ".")
+}
+
+// OriginForm returns the request-target the operation digest covers, from
+// the target a server received: an origin-form target ("/pay?x=1") as is,
+// "*" as is, and an absolute-form target ("https://host/pay?x=1") as the
+// origin form of its path and query, with "/" for an empty path.
+func OriginForm(target string) string {
+	if target == "" {
+		return "/"
+	}
+	if target[0] == '/' || target == "*" {
+		return target
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil || u.Host == "" {
+		return target
+	}
+	return u.RequestURI()
 }
 
 // Challenge is the Attestation challenge of a WWW-Authenticate header.

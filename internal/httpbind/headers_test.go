@@ -2,7 +2,13 @@ package httpbind
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -178,19 +184,86 @@ func TestChallenge(t *testing.T) {
 }
 
 func TestOperationDigest(t *testing.T) {
-	a := OperationDigest("POST", "/pay", []byte("amount=1"))
+	a := OperationDigest("POST", "gw.example", "/pay", []byte("amount=1"))
 	if len(a) != 16 {
 		t.Fatal(len(a))
 	}
 	for _, other := range [][]byte{
-		OperationDigest("POST", "/pay", []byte("amount=1000")),
-		OperationDigest("PUT", "/pay", []byte("amount=1")),
-		OperationDigest("POST", "/pay?x", []byte("amount=1")),
-		OperationDigest("POS", "T/pay", []byte("amount=1")), // separators matter
+		OperationDigest("POST", "gw.example", "/pay", []byte("amount=1000")),
+		OperationDigest("PUT", "gw.example", "/pay", []byte("amount=1")),
+		OperationDigest("POST", "gw.example", "/pay?x", []byte("amount=1")),
+		OperationDigest("POST", "other.example", "/pay", []byte("amount=1")), // the host matters
+		OperationDigest("POST", "gw.example:8443", "/pay", []byte("amount=1")),
+		OperationDigest("POS", "Tgw.example", "/pay", []byte("amount=1")), // separators matter
 	} {
 		if bytes.Equal(a, other) {
 			t.Fatal("distinct operations share a digest")
 		}
+	}
+	for _, same := range []string{"GW.example", "gw.example:443", "gw.example."} {
+		if !bytes.Equal(a, OperationDigest("POST", same, "/pay", []byte("amount=1"))) {
+			t.Errorf("authority %q is not normalised to gw.example", same)
+		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/operation-digest.json")
+
+// TestOperationDigestVectors: the operation digest of the edge cases of
+// docs/protocol.md section 5.3, as the server computes it from the target
+// it received, against testdata/operation-digest.json (go test -update
+// rewrites it).
+func TestOperationDigestVectors(t *testing.T) {
+	type vector struct {
+		Description string `json:"description"`
+		Method      string `json:"method"`
+		Authority   string `json:"authority"`
+		Received    string `json:"received_target"`
+		OriginForm  string `json:"origin_form"`
+		Body        string `json:"body"`
+		Digest      string `json:"digest"`
+	}
+	cases := []vector{
+		{Description: "origin form with a query", Method: "POST", Authority: "gw.example", Received: "/v1/payments?dry_run=1", Body: `{"amount":25}`},
+		{Description: "empty body", Method: "DELETE", Authority: "gw.example", Received: "/v1/keys/7"},
+		{Description: "percent-encoding is kept as sent", Method: "PUT", Authority: "gw.example", Received: "/v1/config/a%2Fb", Body: "x"},
+		{Description: "the default port and case do not matter", Method: "POST", Authority: "GW.Example:443", Received: "/pay", Body: "x"},
+		{Description: "another port does", Method: "POST", Authority: "gw.example:8443", Received: "/pay", Body: "x"},
+		{Description: "IPv6 literal", Method: "POST", Authority: "[::1]:8443", Received: "/pay", Body: "x"},
+		{Description: "absolute form (through a proxy): its origin form", Method: "POST", Authority: "gw.example", Received: "https://gw.example/pay?x=1", Body: "x"},
+		{Description: "absolute form with an empty path", Method: "POST", Authority: "gw.example", Received: "https://gw.example", Body: "x"},
+		{Description: "asterisk form", Method: "OPTIONS", Authority: "gw.example", Received: "*"},
+	}
+	for i := range cases {
+		c := &cases[i]
+		c.OriginForm = OriginForm(c.Received)
+		c.Digest = hex.EncodeToString(OperationDigest(c.Method, c.Authority, c.OriginForm, []byte(c.Body)))
+	}
+	path := "testdata/operation-digest.json"
+	if *update {
+		b, _ := json.MarshalIndent(cases, "", "  ")
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []vector
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(want, cases) {
+		t.Fatalf("operation digests differ from %s (run with -update only for a protocol version change)", path)
+	}
+	// Independent recomputation of one vector with plain SHA-256.
+	v := want[0]
+	bh := sha256.Sum256([]byte(v.Body))
+	h := sha256.Sum256([]byte(v.Method + "\x00" + v.Authority + "\x00" + v.OriginForm + "\x00" + string(bh[:])))
+	if hex.EncodeToString(h[:16]) != v.Digest {
+		t.Fatal("vector 0 does not match the documented formula")
 	}
 }
 
