@@ -59,9 +59,14 @@ MUTATIONS = {
     "relying party replays posture": ("./postauth ./postauth/softeat ./postauth/tpm", "TestPostureReplayedByRelyingParty|TestVerifierRejects|TestPosture"),
     "same-peer subject": ("./postauth", "TestSamePeerSubjectFromTLS"),
     "format check": ("./postauth", "TestFormatNotAccepted|TestFormatsFromVerifier"),
+    "cmw json record shape": ("./postauth", "TestDecodeCMWRefusesNonStringJSON"),
     # formats
     "softeat binder compare": ("./postauth/softeat", "TestVerifierRejects"),
     "softeat keyhash compare": ("./postauth/softeat", "TestVerifierRejects"),
+    "softeat protected header exact": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat unprotected header empty": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat nonce length": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat canonical claims": ("./postauth/softeat", "TestVerifierStrictness|TestVerifierRejects"),
     # posture
     "posture log replay": ("./posture ./postauth ./postauth/softeat ./postauth/tpm", "TestVerify|TestEvidence|TestVerifierRejects|TestPosture"),
     # middleware
@@ -85,6 +90,9 @@ MUTATIONS = {
     "fallback cache bound": ("./middleware", "TestFallbackCacheBounded",
                              ("for f.ll.Len() > f.max {", "for f.ll.Len() > f.max+1_000_000 {")),
     "fallback drops unattested": ("./middleware", "TestFallbackDropsUnattested"),
+    # HTTP binding
+    "header base64 alphabet": ("./internal/httpbind", "TestDecodeBytes"),
+    "result size bound": ("./internal/httpbind", "TestResult"),
     # client
     "attest allow-list": ("./transports", "TestEvidenceOnlyToAllowedServers",
                           ("mayAttest := t.mayAttest(req)", "mayAttest := t.responder != nil")),
