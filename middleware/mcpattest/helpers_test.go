@@ -196,8 +196,8 @@ func (s *rawSession) post(c *http.Client, body string) (int, string, http.Header
 type rpcError struct {
 	ID    json.RawMessage `json:"id"`
 	Error struct {
-		Code    int64                `json:"code"`
-		Message string               `json:"message"`
+		Code    int64               `json:"code"`
+		Message string              `json:"message"`
 		Data    mcpattest.ErrorData `json:"data"`
 	} `json:"error"`
 }
