@@ -88,7 +88,7 @@ func classify(body []byte, rules []*rule) (*classification, error) {
 	default:
 		return nil, errAmbiguous
 	}
-	for _, m := range msgs {
+	for _, m := range msgs { // mutation: mcp batch every message
 		if m.request && m.id != nil {
 			c.ids = append(c.ids, m.id)
 		}
@@ -109,7 +109,7 @@ func classify(body []byte, rules []*rule) (*classification, error) {
 				if targetErr != nil { // mutation: mcp unreadable target
 					return nil, targetErr
 				}
-				if !matchAny(r.targets, target) { // mutation: mcp target match
+				if !matchAny(r.targets, target) {
 					continue
 				}
 			}

@@ -160,7 +160,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	if len(c.rules) == 0 {
+	if len(c.rules) == 0 { // mutation: mcp classification applies
 		h.next.ServeHTTP(w, r)
 		return
 	}
@@ -179,7 +179,7 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch.next++
-	if ch.next < len(ch.c.rules) {
+	if ch.next < len(ch.c.rules) { // mutation: mcp every matched rule
 		ch.c.rules[ch.next].guarded.ServeHTTP(w, r)
 		return
 	}
