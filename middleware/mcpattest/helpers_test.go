@@ -36,6 +36,7 @@ type gatewayConfig struct {
 	h2        bool
 	stateless bool
 	json      bool // JSON responses instead of SSE
+	bare      bool // the SDK handler alone, without the adapter (benchmark baseline)
 	rules     []mcpattest.Rule
 	opts      []mcpattest.Option
 	harness   []e2e.Option
@@ -98,11 +99,15 @@ func newGateway(t testing.TB, cfg gatewayConfig) *gateway {
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return g.server },
 		&mcp.StreamableHTTPOptions{Stateless: cfg.stateless, JSONResponse: cfg.json})
 	opts := append([]e2e.Option{e2e.HTTP2(cfg.h2), e2e.WithServer(func(h *e2e.Harness) http.Handler {
+		mux := http.NewServeMux()
+		if cfg.bare {
+			mux.Handle("/mcp", sdk)
+			return mux
+		}
 		guarded, err := mcpattest.New(h.Guard, sdk, cfg.rules, cfg.opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		mux := http.NewServeMux()
 		mux.Handle("/mcp", guarded)
 		return h.Guard.Middleware(mux) // the discovery document
 	})}, cfg.harness...)
