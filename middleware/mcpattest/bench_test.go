@@ -4,7 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/middleware/mcpattest"
@@ -94,4 +96,60 @@ func BenchmarkToolCall(b *testing.B) {
 			return signVerify(attKey, eatInput)
 		})
 	})
+	// The same comparisons, paired: each iteration runs both sides one
+	// after the other, so that load on a shared machine hits both alike;
+	// the metrics are the medians of each side (µs) and their ratio.
+	paired := func(b *testing.B, base, other func() error, baseName, otherName string) {
+		for range 20 {
+			if base() != nil || other() != nil {
+				b.Fatal("warm-up failed")
+			}
+		}
+		var bs, os []time.Duration
+		b.ResetTimer()
+		for b.Loop() {
+			t0 := time.Now()
+			if err := base(); err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			if err := other(); err != nil {
+				b.Fatal(err)
+			}
+			bs, os = append(bs, t1.Sub(t0)), append(os, time.Since(t1))
+		}
+		mb, mo := median(bs), median(os)
+		b.ReportMetric(float64(mb.Nanoseconds())/1e3, baseName+"-µs")
+		b.ReportMetric(float64(mo.Nanoseconds())/1e3, otherName+"-µs")
+		b.ReportMetric(float64(mo)/float64(mb), otherName+"/"+baseName)
+	}
+	b.Run("paired/search", func(b *testing.B) {
+		paired(b,
+			func() error { _, err := callTool(bareSession, "search", search); return err },
+			func() error { _, err := callTool(guardedSession, "search", search); return err },
+			"bare", "adapter")
+	})
+	b.Run("paired/payment", func(b *testing.B) {
+		paired(b,
+			func() error {
+				if _, err := callTool(bareSession, "payments.transfer", pay); err != nil {
+					return err
+				}
+				if err := signVerify(eaKey, cvInput); err != nil {
+					return err
+				}
+				return signVerify(attKey, eatInput)
+			},
+			func() error { _, err := callTool(guardedSession, "payments.transfer", pay); return err },
+			"limit", "prearmed")
+	})
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
