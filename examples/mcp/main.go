@@ -98,7 +98,7 @@ func story(ctx context.Context, w io.Writer, a *agent, g *gateway) error {
 		step++
 		fmt.Fprintf(w, "\n[%d] %s\n", step, s)
 	}
-	call := func(name string, args any) (string, error, []transports.Activity) {
+	call := func(name string, args any) (string, []transports.Activity, error) {
 		a.takeEvents()
 		start := time.Now()
 		out, err := a.call(ctx, name, args)
@@ -115,7 +115,7 @@ func story(ctx context.Context, w io.Writer, a *agent, g *gateway) error {
 		for _, e := range ev {
 			fmt.Fprintf(w, "      %s\n", describe(e))
 		}
-		return out, err, ev
+		return out, ev, err
 	}
 
 	title("Discovery: the gateway lists its protected MCP tools.")
@@ -124,11 +124,11 @@ func story(ctx context.Context, w io.Writer, a *agent, g *gateway) error {
 	fmt.Fprintf(w, "    GET /.well-known/reattest -> routes: %s\n", strings.Join(routes, ", "))
 
 	title("search is not high-impact: it passes untouched.")
-	out, err, ev := call("search", searchArgs{Query: "acme"})
+	out, ev, err := call("search", searchArgs{Query: "acme"})
 	check(err == nil && strings.HasPrefix(out, "2 invoices") && len(ev) == 0, "want a result without attestation, got %q %v [%d events]", out, err, len(ev))
 
 	title("payments.transfer is high-impact: challenged, attested on the same connection, executed.")
-	out, err, ev = call("payments.transfer", transferArgs{To: "acme-supplies", Amount: 25})
+	out, ev, err = call("payments.transfer", transferArgs{To: "acme-supplies", Amount: 25})
 	check(err == nil && out == "paid 25 EUR to acme-supplies" && kinds(ev) == "challenged,attested", "want paid after one attestation, got %q %v [%s]", out, err, kinds(ev))
 	paid := g.payments.Load()
 
@@ -138,7 +138,7 @@ func story(ctx context.Context, w io.Writer, a *agent, g *gateway) error {
 	fmt.Fprintf(w, "    recorded mcp:workstation, mcp:workstation/shell.exec; posture head %s... -> %x...\n", before, a.tracker.Head()[:8])
 
 	title("Its next payment is attested again and denied; the MCP client gets a JSON-RPC error naming the tool.")
-	_, err, _ = call("payments.transfer", transferArgs{To: "acme-supplies", Amount: 900})
+	_, _, err = call("payments.transfer", transferArgs{To: "acme-supplies", Amount: 900})
 	ref, ok := mcpattest.RefusalOf(err)
 	check(ok && ref.Status == 403 && ref.Reason == "posture_denied" && slicesEqual(ref.Violations, []string{
 		"tool:mcp:workstation not allowed", "tool:mcp:workstation/shell.exec not allowed"}), "want a 403 refusal naming the tools, got %v", err)
@@ -149,7 +149,7 @@ func story(ctx context.Context, w io.Writer, a *agent, g *gateway) error {
 
 	title("The agent unloads the shell server and pays again: allowed.")
 	check(a.unloadWorkstation(ctx) == nil, "unloading the workstation server failed")
-	out, err, _ = call("payments.transfer", transferArgs{To: "acme-supplies", Amount: 900})
+	out, _, err = call("payments.transfer", transferArgs{To: "acme-supplies", Amount: 900})
 	check(err == nil && out == "paid 900 EUR to acme-supplies", "want paid, got %q %v", out, err)
 
 	title("An attacker replays a captured Attestation header (and the session id) on its own connection.")
