@@ -231,7 +231,11 @@ func describe(e transports.Activity) string {
 	case transports.ActivityChallenged:
 		return fmt.Sprintf("<- 401 challenge: %s (%s mode), answered by the transport", e.Reason, e.Mode)
 	case transports.ActivityAttested:
-		return fmt.Sprintf("-> attested with software EAT bound to this connection and this message, retried: HTTP %d (%s)", e.Status, fmtDur(e.Duration))
+		verdict := fmt.Sprintf("HTTP %d", e.Status)
+		if e.Outcome == transports.OutcomeRefused {
+			verdict += " " + string(e.Reason)
+		}
+		return fmt.Sprintf("-> attested with software EAT bound to this connection and this message, retried: %s (%s)", verdict, fmtDur(e.Duration))
 	}
 	return e.Kind.String()
 }

@@ -19,6 +19,7 @@ func TestDemo(t *testing.T) {
 		"<- 401 challenge: attestation_required (operation mode)",
 		`tools/call payments.transfer -> "paid 25 EUR to acme-supplies"`,
 		"tools/call payments.transfer -> JSON-RPC error -32051",
+		"retried: HTTP 403 posture_denied",
 		"violations: tool:mcp:workstation not allowed, tool:mcp:workstation/shell.exec not allowed",
 		`tools/call payments.transfer -> "paid 900 EUR to acme-supplies"`,
 		"stolen TLS key -> 401",

@@ -208,6 +208,10 @@ func TestDenialSurfacedAsJSONRPCError(t *testing.T) {
 	if g.payments.Load() != 0 {
 		t.Fatal("a denied payment ran")
 	}
+	// The transport's observer sees the refused retry, with its reason.
+	if a := g.FindActivity(transports.ActivityAttested, postauth.ReasonPostureDenied); a == nil || a.Outcome != transports.OutcomeRefused || a.Status != 403 {
+		t.Fatalf("activity %+v, want attested/refused/posture_denied", a)
+	}
 	// The agent disables the tool: the next payment passes.
 	tracker.DisableTool(context.Background(), "shell")
 	if out, err := callTool(cs, "payments.transfer", payIn{To: "acme", Amount: 25}); err != nil || out != "paid 25 to acme" {
