@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/reattest/reattest/middleware"
@@ -94,7 +95,7 @@ func New(g *middleware.Guard, next http.Handler, rules []Rule, opts ...Option) (
 		if err != nil {
 			return nil, fmt.Errorf("mcpattest: rule %d: %w", i, err)
 		}
-		rl := &rule{Rule: r, index: i, targets: append(r.Tools, r.URIs...)}
+		rl := &rule{Rule: r, index: i, targets: slices.Concat(r.Tools, r.URIs)}
 		switch {
 		case len(r.Tools) > 0:
 			rl.key = "name"
