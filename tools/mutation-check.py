@@ -59,9 +59,14 @@ MUTATIONS = {
     "relying party replays posture": ("./postauth ./postauth/softeat ./postauth/tpm ./postauth/ear", "TestPostureReplayedByRelyingParty|TestVerifierRejects|TestPosture|TestPassportPostureReplayedByRelyingParty"),
     "same-peer subject": ("./postauth", "TestSamePeerSubjectFromTLS"),
     "format check": ("./postauth", "TestFormatNotAccepted|TestFormatsFromVerifier"),
+    "cmw json record shape": ("./postauth", "TestDecodeCMWRefusesNonStringJSON"),
     # formats
     "softeat binder compare": ("./postauth/softeat", "TestVerifierRejects"),
     "softeat keyhash compare": ("./postauth/softeat", "TestVerifierRejects"),
+    "softeat protected header exact": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat unprotected header empty": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat nonce length": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat canonical claims": ("./postauth/softeat", "TestVerifierStrictness|TestVerifierRejects"),
     # posture
     "posture log replay": ("./posture ./postauth ./postauth/softeat ./postauth/tpm", "TestVerify|TestEvidence|TestVerifierRejects|TestPosture"),
     # middleware
@@ -85,6 +90,21 @@ MUTATIONS = {
     "fallback cache bound": ("./middleware", "TestFallbackCacheBounded",
                              ("for f.ll.Len() > f.max {", "for f.ll.Len() > f.max+1_000_000 {")),
     "fallback drops unattested": ("./middleware", "TestFallbackDropsUnattested"),
+    # HTTP binding
+    "header base64 alphabet": ("./internal/httpbind", "TestDecodeBytes"),
+    "result size bound": ("./internal/httpbind", "TestResult"),
+    # MCP adapter (middleware/mcpattest): classification of JSON-RPC bodies
+    "mcp classification applies": ("./middleware/mcpattest", "TestToolCalls|TestUnattestedClientGetsJSONRPCError",
+                                   ("len(c.rules) == 0", "true")),
+    "mcp batch every message": ("./middleware/mcpattest", "TestBatch|TestClassify",
+                                ("range msgs {", "range msgs[:min(len(msgs), 1)] {")),
+    "mcp every matched rule": ("./middleware/mcpattest", "TestBatchAppliesEveryRule"),
+    "mcp valid json": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp unreadable target": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp method is a string": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp duplicate keys": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp key case": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp body limit": ("./middleware/mcpattest", "TestBodyLimitsAndUnreadableBodies"),
     # remote verification: EAR passports (postauth/ear)
     "ear jws alg": ("./postauth/ear", "TestPassportVerifierRejects"),
     "ear signature": ("./postauth/ear", "TestPassportVerifierRejects|TestPassportAttacks",

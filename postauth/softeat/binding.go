@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"slices"
 
-	cose "github.com/veraison/go-cose"
-
-	"github.com/reattest/reattest/internal/detcbor"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/posture"
 )
@@ -21,34 +18,36 @@ import (
 // locally on the very bytes it forwarded, so that it does not have to trust
 // the remote verifier for freshness.
 //
-// It reports the key hash only if its algorithm is ch.Hash (a key hash of
-// another algorithm is an error: key_hash_mismatch); it compares nothing
-// with ch. The signature of the function is the one
+// It reads the token as the Verifier does up to the signature (the same
+// shape and canonical claims checks, the same reasons), and reports the
+// nonce only if it has ch.Hash's size and the key hash only if its
+// algorithm is ch.Hash (a key hash of another algorithm is an error:
+// key_hash_mismatch); it compares no value with ch. The signature of the function is the one
 // ear.WithLocalBinding takes. Never use the values on their own: they mean
 // something only once a verifier accepted the same token.
 func Binding(ch postauth.Challenge, ev postauth.Evidence) (nonce, keyHash []byte, err error) {
 	if postauth.BaseMediaType(ev.Type) != MediaType {
 		return nil, nil, evidenceErr(postauth.ReasonFormatNotAccepted, fmt.Errorf("softeat: media type %q", ev.Type))
 	}
-	if len(ev.Value) == 0 || len(ev.Value) > MaxTokenLen {
-		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: token size out of range"))
+	// The Verifier's parser, up to the signature: the same token shape and
+	// the same canonical claims, so that the verifier that checks the
+	// signature and this reader cannot read the bytes differently.
+	t, err := parseToken(ev.Value)
+	if err != nil {
+		return nil, nil, err
 	}
-	var msg cose.Sign1Message
-	if err := msg.UnmarshalCBOR(ev.Value); err != nil {
-		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: COSE_Sign1: %w", err))
-	}
-	var c claims
-	if err := detcbor.DecNoTags.Unmarshal(msg.Payload, &c); err != nil {
-		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: claims: %w", err))
+	c, err := decodeClaims(t.payload)
+	if err != nil {
+		return nil, nil, err
 	}
 	if c.Profile != Profile {
 		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: wrong eat_profile"))
 	}
-	if c.Nonce.Len() != 1 {
-		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: want exactly one eat_nonce"))
+	if ch.Hash == 0 || len(c.Nonce) != ch.Hash.Size() {
+		return nil, nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: eat_nonce of %d bytes, want the challenge hash's size", len(c.Nonce)))
 	}
-	if ch.Hash == 0 || posture.AlgHash(c.KeyHash.Alg) != ch.Hash {
+	if posture.AlgHash(c.KeyHash.Alg) != ch.Hash {
 		return nil, nil, evidenceErr(postauth.ReasonKeyHashMismatch, postauth.ErrKeyHashMismatch)
 	}
-	return slices.Clone(c.Nonce.GetI(0)), slices.Clone(c.KeyHash.Value), nil
+	return slices.Clone(c.Nonce), slices.Clone(c.KeyHash.Value), nil
 }

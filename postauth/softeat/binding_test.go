@@ -46,7 +46,18 @@ func TestBinding(t *testing.T) {
 	}{
 		{"another media type", f.chal, postauth.Evidence{Type: "application/cbor", Value: ev.Value}, postauth.ReasonFormatNotAccepted},
 		{"garbage", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: []byte{1, 2, 3}}, postauth.ReasonEvidenceInvalid},
-		{"key hash of another algorithm", postauth.Challenge{Binder: f.chal.Binder, KeyHash: f.chal.KeyHash, Hash: crypto.SHA384}, ev, postauth.ReasonKeyHashMismatch},
+		{"nonce of another length than the challenge hash's", postauth.Challenge{Binder: f.chal.Binder, KeyHash: f.chal.KeyHash, Hash: crypto.SHA384}, ev, postauth.ReasonEvidenceInvalid},
+		{"key hash of another algorithm", postauth.Challenge{Binder: bytes.Repeat([]byte{3}, 48), Hash: crypto.SHA384},
+			postauth.Evidence{Type: softeat.MediaType, Value: f.sign(t, func() map[int64]any { c := f.claims(); c[10] = bytes.Repeat([]byte{3}, 48); return c }())}, postauth.ReasonKeyHashMismatch},
+		{"unprotected header not empty", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: func() []byte {
+			kid, _ := softeat.KeyID(f.key.Key.Public())
+			return f.signRaw(t, mustCBOR(t, map[int64]any{1: -7, 4: kid}), mustCBOR(t, map[int64]any{4: kid}), mustCBOR(t, f.claims()))
+		}()}, postauth.ReasonEvidenceInvalid},
+		{"claims not in the deterministic encoding", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: func() []byte {
+			payload := mustCBOR(t, f.claims())
+			payload[0] = 0xbf // an indefinite-length map head: another byte form
+			return f.signPayload(t, append(payload, 0xff))
+		}()}, postauth.ReasonEvidenceInvalid},
 		{"wrong profile", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: f.sign(t, func() map[int64]any { c := f.claims(); c[265] = "x"; return c }())}, postauth.ReasonEvidenceInvalid},
 		{"unknown claim", f.chal, postauth.Evidence{Type: softeat.MediaType, Value: f.sign(t, func() map[int64]any { c := f.claims(); c[-1] = 1; return c }())}, postauth.ReasonEvidenceInvalid},
 	} {
