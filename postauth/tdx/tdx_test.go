@@ -1,0 +1,223 @@
+package tdx_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"slices"
+	"testing"
+
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/tdx"
+	"github.com/reattest/reattest/postauth/tdx/tdxtest"
+	"github.com/reattest/reattest/posture"
+)
+
+// TestExchange is the round trip on a real TLS 1.3 connection: a request
+// from the server, an answer carrying a test-signed TDX quote (V4 and V5),
+// and the server's verification through Requester.Verify.
+func TestExchange(t *testing.T) {
+	for _, version := range []int{4, 5} {
+		t.Run(map[int]string{4: "v4", 5: "v5"}[version], func(t *testing.T) {
+			mrtd := bytes.Repeat([]byte{0xa1}, 48)
+			cfgID := bytes.Repeat([]byte{0xc0}, 48)
+			env := tdxtest.NewEnv(t, &tdxtest.PlatformConfig{Version: version, TD: tdxtest.TD{MRTD: mrtd, MRCONFIGID: cfgID}})
+			c := newConn(t)
+			res, err := c.exchange(env.Attester, env.Verifier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Format() != tdx.FormatTestRoot || res.HardwareBacked() || res.MediaType() != tdx.MediaType {
+				t.Fatalf("result %q hardware=%v %q", res.Format(), res.HardwareBacked(), res.MediaType())
+			}
+			if !bytes.Equal(res.KeyHash(), c.keyHash()) {
+				t.Fatal("key hash is not the authenticator key's")
+			}
+			want := sha256.Sum256(slices.Concat(mrtd, cfgID, make([]byte, 96)))
+			if !bytes.Equal(res.MachineID(), want[:]) {
+				t.Fatalf("machine id %x, want SHA-256(MRTD||MRCONFIGID||MROWNER||MROWNERCONFIG) %x", res.MachineID(), want)
+			}
+			ms := res.Measurements()
+			if m := measurement(t, ms, "mrtd"); !bytes.Equal(m.Digest, mrtd) || m.Alg != crypto.SHA384 {
+				t.Fatalf("mrtd measurement %+v", m)
+			}
+			if m := measurement(t, ms, "tcb_status"); m.Version != tdx.StatusUpToDate {
+				t.Fatalf("tcb status %+v", m)
+			}
+			if m := measurement(t, ms, "pck_fmspc"); !bytes.Equal(m.Digest, []byte{0x50, 0x80, 0x6f, 0, 0, 0}) {
+				t.Fatalf("fmspc %+v", m)
+			}
+			if res.Expiry().IsZero() || res.PostureHead() != nil {
+				t.Fatalf("expiry %v, posture %x", res.Expiry(), res.PostureHead())
+			}
+		})
+	}
+}
+
+// TestRelay: a quote made for connection A's binder (REPORTDATA of another
+// connection), presented on connection B, is refused; on A, for the
+// request it was made for, it passes.
+func TestRelay(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	a, b := newConn(t), newConn(t)
+	ev := attest(t, env.Attester, a.challenge())
+	_, err := b.exchange(fixedAttester{ev}, env.Verifier)
+	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBinderMismatch)
+	if _, err := a.exchange(fixedAttester{ev}, env.Verifier); err != nil {
+		t.Fatalf("on A: %v", err)
+	}
+	// Replayed on A for a new request, it is stale: the binder covers
+	// the request's context.
+	_, err = a.exchange(fixedAttester{ev}, env.Verifier)
+	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBinderMismatch)
+}
+
+// TestBinderLayout: REPORTDATA is binder || zero padding for SHA-256 and
+// SHA-384 binders; the Verifier reports the binder it found as Nonce.
+func TestBinderLayout(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	for _, h := range []crypto.Hash{crypto.SHA256, crypto.SHA384} {
+		ch := challenge(h)
+		ev := attest(t, env.Attester, ch)
+		e, err := tdx.DecodeEvidence(ev.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := tdx.ParseQuote(e.Quote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(q.ReportData, append(slices.Clone(ch.Binder), make([]byte, 64-h.Size())...)) {
+			t.Fatalf("%v: REPORTDATA %x", h, q.ReportData)
+		}
+		app, err := env.Verifier.Verify(context.Background(), ch, ev)
+		if err != nil {
+			t.Fatalf("%v: %v", h, err)
+		}
+		if !bytes.Equal(app.Nonce, ch.Binder) || !bytes.Equal(app.KeyHash, ch.KeyHash) {
+			t.Fatalf("%v: nonce %x key hash %x", h, app.Nonce, app.KeyHash)
+		}
+	}
+	// The same quote does not pass for a SHA-256 challenge whose binder is
+	// its first 32 bytes: the padding must be zero.
+	ch := challenge(crypto.SHA384)
+	ev := attest(t, env.Attester, ch)
+	short := postauth.Challenge{Binder: ch.Binder[:32], KeyHash: ch.KeyHash[:32], Hash: crypto.SHA256}
+	_, err := env.Verifier.Verify(context.Background(), short, ev)
+	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBinderMismatch)
+	if _, err := tdx.ReportData(make([]byte, 65)); err == nil {
+		t.Fatal("a 65-byte binder was accepted")
+	}
+}
+
+// TestTestRootRefusedByIntelRoot: a test-signed quote verifies against the
+// test root only; a Verifier with the default roots (Intel's) refuses it.
+func TestTestRootRefusedByIntelRoot(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	ch := challenge(crypto.SHA256)
+	ev := attest(t, env.Attester, ch)
+	intel, err := tdx.NewVerifier(env.Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = intel.Verify(context.Background(), ch, ev)
+	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonUntrustedAttester)
+	app, err := env.Verifier.Verify(context.Background(), ch, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app.HardwareBacked || app.Format != tdx.FormatTestRoot {
+		t.Fatalf("test root result: hardware=%v format %q", app.HardwareBacked, app.Format)
+	}
+}
+
+// TestPostureInRTMR3: the agent's posture is extended into the simulated
+// RTMR3; the Evidence carries the log, the quote covers RTMR3, and the
+// relying party replays the log to it.
+func TestPostureInRTMR3(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	tr, err := posture.NewTracker(env.Platform.RTMR(tdx.PostureRTMR))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := tr.SetModel(ctx, posture.Model{Name: "m", Digest: posture.DigestOf([]byte("weights"))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.EnableTool(ctx, posture.Tool{Name: "search", Digest: posture.DigestOf([]byte("code"))}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := tdx.NewAttester(env.Platform, tdx.WithPosture(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(t)
+	res, err := c.exchange(att, env.Verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtmr3, _ := env.Platform.RTMR(3).Read(ctx)
+	if !bytes.Equal(res.PostureHead(), rtmr3) || !bytes.Equal(res.PostureHead(), tr.Head()) || len(rtmr3) != 48 {
+		t.Fatalf("posture head %x, RTMR3 %x, tracker %x", res.PostureHead(), rtmr3, tr.Head())
+	}
+	st, err := posture.FromResult(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.Tool("search"); !ok || st.Model == nil || st.Model.Name != "m" {
+		t.Fatalf("state %+v", st)
+	}
+	// RTMR extend semantics: new = SHA-384(old || digest).
+	before, _ := env.Platform.RTMR(3).Read(ctx)
+	d := bytes.Repeat([]byte{7}, 48)
+	if err := env.Platform.RTMR(3).Extend(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := env.Platform.RTMR(3).Read(ctx)
+	if !bytes.Equal(after, posture.Extend(crypto.SHA384, before, d)) {
+		t.Fatal("RTMR extend is not SHA-384(old || digest)")
+	}
+	// Something other than the Tracker extended RTMR3: the Attester
+	// refuses to quote a register its log does not explain.
+	_, err = att.Attest(ctx, challenge(crypto.SHA256))
+	if err != tdx.ErrPostureMismatch {
+		t.Fatalf("attest after a foreign extend: %v", err)
+	}
+}
+
+// TestRequirePosture: a Verifier that requires posture refuses Evidence
+// without it.
+func TestRequirePosture(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil, tdx.WithRequirePosture(true))
+	ch := challenge(crypto.SHA256)
+	_, err := env.Verifier.Verify(context.Background(), ch, attest(t, env.Attester, ch))
+	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonPostureMissing)
+}
+
+// TestAttesterChecksItsProvider: an Attester refuses an empty quote and a
+// quote with other REPORTDATA (a broken or lying provider).
+func TestAttesterChecksItsProvider(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	other := quoteFor(t, env.Platform, challenge(crypto.SHA256), nil)
+	for name, qp := range map[string]tdx.QuoteProvider{
+		"empty": providerFunc(func([64]byte) ([]byte, error) { return nil, nil }),
+		"other": providerFunc(func([64]byte) ([]byte, error) { return other, nil }),
+		"junk":  providerFunc(func([64]byte) ([]byte, error) { return []byte{4, 0, 2, 0}, nil }),
+	} {
+		att, err := tdx.NewAttester(qp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := att.Attest(context.Background(), challenge(crypto.SHA256)); err == nil {
+			t.Errorf("%s: Attest succeeded", name)
+		}
+	}
+	if _, err := tdx.NewAttester(nil); err == nil {
+		t.Error("nil provider accepted")
+	}
+}
+
+type providerFunc func([64]byte) ([]byte, error)
+
+func (f providerFunc) Quote(_ context.Context, rd [64]byte) ([]byte, error) { return f(rd) }
