@@ -154,7 +154,7 @@ func (p *Policy) compile() (*compiledPolicy, error) {
 
 // tcbViolations names the TCB statuses the policy does not let pass, and
 // returns the warnings for those it lets pass with a warning.
-func (c *compiledPolicy) tcbViolations(t *TCB) (violations, warnings []string) {
+func (c *compiledPolicy) tcbViolations(t *tcbResult) (violations, warnings []string) {
 	for _, s := range []struct{ name, status string }{{"platform", t.Status}, {"qe", t.QEStatus}} {
 		switch {
 		case c.allow[s.status]:

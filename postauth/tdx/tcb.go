@@ -28,8 +28,8 @@ var statuses = []string{
 	StatusOutOfDate, StatusOutOfDateConfigurationNeeded, StatusRevoked,
 }
 
-// TCB is the outcome of matching a verified quote against the collateral.
-type TCB struct {
+// tcbResult is the outcome of matching a verified quote against the collateral.
+type tcbResult struct {
 	// Status is the platform's TCB status: the matching TCB level of the
 	// TCB info, converged with the TDX module's status when the quote's
 	// TEE_TCB_SVN[1] (the module's major version) is not zero.
@@ -71,7 +71,7 @@ func tcbErr(reason, format string, args ...any) error {
 // levels then deciding for indices 0 and 1); the QE report matches the QE
 // identity (masked MISCSELECT and ATTRIBUTES, MRSIGNER, ISVPRODID) and its
 // ISVSVN selects the QE's status.
-func evaluateTCB(c *Collateral, q *Quote, ext *pcs.PckExtensions) (*TCB, error) {
+func evaluateTCB(c *Collateral, q *Quote, ext *pcs.PckExtensions) (*tcbResult, error) {
 	ti := &c.tcbInfo
 	if !strings.EqualFold(ti.Fmspc, ext.FMSPC) || !strings.EqualFold(ti.PceID, ext.PCEID) { // mutation: tcb info platform
 		return nil, collErr(ReasonCollateralInvalid, "TCB info is for FMSPC %s PCEID %s, the PCK certificate has %s %s", ti.Fmspc, ti.PceID, ext.FMSPC, ext.PCEID)
@@ -93,7 +93,7 @@ func evaluateTCB(c *Collateral, q *Quote, ext *pcs.PckExtensions) (*TCB, error) 
 	if level == nil {
 		return nil, tcbErr(ReasonTCBNotSupported, "no TCB level of the TCB info matches the platform")
 	}
-	res := &TCB{Status: string(level.TcbStatus), TCBDate: level.TcbDate, AdvisoryIDs: slices.Clone(level.AdvisoryIDs), EvaluationDataNumber: ti.TcbEvaluationDataNumber}
+	res := &tcbResult{Status: string(level.TcbStatus), TCBDate: level.TcbDate, AdvisoryIDs: slices.Clone(level.AdvisoryIDs), EvaluationDataNumber: ti.TcbEvaluationDataNumber}
 	if svn[1] > 0 {
 		id := fmt.Sprintf("TDX_%02X", svn[1])
 		idx := slices.IndexFunc(ti.TdxModuleIdentities, func(m pcs.TdxModuleIdentity) bool { return strings.EqualFold(m.ID, id) })

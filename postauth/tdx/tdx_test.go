@@ -221,3 +221,20 @@ func TestAttesterChecksItsProvider(t *testing.T) {
 type providerFunc func([64]byte) ([]byte, error)
 
 func (f providerFunc) Quote(_ context.Context, rd [64]byte) ([]byte, error) { return f(rd) }
+
+// TestTCBMeasurements: the TCB date and evaluation data number of the
+// matching collateral are reported.
+func TestTCBMeasurements(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	ch := challenge(crypto.SHA256)
+	app, err := env.Verifier.Verify(context.Background(), ch, attest(t, env.Attester, ch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := measurement(t, app.Measurements, "tcb_evaluation_data_number"); m.Version != "17" {
+		t.Fatalf("evaluation data number %q", m.Version)
+	}
+	if m := measurement(t, app.Measurements, "tcb_date"); len(m.Version) < 10 {
+		t.Fatalf("tcb date %q", m.Version)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -425,7 +426,7 @@ func machineID(mrtd, configID, owner, ownerConfig []byte) []byte {
 // measurements are the values the Appraisal reports (docs/tdx.md section
 // 5): SHA-384 registers with Alg SHA384, raw values with Alg 0, and the
 // TCB statuses in Version.
-func measurements(q *Quote, t *TCB, ext *pcs.PckExtensions) []postauth.Measurement {
+func measurements(q *Quote, t *tcbResult, ext *pcs.PckExtensions) []postauth.Measurement {
 	ms := []postauth.Measurement{
 		{Name: "mrtd", Alg: crypto.SHA384, Digest: slices.Clone(q.MRTD)},
 		{Name: "rtmr0", Alg: crypto.SHA384, Digest: slices.Clone(q.RTMRs[0])},
@@ -446,6 +447,8 @@ func measurements(q *Quote, t *TCB, ext *pcs.PckExtensions) []postauth.Measureme
 	ms = append(ms,
 		postauth.Measurement{Name: "tcb_status", Version: t.Status},
 		postauth.Measurement{Name: "qe_tcb_status", Version: t.QEStatus},
+		postauth.Measurement{Name: "tcb_date", Version: t.TCBDate},
+		postauth.Measurement{Name: "tcb_evaluation_data_number", Version: strconv.Itoa(t.EvaluationDataNumber)},
 	)
 	if t.ModuleStatus != "" {
 		ms = append(ms, postauth.Measurement{Name: "tdx_module_tcb_status", Version: t.ModuleStatus})
