@@ -65,17 +65,6 @@ type clock struct{ off atomic.Int64 }
 func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
-// countingAttester counts the Evidence it produces.
-type countingAttester struct {
-	inner postauth.Attester
-	n     atomic.Int64
-}
-
-func (c *countingAttester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
-	c.n.Add(1)
-	return c.inner.Attest(ctx, ch)
-}
-
 // Routes of the reattest server. All are POST with the same small body and
 // the same trivial handler; only the attestation policy differs.
 const (
@@ -105,7 +94,8 @@ type env struct {
 	serverCert tls.Certificate
 	clientCert tls.Certificate
 	id         *postauth.Identity
-	attester   *countingAttester
+	attester   *postauthtest.CountingAttester
+	responder  *postauth.Responder
 	verifier   *softeat.Verifier
 	guard      *middleware.Guard
 	srv        *httptest.Server
@@ -119,19 +109,22 @@ type env struct {
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
 	e := &env{tb: tb, clock: &clock{}, pki: postauthtest.New(tb)}
-	e.serverCert = e.pki.Issue(tb, "localhost", true, nil)
-	e.clientCert = e.pki.Issue(tb, "agent", false, nil)
+	e.serverCert = e.pki.Issue(tb, "localhost", postauthtest.ServerAuth())
+	e.clientCert = e.pki.Issue(tb, "agent")
 	var err error
 	if e.id, err = postauth.IdentityFromTLS(&e.clientCert); err != nil {
 		tb.Fatal(err)
 	}
 	attKey := postauthtest.NewKey(tb)
-	att, err := softeat.NewAttester(attKey, &softeat.AttesterOptions{Time: e.clock.now})
+	att, err := softeat.NewAttester(attKey, softeat.WithClock(e.clock.now))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.attester = &countingAttester{inner: att}
-	e.verifier, err = softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, &softeat.VerifierOptions{Time: e.clock.now, MaxAge: time.Hour})
+	e.attester = &postauthtest.CountingAttester{Inner: att}
+	if e.responder, err = postauth.NewResponder(e.id, e.attester); err != nil {
+		tb.Fatal(err)
+	}
+	e.verifier, err = softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, softeat.WithClock(e.clock.now), softeat.WithMaxAge(time.Hour))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -195,7 +188,7 @@ func (e *env) countConns(_ net.Conn, s http.ConnState) {
 type counters struct{ requests, conns, attestations int64 }
 
 func (e *env) snapshot() counters {
-	return counters{e.requests.Load(), e.conns.Load(), e.attester.n.Load()}
+	return counters{e.requests.Load(), e.conns.Load(), e.attester.Count()}
 }
 
 func (c counters) add(o counters) counters {
@@ -218,8 +211,8 @@ func h2Only() *http.Protocols {
 // certificate, answering challenges with the software EAT attester.
 func (e *env) newClient() *http.Client {
 	base := &http.Transport{TLSClientConfig: e.pki.ClientConfig(&e.clientCert), Protocols: h2Only()}
-	tr, err := transports.New(base,
-		transports.WithAttester(e.id, e.attester, nil),
+	tr, err := transports.NewTransport(base,
+		transports.WithAttester(e.id, e.attester),
 		transports.WithAttestTo("127.0.0.1"),
 		transports.WithClock(e.clock.now),
 		transports.WithMaxConnsPerHost(1),

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/postauthtest"
@@ -81,7 +81,7 @@ func (p *inproc) attest(ctx context.Context, pc poolConn) error {
 	if w.Code != http.StatusUnauthorized {
 		return fmt.Errorf("first request: status %d, want 401", w.Code)
 	}
-	raw, _, err := wire.DecodeBytes(w.Header().Get(middleware.HeaderAttestationRequest), wire.MaxRequestHeader)
+	raw, _, err := httpbind.DecodeBytes(w.Header().Get(middleware.HeaderAttestationRequest), httpbind.MaxRequestHeader)
 	if err != nil {
 		return err
 	}
@@ -89,12 +89,12 @@ func (p *inproc) attest(ctx context.Context, pc poolConn) error {
 	if err != nil {
 		return err
 	}
-	out, err := postauth.Respond(ctx, pc.client, postauth.RoleClient, req, p.e.id, p.e.attester, nil)
+	out, err := p.e.responder.Respond(ctx, pc.client, postauth.RoleClient, req)
 	if err != nil {
 		return err
 	}
 	r := request(ctx, pc, protectedPath)
-	r.Header.Set(middleware.HeaderAttestation, wire.EncodeBytes(out))
+	r.Header.Set(middleware.HeaderAttestation, httpbind.EncodeBytes(out))
 	w = httptest.NewRecorder()
 	p.handler.ServeHTTP(w, r)
 	if w.Code != http.StatusOK {

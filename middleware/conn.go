@@ -1,7 +1,6 @@
 package middleware
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"net"
@@ -34,7 +33,7 @@ type connState struct {
 	closed bool
 }
 
-var errConnClosed = postauth.NewError(postauth.CodeCanceled, "connection_closed", errors.New("middleware: connection closed"))
+var errConnClosed = postauth.NewError(postauth.CodeCanceled, postauth.ReasonConnectionClosed, errors.New("middleware: connection closed"))
 
 type sharedChallenge struct {
 	route   *route
@@ -73,7 +72,7 @@ type cachedResult struct {
 
 // requester returns the connection's Requester, creating it from r.TLS on
 // first use. TLS problems (no TLS, not 1.3) are remembered.
-func (s *connState) requester(r *http.Request, cfg *postauth.RequesterConfig) (*postauth.Requester, error) {
+func (s *connState) requester(r *http.Request, rp *postauth.RelyingParty) (*postauth.Requester, error) {
 	if s.reqr != nil || s.chErr != nil {
 		return s.reqr, s.chErr
 	}
@@ -88,8 +87,15 @@ func (s *connState) requester(r *http.Request, cfg *postauth.RequesterConfig) (*
 		s.chErr = err
 		return nil, err
 	}
-	s.reqr, s.chErr = postauth.NewRequester(ch, postauth.RoleClient, cfg)
+	s.reqr, s.chErr = rp.NewRequester(ch, postauth.RoleClient)
 	return s.reqr, s.chErr
+}
+
+// hasVerdict reports whether s holds a cached verdict.
+func (s *connState) hasVerdict() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.results) > 0
 }
 
 func (s *connState) lookup(rt *route) *cachedResult {
@@ -194,54 +200,4 @@ func ConfigureServer(srv *http.Server) *Conns {
 // example http3.Server.ConnContext). Call it once per connection.
 func ContextWithConnState(ctx context.Context) context.Context {
 	return context.WithValue(ctx, connKey{}, &connState{})
-}
-
-// fallbackCache maps exporter-derived connection ids to connection state
-// for servers without ConfigureServer. It is bounded (least recently used
-// entries go first) and entries idle for longer than ttl expire.
-type fallbackCache struct {
-	mu    sync.Mutex // guards all
-	max   int
-	ttl   time.Duration
-	ll    *list.List // of *fallbackEntry, most recent first
-	items map[string]*list.Element
-}
-
-type fallbackEntry struct {
-	id   string
-	st   *connState
-	used time.Time
-}
-
-func newFallbackCache(max int, ttl time.Duration) *fallbackCache {
-	return &fallbackCache{max: max, ttl: ttl, ll: list.New(), items: make(map[string]*list.Element)}
-}
-
-func (f *fallbackCache) get(id string, now time.Time) *connState {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for e := f.ll.Back(); e != nil; {
-		prev := e.Prev()
-		if fe := e.Value.(*fallbackEntry); now.Sub(fe.used) > f.ttl {
-			f.ll.Remove(e)
-			delete(f.items, fe.id)
-		} else {
-			break
-		}
-		e = prev
-	}
-	if e, ok := f.items[id]; ok {
-		fe := e.Value.(*fallbackEntry)
-		fe.used = now
-		f.ll.MoveToFront(e)
-		return fe.st
-	}
-	st := &connState{}
-	f.items[id] = f.ll.PushFront(&fallbackEntry{id: id, st: st, used: now})
-	for f.ll.Len() > f.max {
-		last := f.ll.Back()
-		f.ll.Remove(last)
-		delete(f.items, last.Value.(*fallbackEntry).id)
-	}
-	return st
 }

@@ -6,7 +6,7 @@
 // Mark routes as high-impact and wrap your handler:
 //
 //	guard, err := middleware.New(verifier,
-//		middleware.WithRoute("POST /v1/payments", middleware.Route{Mode: middleware.ModeOperation, Appraise: policy.Appraise}),
+//		middleware.WithRoute("POST /v1/payments", middleware.Route{Mode: middleware.ModeOperation, Posture: policy}),
 //		middleware.WithRoute("PUT /v1/config", middleware.Route{MaxAge: time.Minute}),
 //	)
 //	srv := &http.Server{Handler: guard.Middleware(mux), TLSConfig: tlsConfig}
@@ -20,8 +20,20 @@
 // handler finds the verified [postauth.Result] with [postauth.FromContext].
 // Policy denials give 403 with an application/problem+json body naming the
 // violated items; a verifier that is down or too slow gives 503 with
-// Retry-After; TLS early data gives 425. The wire format is specified in
+// Retry-After; TLS early data gives 425. One decision table maps every
+// reason to its status, challenge, problem type, observer outcome and log
+// level (docs/protocol.md, section 7); the wire format is specified in
 // docs/protocol.md ("HTTP binding").
+//
+// # Configuration
+//
+// [New] takes the Verifier and [Option] values; every relying-party
+// setting of the protocol (formats, key trust, code point, context
+// lifetime) goes through [WithProtocol] as postauth options, in one place.
+// A [Route] is plain data: the policy of one high-impact route. Protect a
+// handler directly with [Guard.Handler] when your router might disagree
+// with ServeMux patterns; both may be combined, and a request is then
+// verified once.
 //
 // # Threat model
 //

@@ -20,12 +20,12 @@ import (
 // transport answers the challenge, over real TLS 1.3 on loopback.
 func Example() {
 	pki := postauthtest.New(postauthtest.Must)
-	agentCert := pki.Issue(postauthtest.Must, "agent", false, nil)
+	agentCert := pki.Issue(postauthtest.Must, "agent")
 	attKey := postauthtest.NewKey(postauthtest.Must) // the agent's attestation key
 
 	// Gateway: trust the agent's attestation key; payments need fresh,
 	// per-operation attestation.
-	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()})
 	guard, _ := middleware.New(verifier,
 		middleware.WithRoute("POST /v1/payments", middleware.Route{Mode: middleware.ModeOperation}))
 	mux := http.NewServeMux()
@@ -34,7 +34,7 @@ func Example() {
 		fmt.Fprintf(w, "paid; %s evidence from %s", res.Format(), res.Subject())
 	})
 	srv := httptest.NewUnstartedServer(guard.Middleware(mux))
-	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", postauthtest.ServerAuth()))
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	defer srv.Close()
@@ -46,10 +46,10 @@ func Example() {
 	resp.Body.Close()
 
 	// The agent's transport answers on the same connection.
-	attester, _ := softeat.NewAttester(attKey, nil)
+	attester, _ := softeat.NewAttester(attKey)
 	id, _ := postauth.IdentityFromTLS(&agentCert)
-	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)},
-		transports.WithAttester(id, attester, nil),
+	tr, _ := transports.NewTransport(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)},
+		transports.WithAttester(id, attester),
 		transports.WithAttestTo("127.0.0.1")) // only the gateway receives Evidence
 	defer tr.Close()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -66,12 +66,12 @@ func Example() {
 // send a critical command until the server has attested on the connection.
 func Example_serverAttests() {
 	pki := postauthtest.New(postauthtest.Must)
-	serverCert := pki.Issue(postauthtest.Must, "localhost", true, nil)
+	serverCert := pki.Issue(postauthtest.Must, "localhost", postauthtest.ServerAuth())
 	serverAttKey := postauthtest.NewKey(postauthtest.Must)
 
 	// Controller: attests with its TLS key and a software attester.
 	serverID, _ := postauth.IdentityFromTLS(&serverCert)
-	serverAtt, _ := softeat.NewAttester(serverAttKey, nil)
+	serverAtt, _ := softeat.NewAttester(serverAttKey)
 	guard, _ := middleware.New(nil, middleware.WithServerAttestation(serverID, serverAtt, softeat.MediaType))
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/commands", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "command accepted") })
@@ -82,12 +82,13 @@ func Example_serverAttests() {
 	defer srv.Close()
 
 	// Operator client: commands need a server attestation younger than a minute.
-	trusted, _ := softeat.NewVerifier([]crypto.PublicKey{serverAttKey.Public()}, nil)
+	trusted, _ := softeat.NewVerifier([]crypto.PublicKey{serverAttKey.Public()})
+	rp, _ := postauth.NewRelyingParty(trusted) // key trust: the server's TLS key
 	critical := func(r *http.Request) bool { return r.URL.Path == "/v1/commands" }
-	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(nil)},
-		transports.WithServerAttestation(critical, &postauth.Policy{Verifier: trusted}, time.Minute),
-		transports.WithObserver(func(e transports.Event) {
-			if e.Kind == transports.EventServerAttested {
+	tr, _ := transports.NewTransport(&http.Transport{TLSClientConfig: pki.ClientConfig(nil)},
+		transports.WithServerAttestation(critical, rp, time.Minute),
+		transports.WithObserver(func(e transports.Activity) {
+			if e.Kind == transports.ActivityServerAttested {
 				fmt.Println("server attested:", e.Result.Format(), e.Result.Subject())
 			}
 		}))

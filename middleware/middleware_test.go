@@ -2,12 +2,10 @@ package middleware_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,7 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/internal/e2e"
+
+	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/softeat"
@@ -29,42 +29,47 @@ var standardRoutes = []middleware.Option{
 	middleware.WithRoute("POST /echo", middleware.Route{}),
 }
 
+// eachProto runs f over HTTP/1.1 and HTTP/2: every behaviour is tested
+// with both.
 func eachProto(t *testing.T, f func(t *testing.T, h2 bool)) {
-	for _, p := range protos {
+	for _, p := range []struct {
+		name string
+		h2   bool
+	}{{"http1", false}, {"http2", true}} {
 		t.Run(p.name, func(t *testing.T) { f(t, p.h2) })
 	}
 }
 
 func TestHappyPathAndCache(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		c, _ := h.client()
-		status, body, hdr := do(t, c, "PUT", h.url("/config"), "v=1")
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+		c, _ := h.Client()
+		status, body, hdr := e2e.Do(t, c, "PUT", h.URL("/config"), "v=1")
 		if status != 200 || !strings.Contains(body, "attested=true format=software-eat") {
 			t.Fatalf("first config change: %d %q", status, body)
 		}
 		if hdr.Get(middleware.HeaderResult) == "" {
 			t.Error("no Attestation-Result on the verified response")
 		}
-		if n := h.attester.Count(); n != 1 {
+		if n := h.Attester.Count(); n != 1 {
 			t.Fatalf("attestations = %d, want 1", n)
 		}
 		// Second request: served from the connection's cached verdict.
-		status, body, _ = do(t, c, "PUT", h.url("/config"), "v=2")
+		status, body, _ = e2e.Do(t, c, "PUT", h.URL("/config"), "v=2")
 		if status != 200 || !strings.Contains(body, "attested=true") {
 			t.Fatalf("second config change: %d %q", status, body)
 		}
-		if n := h.attester.Count(); n != 1 {
+		if n := h.Attester.Count(); n != 1 {
 			t.Fatalf("attestations = %d after a cached request, want 1", n)
 		}
-		if h.calledTimes("/config") != 2 {
-			t.Fatalf("handler ran %d times", h.calledTimes("/config"))
+		if h.Calls("/config") != 2 {
+			t.Fatalf("handler ran %d times", h.Calls("/config"))
 		}
 		wantProto := "HTTP/1.1"
 		if h2 {
 			wantProto = "HTTP/2.0"
 		}
-		resp, err := c.Get(h.url("/search"))
+		resp, err := c.Get(h.URL("/search"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,44 +82,31 @@ func TestHappyPathAndCache(t *testing.T) {
 
 func TestMaxAgeExpiry(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		c, _ := h.client()
-		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=1"); s != 200 {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+		c, _ := h.Client()
+		if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=1"); s != 200 {
 			t.Fatal(s)
 		}
-		h.clock.advance(61 * time.Second) // route MaxAge is one minute
-		status, _, _ := do(t, c, "PUT", h.url("/config"), "v=2")
+		h.Clock.Advance(61 * time.Second) // route MaxAge is one minute
+		status, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=2")
 		if status != 200 {
 			t.Fatalf("after expiry: %d", status)
 		}
-		if n := h.attester.Count(); n != 2 {
+		if n := h.Attester.Count(); n != 2 {
 			t.Fatalf("attestations = %d, want 2 (re-challenged after max-age)", n)
 		}
-		if e := findEvent(h, transports.EventChallenged, wire.ErrStale); e == nil {
+		if e := h.FindActivity(transports.ActivityChallenged, postauth.ReasonAttestationStale); e == nil {
 			t.Error("no attestation_stale challenge seen")
 		}
 	})
 }
 
-func findEvent(h *harness, kind transports.EventKind, reason string) *transports.Event {
-	for {
-		select {
-		case e := <-h.events:
-			if e.Kind == kind && (reason == "" || e.Reason == reason) {
-				return &e
-			}
-		default:
-			return nil
-		}
-	}
-}
-
 func TestUnannotatedRoutesUntouched(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
 		// A client with no attestation support at all.
-		c := &http.Client{Transport: h.baseTransport()}
-		status, body, hdr := do(t, c, "GET", h.url("/search"), "")
+		c := &http.Client{Transport: h.BaseTransport()}
+		status, body, hdr := e2e.Do(t, c, "GET", h.URL("/search"), "")
 		if status != 200 || !strings.Contains(body, "attested=false") {
 			t.Fatalf("search: %d %q", status, body)
 		}
@@ -127,22 +119,22 @@ func TestUnannotatedRoutesUntouched(t *testing.T) {
 // Downgrade: a client that does not support attestation gets no way in.
 func TestDowngradeRefused(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		c := &http.Client{Transport: h.baseTransport()}
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+		c := &http.Client{Transport: h.BaseTransport()}
 		for _, tc := range []struct{ method, path string }{{"POST", "/pay"}, {"PUT", "/config"}} {
-			status, _, hdr := do(t, c, tc.method, h.url(tc.path), "amount=1")
+			status, _, hdr := e2e.Do(t, c, tc.method, h.URL(tc.path), "amount=1")
 			if status != http.StatusUnauthorized {
 				t.Fatalf("%s %s without attestation: %d", tc.method, tc.path, status)
 			}
-			ch, ok := wire.ParseChallenge(hdr.Values("WWW-Authenticate"))
-			if !ok || ch.Error != wire.ErrRequired || hdr.Get(middleware.HeaderAttestationRequest) == "" {
+			ch, ok := httpbind.ParseChallenge(hdr.Values("WWW-Authenticate"))
+			if !ok || ch.Error != postauth.ReasonAttestationRequired || hdr.Get(middleware.HeaderAttestationRequest) == "" {
 				t.Fatalf("bad challenge: %v %q", ok, hdr.Values("WWW-Authenticate"))
 			}
 			if hdr.Get("Content-Type") != "application/problem+json" {
 				t.Errorf("content type %q", hdr.Get("Content-Type"))
 			}
 		}
-		if h.calledTimes("/pay")+h.calledTimes("/config") != 0 {
+		if h.Calls("/pay")+h.Calls("/config") != 0 {
 			t.Fatal("a protected handler ran without attestation")
 		}
 	})
@@ -150,15 +142,15 @@ func TestDowngradeRefused(t *testing.T) {
 
 func TestOperationMode(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		c, _ := h.client()
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+		c, _ := h.Client()
 		for i := range 3 {
-			status, body, _ := do(t, c, "POST", h.url("/pay"), "amount=1")
+			status, body, _ := e2e.Do(t, c, "POST", h.URL("/pay"), "amount=1")
 			if status != 200 || !strings.Contains(body, "attested=true") {
 				t.Fatalf("payment %d: %d %q", i, status, body)
 			}
 		}
-		if n := h.attester.Count(); n != 3 {
+		if n := h.Attester.Count(); n != 3 {
 			t.Fatalf("attestations = %d, want one per payment (3)", n)
 		}
 	})
@@ -168,30 +160,30 @@ func TestOperationMode(t *testing.T) {
 // amount=1000.
 func TestAttackOperationSwap(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		rc := h.rawConn()
-		chal := rc.send("POST", "/pay", "amount=1", nil)
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+		rc := h.Raw()
+		chal := rc.Send("POST", "/pay", "amount=1", nil)
 		if chal.StatusCode != 401 {
 			t.Fatalf("no challenge: %d", chal.StatusCode)
 		}
-		att := rc.answer(chal)
-		swapped := rc.send("POST", "/pay", "amount=1000", map[string]string{middleware.HeaderAttestation: att})
+		att := rc.Answer(chal)
+		swapped := rc.Send("POST", "/pay", "amount=1000", map[string]string{middleware.HeaderAttestation: att})
 		if swapped.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("swapped operation: %d", swapped.StatusCode)
 		}
-		if h.calledTimes("/pay") != 0 {
+		if h.Calls("/pay") != 0 {
 			t.Fatal("payment handler ran for a swapped operation")
 		}
 		// Another target is another operation too.
-		chal = rc.send("POST", "/pay", "amount=1", nil)
-		att = rc.answer(chal)
-		if r := rc.send("POST", "/pay?to=mallory", "amount=1", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 401 {
+		chal = rc.Send("POST", "/pay", "amount=1", nil)
+		att = rc.Answer(chal)
+		if r := rc.Send("POST", "/pay?to=mallory", "amount=1", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 401 {
 			t.Fatalf("swapped target: %d", r.StatusCode)
 		}
 		// The honest retry works.
-		chal = rc.send("POST", "/pay", "amount=1", nil)
-		att = rc.answer(chal)
-		if r := rc.send("POST", "/pay", "amount=1", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 200 {
+		chal = rc.Send("POST", "/pay", "amount=1", nil)
+		att = rc.Answer(chal)
+		if r := rc.Send("POST", "/pay", "amount=1", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 200 {
 			t.Fatalf("honest retry: %d", r.StatusCode)
 		}
 	})
@@ -200,19 +192,19 @@ func TestAttackOperationSwap(t *testing.T) {
 // Relay: an Attestation header made on connection A is sent on B.
 func TestAttackRelay(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		a, b := h.rawConn(), h.rawConn()
-		att := a.answer(a.send("PUT", "/config", "", nil))
-		b.send("PUT", "/config", "", nil) // B has its own challenge pending
-		if r := b.send("PUT", "/config", "", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 401 {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+		a, b := h.Raw(), h.Raw()
+		att := a.Answer(a.Send("PUT", "/config", "", nil))
+		b.Send("PUT", "/config", "", nil) // B has its own challenge pending
+		if r := b.Send("PUT", "/config", "", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 401 {
 			t.Fatalf("relayed attestation accepted on another connection: %d", r.StatusCode)
 		}
-		if h.calledTimes("/config") != 0 {
+		if h.Calls("/config") != 0 {
 			t.Fatal("handler ran")
 		}
 		// Still good on A, where it was made... no: a relay attempt does not
 		// consume A's context, so the owner can still use it.
-		if r := a.send("PUT", "/config", "", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 200 {
+		if r := a.Send("PUT", "/config", "", map[string]string{middleware.HeaderAttestation: att}); r.StatusCode != 200 {
 			t.Fatalf("owner's attestation: %d", r.StatusCode)
 		}
 	})
@@ -220,30 +212,30 @@ func TestAttackRelay(t *testing.T) {
 
 func TestAttackReplay(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		rc := h.rawConn()
-		att := rc.answer(rc.send("POST", "/pay", "amount=1", nil))
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+		rc := h.Raw()
+		att := rc.Answer(rc.Send("POST", "/pay", "amount=1", nil))
 		hdr := map[string]string{middleware.HeaderAttestation: att}
-		if r := rc.send("POST", "/pay", "amount=1", hdr); r.StatusCode != 200 {
+		if r := rc.Send("POST", "/pay", "amount=1", hdr); r.StatusCode != 200 {
 			t.Fatalf("first use: %d", r.StatusCode)
 		}
-		r := rc.send("POST", "/pay", "amount=1", hdr)
+		r := rc.Send("POST", "/pay", "amount=1", hdr)
 		if r.StatusCode != 401 {
 			t.Fatalf("replayed payment: %d", r.StatusCode)
 		}
-		if h.calledTimes("/pay") != 1 {
-			t.Fatalf("payment handler ran %d times", h.calledTimes("/pay"))
+		if h.Calls("/pay") != 1 {
+			t.Fatalf("payment handler ran %d times", h.Calls("/pay"))
 		}
 	})
 }
 
 func TestProblemBodyNamesReason(t *testing.T) {
-	h := newHarness(t, harnessOpts{h2: true, guardOpts: standardRoutes})
-	rc := h.rawConn()
-	att := rc.answer(rc.send("POST", "/pay", "amount=1", nil))
-	req, _ := http.NewRequest("POST", h.url("/pay"), strings.NewReader("amount=1000"))
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...))
+	rc := h.Raw()
+	att := rc.Answer(rc.Send("POST", "/pay", "amount=1", nil))
+	req, _ := http.NewRequest("POST", h.URL("/pay"), strings.NewReader("amount=1000"))
 	req.Header.Set(middleware.HeaderAttestation, att)
-	resp, err := rc.cc.RoundTrip(req)
+	resp, err := rc.CC.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,28 +251,28 @@ func TestProblemBodyNamesReason(t *testing.T) {
 
 func TestPostureHintChangeRechallenges(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		tr, err := posture.NewTracker(nil)
+		tr, err := posture.NewTracker()
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
 		tr.SetModel(ctx, posture.Model{Name: "m", Version: "1", Digest: posture.DigestOf([]byte("weights"))})
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes, attesterOpts: &softeat.AttesterOptions{Posture: tr}})
-		c, _ := h.client(transports.WithPosture(tr))
-		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=1"); s != 200 {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...), e2e.WithAttester(softeat.WithPosture(tr)))
+		c, _ := h.Client(transports.WithPosture(tr))
+		if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=1"); s != 200 {
 			t.Fatal(s)
 		}
-		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=2"); s != 200 || h.attester.Count() != 1 {
-			t.Fatalf("cached request: %d, %d attestations", s, h.attester.Count())
+		if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=2"); s != 200 || h.Attester.Count() != 1 {
+			t.Fatalf("cached request: %d, %d attestations", s, h.Attester.Count())
 		}
 		tr.EnableTool(ctx, posture.Tool{Name: "shell", Version: "1", Digest: posture.DigestOf([]byte("sh"))})
-		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=3"); s != 200 {
+		if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=3"); s != 200 {
 			t.Fatal(s)
 		}
-		if n := h.attester.Count(); n != 2 {
+		if n := h.Attester.Count(); n != 2 {
 			t.Fatalf("attestations = %d, want 2 (posture changed)", n)
 		}
-		if findEvent(h, transports.EventChallenged, wire.ErrPostureChanged) == nil {
+		if h.FindActivity(transports.ActivityChallenged, postauth.ReasonPostureChanged) == nil {
 			t.Error("no posture_changed challenge seen")
 		}
 	})
@@ -291,11 +283,10 @@ func TestPolicyDenial(t *testing.T) {
 		deny := func(ctx context.Context, res *postauth.Result) error {
 			return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: "posture_denied", Violations: []string{"tool:shell forbidden", "model:x not allowed"}}
 		}
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: []middleware.Option{
-			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Appraise: deny}),
-		}})
-		c, _ := h.client()
-		status, body, hdr := do(t, c, "POST", h.url("/pay"), "amount=1")
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(
+			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Appraise: deny})))
+		c, _ := h.Client()
+		status, body, hdr := e2e.Do(t, c, "POST", h.URL("/pay"), "amount=1")
 		if status != http.StatusForbidden {
 			t.Fatalf("status %d", status)
 		}
@@ -312,7 +303,7 @@ func TestPolicyDenial(t *testing.T) {
 		if strings.Contains(body, "cwt") || strings.Contains(body, "nonce") || strings.Contains(body, "ueid") {
 			t.Errorf("problem leaks evidence details: %s", body)
 		}
-		if h.calledTimes("/pay") != 0 {
+		if h.Calls("/pay") != 0 {
 			t.Fatal("denied payment ran")
 		}
 	})
@@ -341,15 +332,15 @@ func TestVerifierDownOrSlowFailsClosed(t *testing.T) {
 	for _, tc := range cases {
 		eachProto(t, func(t *testing.T, h2 bool) {
 			t.Run(tc.name, func(t *testing.T) {
-				h := newHarness(t, harnessOpts{h2: h2, verifier: tc.v, guardOpts: append([]middleware.Option{
+				h := e2e.New(t, e2e.HTTP2(h2), e2e.WithVerifier(tc.v), e2e.WithGuard(append([]middleware.Option{
 					middleware.WithVerifyTimeout(50 * time.Millisecond), middleware.WithRetryAfter(7 * time.Second),
-				}, standardRoutes...)})
-				c, _ := h.client()
-				status, _, hdr := do(t, c, "POST", h.url("/pay"), "amount=1")
+				}, standardRoutes...)...))
+				c, _ := h.Client()
+				status, _, hdr := e2e.Do(t, c, "POST", h.URL("/pay"), "amount=1")
 				if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
 					t.Fatalf("status %d Retry-After %q", status, hdr.Get("Retry-After"))
 				}
-				if h.calledTimes("/pay") != 0 {
+				if h.Calls("/pay") != 0 {
 					t.Fatal("handler ran without a verdict")
 				}
 			})
@@ -357,47 +348,11 @@ func TestVerifierDownOrSlowFailsClosed(t *testing.T) {
 	}
 }
 
-func TestBodyReplayed(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		c, _ := h.client()
-		body := strings.Repeat("payload-", 10_000)
-		for _, path := range []string{"/echo", "/pay"} {
-			status, got, _ := do(t, c, "POST", h.url(path), body)
-			if status != 200 {
-				t.Fatalf("%s: %d", path, status)
-			}
-			// The handler hashed the body it received: the same as sent.
-			want := "body=" + bodyDigest(body)
-			if !strings.Contains(got, want) {
-				t.Fatalf("%s: handler saw another body: %q, want %q", path, got, want)
-			}
-		}
-	})
-}
-
-func TestBodyNotReplayable(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		c, _ := h.client()
-		pr, pw := io.Pipe()
-		go func() { pw.Write([]byte("amount=1")); pw.Close() }()
-		req, _ := http.NewRequest("POST", h.url("/echo"), pr) // no GetBody
-		_, err := c.Do(req)
-		if !errors.Is(err, transports.ErrBodyNotReplayable) {
-			t.Fatalf("want ErrBodyNotReplayable, got %v", err)
-		}
-		if h.attester.Count() != 0 || h.calledTimes("/echo") != 0 {
-			t.Fatal("a non-replayable request was attested or handled")
-		}
-	})
-}
-
 func TestMalformedAndOversizedHeaders(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: standardRoutes})
-		rc := h.rawConn()
-		rc.send("PUT", "/config", "", nil)
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+		rc := h.Raw()
+		rc.Send("PUT", "/config", "", nil)
 		for _, tc := range []struct{ name, hdr, val string }{
 			{"not-sf", middleware.HeaderAttestation, "hello"},
 			{"bad-base64", middleware.HeaderAttestation, ":!!!:"},
@@ -407,86 +362,47 @@ func TestMalformedAndOversizedHeaders(t *testing.T) {
 			{"posture-garbage", middleware.HeaderPosture, strings.Repeat("x", 5000)},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				r := rc.send("PUT", "/config", "", map[string]string{tc.hdr: tc.val})
+				r := rc.Send("PUT", "/config", "", map[string]string{tc.hdr: tc.val})
 				if r.StatusCode < 400 || r.StatusCode >= 500 {
 					t.Fatalf("status %d", r.StatusCode)
 				}
 			})
 		}
-		if h.calledTimes("/config") != 0 {
+		if h.Calls("/config") != 0 {
 			t.Fatal("handler ran")
 		}
 	})
 }
 
-func TestConcurrentRequestsShareOneAttestation(t *testing.T) {
-	h := newHarness(t, harnessOpts{h2: true, guardOpts: standardRoutes})
-	c, tr := h.client(transports.WithMaxConnsPerHost(1))
-	const n = 100
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("PUT", h.url("/config"), strings.NewReader("v=1"))
-			resp, err := c.Do(req)
-			if err != nil {
-				errs <- err
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				errs <- errors.New(resp.Status)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if got := tr.Conns(); got != 1 {
-		t.Fatalf("connections = %d, want 1", got)
-	}
-	if got := h.attester.Count(); got != 1 {
-		t.Fatalf("attestations = %d for %d concurrent requests on one connection, want 1", got, n)
-	}
-	if h.calledTimes("/config") != n {
-		t.Fatalf("handler ran %d times", h.calledTimes("/config"))
-	}
-}
-
 func TestFallbackWithoutConnHooks(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, noConnHooks: true, guardOpts: standardRoutes})
-		c, _ := h.client()
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithoutConnHooks(), e2e.WithGuard(standardRoutes...))
+		c, _ := h.Client()
 		for i := range 3 {
-			if s, _, _ := do(t, c, "PUT", h.url("/config"), "v"); s != 200 {
+			if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v"); s != 200 {
 				t.Fatalf("request %d: %d", i, s)
 			}
 		}
-		if n := h.attester.Count(); n != 1 {
+		if n := h.Attester.Count(); n != 1 {
 			t.Fatalf("attestations = %d, want 1 (cached by exporter-derived id)", n)
 		}
 	})
 }
 
 func TestConnStateEvictedOnClose(t *testing.T) {
-	h := newHarness(t, harnessOpts{h2: false, guardOpts: standardRoutes})
-	c, tr := h.client()
-	do(t, c, "PUT", h.url("/config"), "v")
-	if h.conns.Len() != 1 {
-		t.Fatalf("live connections %d", h.conns.Len())
+	h := e2e.New(t, e2e.HTTP2(false), e2e.WithGuard(standardRoutes...))
+	c, tr := h.Client()
+	e2e.Do(t, c, "PUT", h.URL("/config"), "v")
+	if h.Conns.Len() != 1 {
+		t.Fatalf("live connections %d", h.Conns.Len())
 	}
 	tr.CloseIdleConnections()
 	deadline := time.Now().Add(5 * time.Second)
-	for h.conns.Len() != 0 && time.Now().Before(deadline) {
+	for h.Conns.Len() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if h.conns.Len() != 0 {
-		t.Fatalf("state of a closed connection kept (%d)", h.conns.Len())
+	if h.Conns.Len() != 0 {
+		t.Fatalf("state of a closed connection kept (%d)", h.Conns.Len())
 	}
 }
 
@@ -508,9 +424,9 @@ func TestTooEarly(t *testing.T) {
 }
 
 func TestDiscovery(t *testing.T) {
-	h := newHarness(t, harnessOpts{h2: true, guardOpts: append([]middleware.Option{middleware.WithFormats(softeat.MediaType)}, standardRoutes...)})
-	c := &http.Client{Transport: h.baseTransport()}
-	status, body, hdr := do(t, c, "GET", h.url(middleware.WellKnownPath), "")
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(append([]middleware.Option{middleware.WithProtocol(postauth.WithFormats(softeat.MediaType))}, standardRoutes...)...))
+	c := &http.Client{Transport: h.BaseTransport()}
+	status, body, hdr := e2e.Do(t, c, "GET", h.URL(middleware.WellKnownPath), "")
 	if status != 200 || hdr.Get("Content-Type") != "application/json" {
 		t.Fatalf("%d %s", status, hdr.Get("Content-Type"))
 	}
@@ -537,11 +453,6 @@ func TestNotTLS(t *testing.T) {
 	if rec.code != http.StatusUnauthorized || ran || rec.h.Get(middleware.HeaderAttestationRequest) != "" {
 		t.Fatalf("plain HTTP on a high-impact route: %d ran=%v", rec.code, ran)
 	}
-}
-
-func bodyDigest(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:8])
 }
 
 var tlsStateEarly = tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: false}
@@ -613,21 +524,10 @@ func TestBadConfiguration(t *testing.T) {
 	}
 }
 
-func TestCheckZeroRouteFailsClosed(t *testing.T) {
-	g, err := middleware.New(verifierFunc(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	if _, ok := g.Check(rec, httptest.NewRequest("POST", "https://example/pay", nil), &middleware.ProtectedRoute{}); ok || rec.Code != 500 {
-		t.Fatalf("zero ProtectedRoute let the request through (%d)", rec.Code)
-	}
-}
-
 func TestObserverOutcomes(t *testing.T) {
 	var mu sync.Mutex
-	var events []middleware.Event
-	obs := middleware.WithObserver(func(_ context.Context, e middleware.Event) {
+	var events []middleware.Decision
+	obs := middleware.WithObserver(func(_ context.Context, e middleware.Decision) {
 		mu.Lock()
 		events = append(events, e)
 		mu.Unlock()
@@ -635,14 +535,13 @@ func TestObserverOutcomes(t *testing.T) {
 	deny := func(context.Context, *postauth.Result) error {
 		return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: "posture_denied", Violations: []string{"tool:shell forbidden"}}
 	}
-	h := newHarness(t, harnessOpts{h2: true, guardOpts: []middleware.Option{obs,
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(obs,
 		middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Appraise: deny}),
-		middleware.WithRoute("PUT /config", middleware.Route{}),
-	}})
-	c, _ := h.client()
-	do(t, c, "POST", h.url("/pay"), "amount=1")
-	do(t, c, "PUT", h.url("/config"), "v")
-	do(t, c, "PUT", h.url("/config"), "v")
+		middleware.WithRoute("PUT /config", middleware.Route{})))
+	c, _ := h.Client()
+	e2e.Do(t, c, "POST", h.URL("/pay"), "amount=1")
+	e2e.Do(t, c, "PUT", h.URL("/config"), "v")
+	e2e.Do(t, c, "PUT", h.URL("/config"), "v")
 	mu.Lock()
 	defer mu.Unlock()
 	var got []string
@@ -657,3 +556,44 @@ func TestObserverOutcomes(t *testing.T) {
 		t.Fatalf("events:\n got %s\nwant %s", strings.Join(got, ","), want)
 	}
 }
+
+// New(nil) fails at once with a clear error, not at the first request.
+func TestNewNeedsVerifier(t *testing.T) {
+	_, err := middleware.New(nil)
+	if err == nil || !strings.Contains(err.Error(), "needs a postauth.Verifier") {
+		t.Fatalf("New(nil): %v", err)
+	}
+	h := e2e.New(t)
+	if _, err := h.Guard.Handler(nil, middleware.Route{}); err == nil {
+		t.Error("Handler(nil) accepted")
+	}
+}
+
+// The normal challenge logs at DEBUG; a refusal that ends a request (an
+// invalid answer) logs at WARN, with its reason and without Evidence.
+func TestLogLevels(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) }), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(append([]middleware.Option{middleware.WithLogger(log)}, standardRoutes...)...))
+	rc := h.Raw()
+	first := rc.Send("POST", "/pay", "amount=1", nil)
+	att := rc.Answer(first)
+	rc.Send("POST", "/pay", "amount=2", map[string]string{middleware.HeaderAttestation: att}) // another operation
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if !strings.Contains(out, `level=DEBUG msg="reattest: challenge"`) || !strings.Contains(out, "reason=attestation_required") {
+		t.Errorf("no DEBUG challenge line:\n%s", out)
+	}
+	if !strings.Contains(out, `level=WARN msg="reattest: request refused"`) || !strings.Contains(out, "reason=operation_mismatch") {
+		t.Errorf("no WARN refusal line:\n%s", out)
+	}
+	if strings.Contains(out, "level=INFO msg=\"reattest: challenge\"") {
+		t.Errorf("a challenge logged at INFO:\n%s", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

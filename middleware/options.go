@@ -4,31 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/reattest/reattest/postauth"
 )
-
-// Mode is a route's freshness mode.
-type Mode uint8
-
-const (
-	// ModeConnection (the default): one attestation per connection, reused
-	// for this route until MaxAge passes, the verifier's expiry passes, or
-	// the client's posture hint changes.
-	ModeConnection Mode = iota
-	// ModeOperation: every request needs its own authenticator, whose
-	// context binds the method, the request target and a digest of the
-	// body. Nothing is reused.
-	ModeOperation
-)
-
-func (m Mode) String() string {
-	if m == ModeOperation {
-		return "operation"
-	}
-	return "connection"
-}
 
 // Defaults.
 const (
@@ -38,47 +18,14 @@ const (
 	DefaultRetryAfter    = 5 * time.Second
 	DefaultFallbackSize  = 10_000
 	DefaultFallbackIdle  = 10 * time.Minute
-	defaultServerRate    = 1.0 // server attestations per second per connection
-	defaultServerBurst   = 5
 	// DefaultServerAttestationRate and DefaultServerAttestationBurst bound
 	// the server-attests answers of the whole server.
 	DefaultServerAttestationRate  = 50.0
 	DefaultServerAttestationBurst = 100
-	defaultProblemTypeURI         = "tag:github.com,2026:reattest/problem/"
+	// serverConnRate and serverConnBurst bound them per connection.
+	serverConnRate  = 1.0
+	serverConnBurst = 5
 )
-
-// Route is the attestation policy of a high-impact route. The zero value
-// is valid: connection freshness with DefaultMaxAge, the Guard's verifier,
-// formats and key trust, no posture policy.
-type Route struct {
-	// Mode is the freshness mode.
-	Mode Mode
-	// MaxAge bounds how long a verified attestation serves this route in
-	// connection mode, counted from the Evidence's attestation time. Zero
-	// means DefaultMaxAge. Within MaxAge a compromised agent keeps its
-	// verdict unless its posture hint (or the verifier's expiry) says
-	// otherwise: choose ModeOperation where that window is too long.
-	MaxAge time.Duration
-	// Verifier overrides the Guard's verifier for this route.
-	Verifier postauth.Verifier
-	// Formats overrides the Guard's accepted Evidence media types.
-	Formats []string
-	// Validate overrides the Guard's authenticator checks (key trust).
-	Validate *postauth.ValidateOptions
-	// Appraise, if set, runs on every newly verified Result for this route
-	// (posture policy: see posture.Policy.Appraise). An error denies the
-	// request, mapped by its code like any other: CodePolicyDenied and
-	// errors without a code give 403 (naming the violations),
-	// CodeUnavailable and CodeCanceled 503, and CodeRequired, CodeStale or
-	// CodeInvalid 401 with a new challenge.
-	Appraise func(ctx context.Context, res *postauth.Result) error
-	// MaxBody bounds the body read to compute the operation digest
-	// (ModeOperation). Zero means DefaultMaxBody; larger bodies get 413.
-	MaxBody int64
-	// PreArm adds a fresh Attestation-Request to the responses of this
-	// route, so the client's next attestation needs no extra round trip.
-	PreArm bool
-}
 
 // ErrorHandler writes the response for a request that attestation stopped.
 // err is a *postauth.Error (see [postauth.CodeOf]); status and the headers
@@ -99,11 +46,11 @@ type routeSpec struct {
 	route   Route
 }
 
+// config holds every setting of a Guard, each with its default set by
+// newConfig.
 type config struct {
 	routes        []routeSpec
-	formats       []string
-	validate      postauth.ValidateOptions
-	requester     postauth.RequesterConfig
+	protocol      []postauth.Option // relying-party settings of every route
 	now           func() time.Time
 	verifyTimeout time.Duration
 	retryAfter    time.Duration
@@ -117,7 +64,26 @@ type config struct {
 	fallbackIdle  time.Duration
 	serverRate    float64
 	serverBurst   int
-	observe       func(context.Context, Event)
+	observe       func(context.Context, Decision)
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		now:           time.Now,
+		verifyTimeout: DefaultVerifyTimeout,
+		retryAfter:    DefaultRetryAfter,
+		discovery:     true,
+		fallbackSize:  DefaultFallbackSize,
+		fallbackIdle:  DefaultFallbackIdle,
+		serverRate:    DefaultServerAttestationRate,
+		serverBurst:   DefaultServerAttestationBurst,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	return c
 }
 
 // WithRoute marks the routes matching pattern as high-impact, with policy r.
@@ -128,45 +94,55 @@ func WithRoute(pattern string, r Route) Option {
 	return optionFunc(func(c *config) { c.routes = append(c.routes, routeSpec{pattern, r}) })
 }
 
-// WithFormats sets the accepted Evidence media types for all routes (nil:
-// whatever the verifier accepts).
-func WithFormats(mediaTypes ...string) Option {
-	return optionFunc(func(c *config) { c.formats = mediaTypes })
+// WithProtocol sets the relying party's protocol settings for every route
+// (see [postauth.Option]): accepted Evidence formats
+// ([postauth.WithFormats]), key trust ([postauth.WithKeyTrust],
+// [postauth.WithRoots]), the cmw_attestation code point, offered signature
+// schemes, context lifetime and the bound on pending challenges per
+// connection. The Guard's clock ([WithClock]) comes first, so these may
+// override it. Without them a route trusts only the key of the client's
+// verified TLS certificate and fails closed without one.
+func WithProtocol(opts ...postauth.Option) Option {
+	o := slices.Clone(opts)
+	return optionFunc(func(c *config) { c.protocol = append(c.protocol, o...) })
 }
 
-// WithValidateOptions sets how authenticators are checked, in particular
-// the key trust mode. The default trusts only the key of the client's TLS
-// certificate (mutual TLS) and fails closed without one.
-func WithValidateOptions(v postauth.ValidateOptions) Option {
-	return optionFunc(func(c *config) { c.validate = v })
-}
-
-// WithRequesterConfig sets the challenge bookkeeping per connection: context
-// lifetime, pending bound, randomness and clock.
-func WithRequesterConfig(rc postauth.RequesterConfig) Option {
-	return optionFunc(func(c *config) { c.requester = rc })
-}
-
-// WithClock sets the clock used for expiry (tests). Nil means time.Now.
+// WithClock sets the clock of the Guard and of its relying parties (cache
+// expiry, context expiry, chain validation). Nil means time.Now.
 func WithClock(now func() time.Time) Option {
-	return optionFunc(func(c *config) { c.now = now })
+	return optionFunc(func(c *config) {
+		if now != nil {
+			c.now = now
+		}
+	})
 }
 
-// WithVerifyTimeout bounds Evidence verification (and the Appraise hook).
-// A timeout is never a pass: the request gets 503. Zero means
+// WithVerifyTimeout bounds Evidence verification and appraisal. A verdict
+// that is not reached in time is never a pass: the request gets 503 at the
+// deadline, whatever the verifier does later. Zero or less means
 // DefaultVerifyTimeout.
 func WithVerifyTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.verifyTimeout = d })
+	return optionFunc(func(c *config) {
+		if d > 0 {
+			c.verifyTimeout = d
+		}
+	})
 }
 
-// WithRetryAfter sets the Retry-After of 503 responses. Zero means
+// WithRetryAfter sets the Retry-After of 503 responses. Zero or less means
 // DefaultRetryAfter.
 func WithRetryAfter(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.retryAfter = d })
+	return optionFunc(func(c *config) {
+		if d > 0 {
+			c.retryAfter = d
+		}
+	})
 }
 
 // WithLogger sets the logger. Logs name routes, codes and reasons, never
-// Evidence. Nil means no logging.
+// Evidence. The normal challenges log at DEBUG, refusals at INFO or WARN,
+// misconfiguration at ERROR, verified attestations at INFO. Nil means no
+// logging.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.log = l })
 }
@@ -182,20 +158,25 @@ func WithErrorHandler(h ErrorHandler) Option {
 // authenticator made with id (use [postauth.IdentityFromTLS] with the
 // server's TLS certificate, so clients can check it is the key they
 // connected to) and Evidence from a. Answers are rate-limited per
-// connection. formats only names the Evidence media types in the discovery
-// document.
+// connection and for the whole server ([WithServerAttestationLimit]).
+// formats names the Evidence media types in the discovery document.
 func WithServerAttestation(id *postauth.Identity, a postauth.Attester, formats ...string) Option {
-	return optionFunc(func(c *config) { c.serverID, c.serverAtt, c.serverFormats = id, a, formats })
+	f := slices.Clone(formats)
+	return optionFunc(func(c *config) { c.serverID, c.serverAtt, c.serverFormats = id, a, f })
 }
 
 // WithServerAttestationLimit bounds the server-attests answers of the whole
 // server: at most burst at once, refilled at perSecond. Each connection is
 // also limited to 5 at once and one per second. Requests over the limit get
 // no Attestation header (the client then refuses to send its critical
-// request). Zero values mean DefaultServerAttestationRate and
+// request). Values of zero or less mean DefaultServerAttestationRate and
 // DefaultServerAttestationBurst.
 func WithServerAttestationLimit(perSecond float64, burst int) Option {
-	return optionFunc(func(c *config) { c.serverRate, c.serverBurst = perSecond, burst })
+	return optionFunc(func(c *config) {
+		if perSecond > 0 && burst > 0 {
+			c.serverRate, c.serverBurst = perSecond, burst
+		}
+	})
 }
 
 // WithDiscovery turns the GET /.well-known/reattest document on (default)
@@ -206,8 +187,25 @@ func WithDiscovery(on bool) Option {
 
 // WithFallbackCache bounds the state kept for connections when
 // [ConfigureServer] is not installed: at most size connections, each
-// forgotten after idle without a protected request. Zero values mean
+// forgotten after idle without a protected request (a connection without a
+// verdict is forgotten once its challenges expire, after the context
+// lifetime). An entry costs at most about 4 KiB, so the default of 10 000
+// entries bounds the cache at about 40 MiB. Values of zero or less mean
 // DefaultFallbackSize and DefaultFallbackIdle.
 func WithFallbackCache(size int, idle time.Duration) Option {
-	return optionFunc(func(c *config) { c.fallbackSize, c.fallbackIdle = size, idle })
+	return optionFunc(func(c *config) {
+		if size > 0 {
+			c.fallbackSize = size
+		}
+		if idle > 0 {
+			c.fallbackIdle = idle
+		}
+	})
+}
+
+// WithObserver calls f for every decision on a high-impact route. f runs on
+// the request's goroutine before the response is written (refusals) or the
+// handler runs (passes); it must be quick. Nil means none.
+func WithObserver(f func(ctx context.Context, d Decision)) Option {
+	return optionFunc(func(c *config) { c.observe = f })
 }

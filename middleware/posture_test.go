@@ -3,9 +3,12 @@ package middleware_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/reattest/reattest/internal/e2e"
 
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth/softeat"
@@ -20,7 +23,7 @@ tools:
 
 func agentTracker(t *testing.T) *posture.Tracker {
 	t.Helper()
-	tr, err := posture.NewTracker(nil)
+	tr, err := posture.NewTracker()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,14 +56,13 @@ func TestForbiddenToolDeniedThenAllowed(t *testing.T) {
 	}
 	eachProto(t, func(t *testing.T, h2 bool) {
 		tr := agentTracker(t)
-		h := newHarness(t, harnessOpts{h2: h2, attesterOpts: &softeat.AttesterOptions{Posture: tr}, guardOpts: []middleware.Option{
-			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Appraise: pol.Appraise}),
-			middleware.WithRoute("PUT /config", middleware.Route{Appraise: pol.Appraise}),
-		}})
-		c, _ := h.client(transports.WithPosture(tr))
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithAttester(softeat.WithPosture(tr)), e2e.WithGuard(
+			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Posture: pol}),
+			middleware.WithRoute("PUT /config", middleware.Route{Posture: pol})))
+		c, _ := h.Client(transports.WithPosture(tr))
 		ctx := context.Background()
 		for _, r := range []struct{ method, path string }{{"POST", "/pay"}, {"PUT", "/config"}} {
-			if s, _, _ := do(t, c, r.method, h.url(r.path), "amount=1"); s != 200 {
+			if s, _, _ := e2e.Do(t, c, r.method, h.URL(r.path), "amount=1"); s != 200 {
 				t.Fatalf("%s before the change: %d", r.path, s)
 			}
 		}
@@ -68,7 +70,7 @@ func TestForbiddenToolDeniedThenAllowed(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range []struct{ method, path string }{{"POST", "/pay"}, {"PUT", "/config"}} {
-			s, body, _ := do(t, c, r.method, h.url(r.path), "amount=2")
+			s, body, _ := e2e.Do(t, c, r.method, h.URL(r.path), "amount=2")
 			if s != http.StatusForbidden {
 				t.Fatalf("%s with shell enabled: %d", r.path, s)
 			}
@@ -80,12 +82,12 @@ func TestForbiddenToolDeniedThenAllowed(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range []struct{ method, path string }{{"POST", "/pay"}, {"PUT", "/config"}} {
-			if s, _, _ := do(t, c, r.method, h.url(r.path), "amount=3"); s != 200 {
+			if s, _, _ := e2e.Do(t, c, r.method, h.URL(r.path), "amount=3"); s != 200 {
 				t.Fatalf("%s after disabling shell: %d", r.path, s)
 			}
 		}
-		if h.calledTimes("/pay") != 2 || h.calledTimes("/config") != 2 {
-			t.Fatalf("handlers ran %d/%d times", h.calledTimes("/pay"), h.calledTimes("/config"))
+		if h.Calls("/pay") != 2 || h.Calls("/config") != 2 {
+			t.Fatalf("handlers ran %d/%d times", h.Calls("/pay"), h.Calls("/config"))
 		}
 	})
 }
@@ -93,8 +95,9 @@ func TestForbiddenToolDeniedThenAllowed(t *testing.T) {
 // lyingHint reports a frozen head whatever the agent's real posture.
 type lyingHint struct{ head []byte }
 
-func (l lyingHint) Head() []byte                       { return l.head }
-func (l lyingHint) Subscribe(func(head []byte)) func() { return func() {} }
+func (l lyingHint) Head() []byte                         { return l.head }
+func (l lyingHint) Subscribe(func(head []byte)) func()   { return func() {} }
+func (l lyingHint) Snapshot() (*posture.Snapshot, error) { return nil, errors.New("a hint only") }
 
 // A posture hint that lies (the old head after a change) cannot get an
 // operation-mode request through: its fresh Evidence carries the real head.
@@ -102,19 +105,18 @@ func TestLyingPostureHintCannotPassOperationMode(t *testing.T) {
 	pol, _ := posture.ParsePolicy([]byte(noShellPolicy), "yaml")
 	eachProto(t, func(t *testing.T, h2 bool) {
 		tr := agentTracker(t)
-		h := newHarness(t, harnessOpts{h2: h2, attesterOpts: &softeat.AttesterOptions{Posture: tr}, guardOpts: []middleware.Option{
-			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Appraise: pol.Appraise}),
-		}})
-		c, _ := h.client(transports.WithPosture(lyingHint{tr.Head()}))
-		if s, _, _ := do(t, c, "POST", h.url("/pay"), "amount=1"); s != 200 {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithAttester(softeat.WithPosture(tr)), e2e.WithGuard(
+			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Posture: pol})))
+		c, _ := h.Client(transports.WithPosture(lyingHint{tr.Head()}))
+		if s, _, _ := e2e.Do(t, c, "POST", h.URL("/pay"), "amount=1"); s != 200 {
 			t.Fatalf("before: %d", s)
 		}
 		tr.EnableTool(context.Background(), posture.Tool{Name: "shell", Version: "5.2", Digest: posture.DigestOf([]byte("/bin/sh"))})
-		s, body, _ := do(t, c, "POST", h.url("/pay"), "amount=1000")
+		s, body, _ := e2e.Do(t, c, "POST", h.URL("/pay"), "amount=1000")
 		if s != http.StatusForbidden || !strings.Contains(body, "tool:shell forbidden") {
 			t.Fatalf("payment with a lying hint: %d %s", s, body)
 		}
-		if h.calledTimes("/pay") != 1 {
+		if h.Calls("/pay") != 1 {
 			t.Fatal("payment ran with a forbidden tool enabled")
 		}
 	})

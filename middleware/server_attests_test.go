@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/internal/e2e"
+
+	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/postauthtest"
@@ -20,17 +22,17 @@ import (
 // serverAttestation configures the harness server to attest with its TLS
 // key and a software attester of its own; it returns the verifier a client
 // trusts for it.
-func serverAttestation(t *testing.T, h *harness, key crypto.Signer) (middleware.Option, postauth.Verifier) {
+func serverAttestation(t *testing.T, h *e2e.Harness, key crypto.Signer) (middleware.Option, postauth.Verifier) {
 	t.Helper()
-	id, err := postauth.IdentityFromTLS(&h.serverCert)
+	id, err := postauth.IdentityFromTLS(&h.ServerCert)
 	if err != nil {
 		t.Fatal(err)
 	}
-	att, err := softeat.NewAttester(key, nil)
+	att, err := softeat.NewAttester(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := softeat.NewVerifier([]crypto.PublicKey{key.Public()}, nil)
+	v, err := softeat.NewVerifier([]crypto.PublicKey{key.Public()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,22 +47,22 @@ func TestServerAttests(t *testing.T) {
 		// server identity, then with the option (newHarness takes options).
 		serverKey := postauthtest.NewKey(t)
 		var verifier postauth.Verifier
-		h := newHarnessWith(t, harnessOpts{h2: h2, guardOpts: standardRoutes}, func(h *harness) middleware.Option {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 			opt, v := serverAttestation(t, h, serverKey)
 			verifier = v
 			return opt
-		})
+		}))
 		var attested []*postauth.Result
-		c, _ := h.client(
-			transports.WithServerAttestation(isCritical, &postauth.Policy{Verifier: verifier}, time.Minute),
-			transports.WithObserver(func(e transports.Event) {
-				if e.Kind == transports.EventServerAttested {
+		c, _ := h.Client(
+			transports.WithServerAttestation(isCritical, postauthtest.RelyingParty(t, verifier), time.Minute),
+			transports.WithObserver(func(e transports.Activity) {
+				if e.Kind == transports.ActivityServerAttested {
 					attested = append(attested, e.Result)
 				}
 			}),
 		)
 		for range 2 {
-			if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=1"); s != 200 {
+			if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=1"); s != 200 {
 				t.Fatalf("critical request: %d", s)
 			}
 		}
@@ -71,8 +73,8 @@ func TestServerAttests(t *testing.T) {
 		if res.Attester() != postauth.RoleServer || res.KeyTrust() != postauth.KeyTrustSamePeer || !strings.Contains(res.Subject(), "localhost") {
 			t.Fatalf("server result: %v %v %q", res.Attester(), res.KeyTrust(), res.Subject())
 		}
-		h.clock.advance(2 * time.Minute)
-		if s, _, _ := do(t, c, "PUT", h.url("/config"), "v=2"); s != 200 || len(attested) != 2 {
+		h.Clock.Advance(2 * time.Minute)
+		if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=2"); s != 200 || len(attested) != 2 {
 			t.Fatalf("after max-age: %d, %d server attestations", s, len(attested))
 		}
 	})
@@ -86,25 +88,25 @@ func TestServerNotAttestedRequestNotSent(t *testing.T) {
 	for _, tc := range cases {
 		eachProto(t, func(t *testing.T, h2 bool) {
 			t.Run(tc.name, func(t *testing.T) {
-				h := newHarnessWith(t, harnessOpts{h2: h2, guardOpts: standardRoutes}, func(h *harness) middleware.Option {
+				h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 					if !tc.attests {
 						return nil
 					}
 					opt, _ := serverAttestation(t, h, postauthtest.NewKey(t))
 					return opt
-				})
-				trusted, _ := softeat.NewVerifier([]crypto.PublicKey{postauthtest.NewKey(t).Public()}, nil)
-				c, _ := h.client(transports.WithServerAttestation(isCritical, &postauth.Policy{Verifier: trusted}, time.Minute))
-				req, _ := http.NewRequest("PUT", h.url("/config"), strings.NewReader("v=1"))
+				}))
+				trusted, _ := softeat.NewVerifier([]crypto.PublicKey{postauthtest.NewKey(t).Public()})
+				c, _ := h.Client(transports.WithServerAttestation(isCritical, postauthtest.RelyingParty(t, trusted), time.Minute))
+				req, _ := http.NewRequest("PUT", h.URL("/config"), strings.NewReader("v=1"))
 				_, err := c.Do(req)
 				if !errors.Is(err, transports.ErrServerNotAttested) {
 					t.Fatalf("want ErrServerNotAttested, got %v", err)
 				}
-				if h.calledTimes("/config") != 0 {
+				if h.Calls("/config") != 0 {
 					t.Fatal("the critical request reached the server")
 				}
 				// Non-critical requests still go.
-				if s, _, _ := do(t, c, "GET", h.url("/search"), ""); s != 200 {
+				if s, _, _ := e2e.Do(t, c, "GET", h.URL("/search"), ""); s != 200 {
 					t.Fatalf("search: %d", s)
 				}
 			})
@@ -116,54 +118,17 @@ func TestServerNotAttestedRequestNotSent(t *testing.T) {
 // (the client's own role) is not reflected back.
 func TestServerIgnoresCertificateRequest(t *testing.T) {
 	serverKey := postauthtest.NewKey(t)
-	h := newHarnessWith(t, harnessOpts{h2: true, guardOpts: standardRoutes}, func(h *harness) middleware.Option {
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 		opt, _ := serverAttestation(t, h, serverKey)
 		return opt
-	})
-	rc := h.rawConn()
-	chal := rc.send("PUT", "/config", "", nil) // carries a CertificateRequest
-	resp := rc.send("GET", "/search", "", map[string]string{middleware.HeaderAttestationRequest: chal.Header.Get(middleware.HeaderAttestationRequest)})
+	}))
+	rc := h.Raw()
+	chal := rc.Send("PUT", "/config", "", nil) // carries a CertificateRequest
+	resp := rc.Send("GET", "/search", "", map[string]string{middleware.HeaderAttestationRequest: chal.Header.Get(middleware.HeaderAttestationRequest)})
 	if resp.Header.Get(middleware.HeaderAttestation) != "" {
 		t.Fatal("server answered a CertificateRequest")
 	}
 	_ = context.Background()
-}
-
-func TestPreArmedOperation(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := newHarness(t, harnessOpts{h2: h2, guardOpts: []middleware.Option{
-			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, PreArm: true}),
-		}})
-		c, _ := h.client()
-		for i := range 4 {
-			status, body, _ := do(t, c, "POST", h.url("/pay"), "amount="+string(rune('1'+i)))
-			if status != 200 || !strings.Contains(body, "attested=true") {
-				t.Fatalf("payment %d: %d %q", i, status, body)
-			}
-		}
-		challenges := 0
-		proactive := 0
-		for {
-			select {
-			case e := <-h.events:
-				switch {
-				case e.Kind == transports.EventChallenged:
-					challenges++
-				case e.Kind == transports.EventAttested && e.Proactive:
-					proactive++
-				}
-				continue
-			default:
-			}
-			break
-		}
-		if challenges != 1 || proactive != 3 {
-			t.Fatalf("challenges = %d, proactive = %d; want 1 and 3 (pre-armed after the first)", challenges, proactive)
-		}
-		if n := h.attester.Count(); n != 4 {
-			t.Fatalf("attestations = %d, want 4", n)
-		}
-	})
 }
 
 // Server attestation costs the server a signature (and, with hardware,
@@ -171,23 +136,21 @@ func TestPreArmedOperation(t *testing.T) {
 // whole server, so anonymous connections cannot keep the attester busy.
 func TestServerAttestationLimited(t *testing.T) {
 	serverKey := postauthtest.NewKey(t)
-	h := newHarnessWith(t, harnessOpts{h2: true, guardOpts: append([]middleware.Option{
-		middleware.WithServerAttestationLimit(0.001, 3),
-	}, standardRoutes...)}, func(h *harness) middleware.Option {
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...), e2e.WithGuard(middleware.WithServerAttestationLimit(0.001, 3)), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 		opt, _ := serverAttestation(t, h, serverKey)
 		return opt
-	})
+	}))
 	answered := 0
 	for range 4 { // connections
-		rc := h.rawConn()
-		reqr, err := postauth.NewRequester(rc.ch, postauth.RoleServer, nil)
+		rc := h.Raw()
+		reqr, err := postauthtest.RelyingParty(t, h.Verifier).NewRequester(rc.Channel, postauth.RoleServer)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for range 3 { // asks per connection
-			areq, _ := reqr.NewRequest("", nil)
+			areq, _ := reqr.NewRequest(nil)
 			b, _ := areq.Marshal()
-			resp := rc.send("GET", middleware.WellKnownPath, "", map[string]string{middleware.HeaderAttestationRequest: wire.EncodeBytes(b)})
+			resp := rc.Send("GET", middleware.WellKnownPath, "", map[string]string{middleware.HeaderAttestationRequest: httpbind.EncodeBytes(b)})
 			if resp.Header.Get(middleware.HeaderAttestation) != "" {
 				answered++
 			}

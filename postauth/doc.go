@@ -2,7 +2,10 @@
 // attestation bound to a live TLS 1.3 connection, requested right before a
 // high-impact operation, without a new handshake.
 //
-// It has two layers (docs/protocol.md is the normative specification):
+// It has two layers (docs/protocol.md is the normative specification),
+// kept apart in the files of this package: the RFC 9261 layer (ea_*.go)
+// uses nothing of the expat layer (expat_*.go) or above, which a test
+// (internal/arch) enforces.
 //
 //   - Layer 1, Exported Authenticators (RFC 9261): a relying party sends a
 //     [Request] (CertificateRequest or ClientCertificateRequest) and the
@@ -15,48 +18,58 @@
 //     cmw_attestation extension, as a RATS CMW record. The Evidence's
 //     freshness value is the binder, Hash(SPKI || TLS-Exporter("Attestation",
 //     certificate_request_context, 32)), and it carries Hash(SPKI) of the
-//     authenticator key. [Respond] produces such an answer with an
-//     [Attester]; [Verify] and [Requester.Verify] check it with a
-//     [Verifier] and return a [Result].
+//     authenticator key. A [Responder] produces such an answer with an
+//     [Attester]; a [RelyingParty] (through a [Requester]) checks it with a
+//     [Verifier] and returns a [Result].
 //
 // Evidence formats live in their own packages, each with an Attester and a
-// Verifier: postauth/softeat is a software EAT for development and tests.
+// Verifier: postauth/softeat is a software EAT for development and tests,
+// postauth/tpm a TPM 2.0 quote.
+//
+// # Configuration
+//
+// Every protocol setting is an [Option] (clock, randomness, signature
+// schemes, the cmw_attestation code point, context lifetime, pending
+// bound, key trust, roots, accepted formats). A [RelyingParty] and a
+// [Responder] are built once with them and are immutable; the same list
+// may configure both sides.
 //
 // # Relying party
 //
 // One [Requester] per connection and direction issues single-use,
 // expiring requests and verifies the answers:
 //
-//	cs := tlsConn.ConnectionState() // or r.TLS in an HTTP handler
+//	rp, err := postauth.NewRelyingParty(verifier) // e.g. a *softeat.Verifier
+//	cs := tlsConn.ConnectionState()               // or r.TLS in an HTTP handler
 //	ch, err := postauth.NewChannel(&cs)
-//	requester, err := postauth.NewRequester(ch, postauth.RoleClient, nil) // the client will attest
-//	req, err := requester.NewRequest("POST /pay", nil)
+//	requester, err := rp.NewRequester(ch, postauth.RoleClient) // the client will attest
+//	req, err := requester.NewRequest(nil)
 //	wire, err := req.Marshal() // send to the peer
 //	...
-//	res, err := requester.Verify(ctx, answer, "POST /pay", nil, &postauth.Policy{
-//		Verifier: verifier, // e.g. a *softeat.Verifier
-//		Formats:  []string{softeat.MediaType},
-//	})
+//	res, err := requester.Verify(ctx, answer, nil)
 //	if err != nil {
-//		// postauth.CodeOf(err) says how to answer: required, stale,
-//		// invalid, policy_denied, unavailable, canceled. Never a pass.
+//		// postauth.CodeOf(err) and postauth.ReasonOf(err) say how to
+//		// answer: required, stale, invalid, policy_denied, unavailable,
+//		// canceled. Never a pass.
 //	}
 //
 // A server asks RoleClient (it sends CertificateRequests); a client asks
 // RoleServer (ClientCertificateRequests). The verified [*Result] is
 // immutable and only this package creates one; [NewContext] and
-// [FromContext] carry it to request handlers.
+// [FromContext] carry it to request handlers; [AppraisePosture] checks its
+// posture against a posture.Policy.
 //
 // # Attester
 //
 // The peer answers on the same connection with an [Identity] (a certificate
 // chain and a [crypto.Signer]) and an [Attester]:
 //
+//	id, err := postauth.IdentityFromTLS(&clientCert) // the TLS certificate's key
+//	responder, err := postauth.NewResponder(id, attester)
 //	cs := tlsConn.ConnectionState()
 //	ch, err := postauth.NewChannel(&cs)
 //	req, err := postauth.ParseRequest(wire)
-//	id, err := postauth.IdentityFromTLS(&clientCert) // the TLS certificate's key
-//	answer, err := postauth.Respond(ctx, ch, postauth.RoleClient, req, id, attester, nil)
+//	answer, err := responder.Respond(ctx, ch, postauth.RoleClient, req)
 //
 // Respond refuses a request of the wrong type for the role (a reflected
 // request) and one that did not offer cmw_attestation. To decline, send
@@ -73,7 +86,7 @@
 //     single use and expires (replay fails), and the sender's role selects
 //     the exporter labels (reflection fails).
 //   - Key binding: the Evidence vouches for the key that signed
-//     CertificateVerify (its key hash), and [Verify] compares the binder
+//     CertificateVerify (its key hash), and [RelyingParty.Verify] compares the binder
 //     and the key hash the [Verifier] reports with its own values in
 //     constant time, so a careless Verifier cannot pass unbound Evidence.
 //   - Operation binding, when the request was issued with a binding: the
@@ -122,11 +135,11 @@
 //     and should disable session tickets for attested connections.
 //   - Only TLS 1.3 is supported: with TLS 1.2 exporters need not be unique
 //     per connection. [NewChannelFromExporter] trusts its caller on this.
-//   - [Channel.Validate] and [Verify] do not enforce single use of a
-//     context; a [Requester] does. Use them directly only with your own
-//     replay protection.
-//   - Error reasons ([Error.Reason]) are safe to send to the peer; the
-//     wrapped cause ([Error.Err]) is not.
+//   - [Channel.Validate] and [RelyingParty.Verify] do not enforce single
+//     use of a context; a [Requester] does. Use them directly only with
+//     your own replay protection.
+//   - Error reasons ([Error.Reason], one [Reason] constant per token) are
+//     safe to send to the peer; the wrapped cause ([Error.Err]) is not.
 //
 // Channels, Identities, Requesters and Results are safe for concurrent use.
 package postauth

@@ -58,9 +58,9 @@ func (c Code) String() string {
 // written to the wire, since it may name keys, claims or library internals.
 type Error struct {
 	Code Code
-	// Reason is a short, stable token (for example "context_reused") that
-	// adapters may send to the peer.
-	Reason string
+	// Reason is a short, stable token (for example [ReasonContextReused])
+	// that adapters may send to the peer.
+	Reason Reason
 	// Violations lists the policy items that failed (CodePolicyDenied only),
 	// for example "tool:shell forbidden". They name items, never Evidence.
 	Violations []string
@@ -79,7 +79,7 @@ func (e *Error) Error() string {
 	b.WriteString(e.Code.String())
 	if e.Reason != "" {
 		b.WriteString(" (")
-		b.WriteString(e.Reason)
+		b.WriteString(string(e.Reason))
 		b.WriteString(")")
 	}
 	if len(e.Violations) > 0 {
@@ -102,8 +102,27 @@ func (e *Error) Unwrap() error {
 
 // NewError returns an *Error with the given code, wire-safe reason and
 // internal cause.
-func NewError(c Code, reason string, cause error) *Error {
+func NewError(c Code, reason Reason, cause error) *Error {
 	return &Error{Code: c, Reason: reason, Err: cause}
+}
+
+// ErrorFor returns an *Error for reason, with the code the reason is
+// reported with ([Reason.Code]; CodeInvalid for an unlisted reason).
+func ErrorFor(reason Reason, cause error) *Error {
+	c := reason.Code()
+	if c == CodeUnknown {
+		c = CodeInvalid
+	}
+	return &Error{Code: c, Reason: reason, Err: cause}
+}
+
+// ReasonOf returns the reason of the first *Error in err's chain, or "".
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) && e != nil {
+		return e.Reason
+	}
+	return ""
 }
 
 // CodeOf returns the code of the first *Error in err's chain. A context
@@ -162,6 +181,6 @@ var (
 )
 
 // invalid wraps cause in a CodeInvalid *Error with the given reason.
-func invalid(reason string, cause error) *Error {
+func invalid(reason Reason, cause error) *Error {
 	return &Error{Code: CodeInvalid, Reason: reason, Err: cause}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/softeat"
+	"github.com/reattest/reattest/posture"
 )
 
 // The client attests: a server (the relying party) asks the client of a
@@ -31,17 +32,28 @@ func Example() {
 	defer conn.Close()
 	ctx := context.Background()
 
-	// Relying party (the TLS server): one Requester per connection.
+	// Relying party (the TLS server): one RelyingParty with its Evidence
+	// verifier, one Requester per connection. The default key trust
+	// requires the authenticator key to be the client's TLS certificate
+	// key.
+	verifier, err := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	rp, err := postauth.NewRelyingParty(verifier, postauth.WithFormats(softeat.MediaType))
+	if err != nil {
+		log.Fatal(err)
+	}
 	scs := conn.server.ConnectionState()
 	serverCh, err := postauth.NewChannel(&scs)
 	if err != nil {
 		log.Fatal(err)
 	}
-	requester, err := postauth.NewRequester(serverCh, postauth.RoleClient, nil)
+	requester, err := rp.NewRequester(serverCh, postauth.RoleClient)
 	if err != nil {
 		log.Fatal(err)
 	}
-	req, err := requester.NewRequest("POST /pay", nil) // connection freshness
+	req, err := requester.NewRequest(nil) // connection freshness
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -65,23 +77,21 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	attester, err := softeat.NewAttester(conn.attestationKey, nil)
+	attester, err := softeat.NewAttester(conn.attestationKey)
 	if err != nil {
 		log.Fatal(err)
 	}
-	answer, err := postauth.Respond(ctx, clientCh, postauth.RoleClient, got, id, attester, nil)
+	responder, err := postauth.NewResponder(id, attester)
+	if err != nil {
+		log.Fatal(err)
+	}
+	answer, err := responder.Respond(ctx, clientCh, postauth.RoleClient, got)
 	if err != nil {
 		log.Fatal(err)
 	}
 
-	// Relying party: verify the answer. The default key trust requires the
-	// authenticator key to be the client's TLS certificate key.
-	verifier, err := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()}, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	policy := &postauth.Policy{Verifier: verifier, Formats: []string{softeat.MediaType}}
-	res, err := requester.Verify(ctx, answer, "POST /pay", nil, policy)
+	// Relying party: verify the answer.
+	res, err := requester.Verify(ctx, answer, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -91,7 +101,7 @@ func Example() {
 	fmt.Println("subject:", res.Subject())
 
 	// The context is single use: the same answer again is refused.
-	_, err = requester.Verify(ctx, answer, "POST /pay", nil, policy)
+	_, err = requester.Verify(ctx, answer, nil)
 	fmt.Println("replay:", postauth.CodeOf(err), errors.Is(err, postauth.ErrContextReused))
 	// Output:
 	// attester: client
@@ -108,16 +118,24 @@ func Example_serverAttests() {
 	defer conn.Close()
 	ctx := context.Background()
 
+	verifier, err := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	rp, err := postauth.NewRelyingParty(verifier)
+	if err != nil {
+		log.Fatal(err)
+	}
 	ccs := conn.client.ConnectionState()
 	clientCh, err := postauth.NewChannel(&ccs)
 	if err != nil {
 		log.Fatal(err)
 	}
-	requester, err := postauth.NewRequester(clientCh, postauth.RoleServer, nil)
+	requester, err := rp.NewRequester(clientCh, postauth.RoleServer)
 	if err != nil {
 		log.Fatal(err)
 	}
-	req, err := requester.NewRequest("", nil)
+	req, err := requester.NewRequest(nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -132,20 +150,20 @@ func Example_serverAttests() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	attester, err := softeat.NewAttester(conn.attestationKey, nil)
+	attester, err := softeat.NewAttester(conn.attestationKey)
 	if err != nil {
 		log.Fatal(err)
 	}
-	answer, err := postauth.Respond(ctx, serverCh, postauth.RoleServer, req, id, attester, nil)
+	responder, err := postauth.NewResponder(id, attester)
+	if err != nil {
+		log.Fatal(err)
+	}
+	answer, err := responder.Respond(ctx, serverCh, postauth.RoleServer, req)
 	if err != nil {
 		log.Fatal(err)
 	}
 
-	verifier, err := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()}, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	res, err := requester.Verify(ctx, answer, "", nil, &postauth.Policy{Verifier: verifier})
+	res, err := requester.Verify(ctx, answer, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -161,15 +179,16 @@ func Example_operation() {
 	defer conn.Close()
 	ctx := context.Background()
 
+	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()})
+	rp, _ := postauth.NewRelyingParty(verifier)
 	scs := conn.server.ConnectionState()
 	serverCh, _ := postauth.NewChannel(&scs)
-	requester, _ := postauth.NewRequester(serverCh, postauth.RoleClient, nil)
+	requester, _ := rp.NewRequester(serverCh, postauth.RoleClient)
 	ccs := conn.client.ConnectionState()
 	clientCh, _ := postauth.NewChannel(&ccs)
 	id, _ := postauth.IdentityFromTLS(&conn.clientCert)
-	attester, _ := softeat.NewAttester(conn.attestationKey, nil)
-	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()}, nil)
-	policy := &postauth.Policy{Verifier: verifier}
+	attester, _ := softeat.NewAttester(conn.attestationKey)
+	responder, _ := postauth.NewResponder(id, attester)
 
 	// The binding is opaque to postauth; the HTTP binding defines it.
 	binding := func(op string) []byte {
@@ -177,21 +196,21 @@ func Example_operation() {
 		return sum[:16]
 	}
 
-	req, _ := requester.NewRequest("pay", binding("POST /pay amount=1"))
-	answer, err := postauth.Respond(ctx, clientCh, postauth.RoleClient, req, id, attester, nil)
+	req, _ := requester.NewRequest(binding("POST /pay amount=1"))
+	answer, err := responder.Respond(ctx, clientCh, postauth.RoleClient, req)
 	if err != nil {
 		log.Fatal(err)
 	}
 	// The attacker presents the answer with another operation.
-	_, err = requester.Verify(ctx, answer, "pay", binding("POST /pay amount=1000"), policy)
+	_, err = requester.Verify(ctx, answer, binding("POST /pay amount=1000"))
 	var perr *postauth.Error
 	if errors.As(err, &perr) {
 		fmt.Println("swapped:", perr.Code, perr.Reason)
 	}
 
-	req, _ = requester.NewRequest("pay", binding("POST /pay amount=1"))
-	answer, _ = postauth.Respond(ctx, clientCh, postauth.RoleClient, req, id, attester, nil)
-	if _, err := requester.Verify(ctx, answer, "pay", binding("POST /pay amount=1"), policy); err == nil {
+	req, _ = requester.NewRequest(binding("POST /pay amount=1"))
+	answer, _ = responder.Respond(ctx, clientCh, postauth.RoleClient, req)
+	if _, err := requester.Verify(ctx, answer, binding("POST /pay amount=1")); err == nil {
 		fmt.Println("matching operation: verified")
 	}
 	// Output:
@@ -205,10 +224,12 @@ func Example_refusal() {
 	conn := newExampleConn()
 	defer conn.Close()
 
+	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()})
+	rp, _ := postauth.NewRelyingParty(verifier)
 	scs := conn.server.ConnectionState()
 	serverCh, _ := postauth.NewChannel(&scs)
-	requester, _ := postauth.NewRequester(serverCh, postauth.RoleClient, nil)
-	req, _ := requester.NewRequest("", nil)
+	requester, _ := rp.NewRequester(serverCh, postauth.RoleClient)
+	req, _ := requester.NewRequest(nil)
 
 	ccs := conn.client.ConnectionState()
 	clientCh, _ := postauth.NewChannel(&ccs)
@@ -216,10 +237,66 @@ func Example_refusal() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()}, nil)
-	_, err = requester.Verify(context.Background(), refusal, "", nil, &postauth.Policy{Verifier: verifier})
+	_, err = requester.Verify(context.Background(), refusal, nil)
 	fmt.Println(len(refusal), postauth.CodeOf(err), errors.Is(err, postauth.ErrRefused))
 	// Output: 36 required true
+}
+
+// The relying party checks the agent posture that fresh Evidence carries
+// against a posture policy, after verification: AppraisePosture judges the
+// posture the relying party replayed (Result.Posture) and returns an *Error
+// that the HTTP middleware maps to a 403 naming the violations.
+func ExampleAppraisePosture() {
+	conn := newExampleConn()
+	defer conn.Close()
+	ctx := context.Background()
+
+	// The agent records its posture changes in a Tracker and attests with it.
+	tracker, err := posture.NewTracker()
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = tracker.EnableTool(ctx, posture.Tool{Name: "shell", Digest: posture.DigestOf([]byte("sh"))})
+	attester, _ := softeat.NewAttester(conn.attestationKey, softeat.WithPosture(tracker))
+	id, _ := postauth.IdentityFromTLS(&conn.clientCert)
+	responder, _ := postauth.NewResponder(id, attester)
+
+	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{conn.attestationKey.Public()}, softeat.RequirePosture())
+	rp, _ := postauth.NewRelyingParty(verifier)
+	scs := conn.server.ConnectionState()
+	serverCh, _ := postauth.NewChannel(&scs)
+	requester, _ := rp.NewRequester(serverCh, postauth.RoleClient)
+	ccs := conn.client.ConnectionState()
+	clientCh, _ := postauth.NewChannel(&ccs)
+
+	policy, err := posture.ParsePolicy([]byte("tools:\n  deny: [shell]\n"), "yaml")
+	if err != nil {
+		log.Fatal(err)
+	}
+	attest := func() *postauth.Result {
+		req, _ := requester.NewRequest(nil)
+		answer, err := responder.Respond(ctx, clientCh, postauth.RoleClient, req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		res, err := requester.Verify(ctx, answer, nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return res
+	}
+
+	err = postauth.AppraisePosture(ctx, policy, attest())
+	var perr *postauth.Error
+	if errors.As(err, &perr) {
+		fmt.Println(perr.Code, perr.Reason, perr.Violations)
+	}
+	// The agent disables the tool; fresh Evidence carries the new posture.
+	_ = tracker.DisableTool(ctx, "shell")
+	fmt.Println("after the change:", postauth.AppraisePosture(ctx, policy, attest()))
+	// Output:
+	// policy_denied posture_denied [tool:shell forbidden]
+	// after the change: <nil>
 }
 
 // exampleConn is a mutual TLS 1.3 connection on loopback between a client

@@ -14,11 +14,11 @@ import (
 func FuzzParseRequest(f *testing.F) {
 	e := newEnv(f)
 	for _, binding := range [][]byte{nil, opDigest("op")} {
-		req, _ := e.serverReqr.NewRequest("", binding)
+		req, _ := e.serverReqr.NewRequest(binding)
 		b, _ := req.Marshal()
 		f.Add(b)
 	}
-	req, _ := e.clientReqr.NewTemplate("")
+	req, _ := e.clientReqr.NewTemplate()
 	b, _ := req.Marshal()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -38,7 +38,7 @@ func FuzzParseRequest(f *testing.F) {
 
 func FuzzParseAuthenticator(f *testing.F) {
 	e := newEnv(f)
-	req, _ := e.serverReqr.NewRequest("", nil)
+	req, _ := e.serverReqr.NewRequest(nil)
 	f.Add(e.clientAnswer(req))
 	ref, _ := e.clientCh.Refuse(postauth.RoleClient, req)
 	f.Add(ref)
@@ -94,7 +94,7 @@ func FuzzDecodeCMW(f *testing.F) {
 // pending request never panic and never verify.
 func FuzzRequesterVerify(f *testing.F) {
 	e := newEnv(f)
-	req, _ := e.serverReqr.NewRequest("", nil)
+	req, _ := e.serverReqr.NewRequest(nil)
 	valid := e.clientAnswer(req)
 	f.Add(valid)
 	f.Add(valid[:len(valid)/2])
@@ -102,12 +102,12 @@ func FuzzRequesterVerify(f *testing.F) {
 		if bytes.Equal(b, valid) {
 			return
 		}
-		r, err := postauth.NewRequester(e.serverCh, postauth.RoleClient, nil)
+		r, err := e.rp.NewRequester(e.serverCh, postauth.RoleClient)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.NewRequest("", nil)
-		if _, err := r.Verify(context.Background(), b, "", nil, e.policy()); err == nil {
+		r.NewRequest(nil)
+		if _, err := r.Verify(context.Background(), b, nil); err == nil {
 			t.Fatal("fuzzed answer verified")
 		}
 	})

@@ -3,13 +3,8 @@ package postauth_test
 import (
 	"context"
 	"crypto"
-	"crypto/hmac"
 	"crypto/tls"
-	"errors"
 	"testing"
-	"time"
-
-	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/postauthtest"
@@ -25,11 +20,12 @@ type env struct {
 	serverCh   *postauth.Channel // the server's view
 	clientID   *postauth.Identity
 	serverID   *postauth.Identity
-	attKey     crypto.Signer
+	attKey     *postauthtest.SoftwareKey
 	attester   *softeat.Attester
 	verifier   *softeat.Verifier
-	serverReqr *postauth.Requester // server asks the client
-	clientReqr *postauth.Requester // client asks the server
+	rp         *postauth.RelyingParty // software EAT only, default options
+	serverReqr *postauth.Requester    // server asks the client
+	clientReqr *postauth.Requester    // client asks the server
 }
 
 func newEnv(t testing.TB) *env {
@@ -40,7 +36,14 @@ func newEnv(t testing.TB) *env {
 
 func envFor(t testing.TB, ep *postauthtest.Endpoints) *env {
 	t.Helper()
-	e := &env{t: t, ep: ep}
+	return envWith(t, ep, postauthtest.NewSoftwareKey(t))
+}
+
+// envWith is envFor with the given attestation key: envs made with the
+// same key trust the same attester.
+func envWith(t testing.TB, ep *postauthtest.Endpoints, attKey *postauthtest.SoftwareKey) *env {
+	t.Helper()
+	e := &env{t: t, ep: ep, attKey: attKey}
 	var err error
 	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
 	if e.clientCh, err = postauth.NewChannel(&ccs); err != nil {
@@ -55,67 +58,65 @@ func envFor(t testing.TB, ep *postauthtest.Endpoints) *env {
 	if e.serverID, err = postauth.IdentityFromTLS(&ep.ServerCert); err != nil {
 		t.Fatal(err)
 	}
-	attKey := postauthtest.NewKey(t)
-	e.attKey = attKey
-	if e.attester, err = softeat.NewAttester(attKey, nil); err != nil {
+	e.attester = attKey.Attester(t)
+	e.verifier = attKey.Verifier(t)
+	e.rp = e.relyingParty()
+	if e.serverReqr, err = e.rp.NewRequester(e.serverCh, postauth.RoleClient); err != nil {
 		t.Fatal(err)
 	}
-	if e.verifier, err = softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if e.serverReqr, err = postauth.NewRequester(e.serverCh, postauth.RoleClient, nil); err != nil {
-		t.Fatal(err)
-	}
-	if e.clientReqr, err = postauth.NewRequester(e.clientCh, postauth.RoleServer, nil); err != nil {
+	if e.clientReqr, err = e.rp.NewRequester(e.clientCh, postauth.RoleServer); err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
-func (e *env) policy() *postauth.Policy {
-	return &postauth.Policy{Verifier: e.verifier, Formats: []string{softeat.MediaType}}
+// relyingParty returns a RelyingParty with e's verifier that accepts
+// software EAT, with opts applied after that (a later option wins).
+func (e *env) relyingParty(opts ...postauth.Option) *postauth.RelyingParty {
+	e.t.Helper()
+	return newRelyingParty(e.t, e.verifier, append([]postauth.Option{postauth.WithFormats(softeat.MediaType)}, opts...)...)
+}
+
+func newRelyingParty(t testing.TB, v postauth.Verifier, opts ...postauth.Option) *postauth.RelyingParty {
+	t.Helper()
+	rp, err := postauth.NewRelyingParty(v, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp
+}
+
+// respond answers req on ch as role, signing with id and attesting with
+// att (postauth.Responder).
+func respond(t testing.TB, ch *postauth.Channel, role postauth.Role, req *postauth.Request, id *postauth.Identity, att postauth.Attester, opts ...postauth.Option) ([]byte, error) {
+	t.Helper()
+	r, err := postauth.NewResponder(id, att, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Respond(context.Background(), ch, role, req)
 }
 
 // clientAnswer makes the client answer req with attested Evidence.
 func (e *env) clientAnswer(req *postauth.Request) []byte {
 	e.t.Helper()
-	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, e.attester, nil)
+	raw, err := respond(e.t, e.clientCh, postauth.RoleClient, req, e.clientID, e.attester)
 	if err != nil {
 		e.t.Fatalf("Respond: %v", err)
 	}
 	return raw
 }
 
-// wantErr fails unless err matches target (errors.Is) and code.
-func wantErr(t *testing.T, err error, target error, code postauth.Code) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("want error %v, got nil", target)
-	}
-	if target != nil && !errors.Is(err, target) {
-		t.Fatalf("want %v, got %v", target, err)
-	}
-	if got := postauth.CodeOf(err); got != code {
-		t.Fatalf("want code %v, got %v (%v)", code, got, err)
-	}
-}
-
 // forger builds authenticators from scratch, independently of the package
 // under test, straight from the RFC 9261 text and the TLS exporter. Tests
 // use it to produce messages the package would refuse to create.
-type forger struct {
-	cs   tls.ConnectionState
-	hash crypto.Hash
-}
+// forger builds authenticators as an attacker holding the connection can
+// (postauthtest.Forge): any certificates and extensions, a valid Finished.
+type forger struct{ cs tls.ConnectionState }
 
 func newForger(t *testing.T, conn *tls.Conn) *forger {
 	t.Helper()
-	cs := conn.ConnectionState()
-	h := crypto.SHA256
-	if cs.CipherSuite == tls.TLS_AES_256_GCM_SHA384 {
-		h = crypto.SHA384
-	}
-	return &forger{cs: cs, hash: h}
+	return &forger{cs: conn.ConnectionState()}
 }
 
 type forgedEntry struct {
@@ -124,62 +125,20 @@ type forgedEntry struct {
 }
 
 // build returns Certificate || CertificateVerify || Finished for request
-// bytes reqBytes, sent with the labels of role, signed by signer.
+// bytes reqBytes, sent with the labels of role, signed by signer (ECDSA
+// P-256 with SHA-256).
 func (f *forger) build(t *testing.T, role postauth.Role, reqBytes, context []byte, entries []forgedEntry, signer crypto.Signer) []byte {
 	t.Helper()
-	label := "client"
-	if role == postauth.RoleServer {
-		label = "server"
+	es := make([]postauth.CertificateEntry, len(entries))
+	for i, e := range entries {
+		es[i] = postauth.CertificateEntry{Data: e.der, Extensions: e.exts}
 	}
-	hc, err := f.cs.ExportKeyingMaterial("EXPORTER-"+label+" authenticator handshake context", nil, f.hash.Size())
+	out, err := postauthtest.Forge(&f.cs, postauthtest.Forgery{Role: role, Request: reqBytes, Context: context,
+		Entries: es, Scheme: tls.ECDSAWithP256AndSHA256, Signer: signer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fk, err := f.cs.ExportKeyingMaterial("EXPORTER-"+label+" authenticator finished key", nil, f.hash.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b cryptobyte.Builder
-	b.AddUint8(11)
-	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(context) })
-		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-			for _, e := range entries {
-				b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(e.der) })
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					for _, x := range e.exts {
-						b.AddUint16(x.Type)
-						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(x.Data) })
-					}
-				})
-			}
-		})
-	})
-	cert := b.BytesOrPanic()
-	th := f.hash.New()
-	th.Write(hc)
-	th.Write(reqBytes)
-	th.Write(cert)
-	msg := append(append(bytesRepeat(0x20, 64), "Exported Authenticator\x00"...), th.Sum(nil)...)
-	d := crypto.SHA256.New()
-	d.Write(msg)
-	sig, err := signer.Sign(nil, d.Sum(nil), crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cv cryptobyte.Builder
-	cv.AddUint8(15)
-	cv.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-		b.AddUint16(uint16(tls.ECDSAWithP256AndSHA256))
-		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(sig) })
-	})
-	cvMsg := cv.BytesOrPanic()
-	th.Write(cvMsg)
-	m := hmac.New(f.hash.New, fk)
-	m.Write(th.Sum(nil))
-	mac := m.Sum(nil)
-	out := append(append(cert, cvMsg...), 20, 0, 0, byte(len(mac)))
-	return append(out, mac...)
+	return out
 }
 
 func bytesRepeat(b byte, n int) []byte {
@@ -190,18 +149,12 @@ func bytesRepeat(b byte, n int) []byte {
 	return out
 }
 
-// fakeClock is a settable clock for expiry tests.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time          { return c.t }
-func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
-
 // side is one direction of attestation on an env: who attests (role), the
-// relying party's Requester, and the attester's channel, identity and
-// connection.
+// relying party's Requester and channel, and the attester's channel,
+// identity and connection.
 type side struct {
 	role postauth.Role
-	rp   *postauth.Requester
+	reqr *postauth.Requester
 	rpCh *postauth.Channel
 	ch   *postauth.Channel
 	id   *postauth.Identity
@@ -219,7 +172,7 @@ func (e *env) side(role postauth.Role) side {
 // answer makes the attester of s answer req with attested Evidence.
 func (e *env) answer(s side, req *postauth.Request) []byte {
 	e.t.Helper()
-	raw, err := postauth.Respond(context.Background(), s.ch, s.role, req, s.id, e.attester, nil)
+	raw, err := respond(e.t, s.ch, s.role, req, s.id, e.attester)
 	if err != nil {
 		e.t.Fatalf("Respond: %v", err)
 	}

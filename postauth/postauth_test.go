@@ -21,12 +21,12 @@ import (
 
 func TestRoundTripClientAttests(t *testing.T) {
 	e := newEnv(t)
-	req, err := e.serverReqr.NewRequest("pay", nil)
+	req, err := e.serverReqr.NewRequest(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	raw := e.clientAnswer(req)
-	res, err := e.serverReqr.Verify(context.Background(), raw, "pay", nil, e.policy())
+	res, err := e.serverReqr.Verify(context.Background(), raw, nil)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -49,7 +49,7 @@ func TestRoundTripClientAttests(t *testing.T) {
 
 func TestRoundTripServerAttests(t *testing.T) {
 	e := newEnv(t)
-	req, err := e.clientReqr.NewRequest("", nil)
+	req, err := e.clientReqr.NewRequest(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +57,11 @@ func TestRoundTripServerAttests(t *testing.T) {
 		t.Fatalf("client requester issued type %d", req.Type)
 	}
 	// The server answers with its TLS certificate's key.
-	raw, err := postauth.Respond(context.Background(), e.serverCh, postauth.RoleServer, req, e.serverID, e.attester, nil)
+	raw, err := respond(t, e.serverCh, postauth.RoleServer, req, e.serverID, e.attester)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.clientReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	res, err := e.clientReqr.Verify(context.Background(), raw, nil)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -72,13 +72,12 @@ func TestRoundTripServerAttests(t *testing.T) {
 
 func TestRoundTripJSONCMW(t *testing.T) {
 	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, e.attester,
-		&postauth.RespondOptions{Encoding: postauth.CMWJSON})
+	req, _ := e.serverReqr.NewRequest(nil)
+	raw, err := respond(t, e.clientCh, postauth.RoleClient, req, e.clientID, e.attester, postauth.WithCMWEncoding(postauth.CMWJSON))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
+	if _, err := e.serverReqr.Verify(context.Background(), raw, nil); err != nil {
 		t.Fatalf("Verify with a JSON CMW: %v", err)
 	}
 }
@@ -90,24 +89,24 @@ func TestAttackRelay(t *testing.T) {
 	for _, role := range []postauth.Role{postauth.RoleClient, postauth.RoleServer} {
 		t.Run(role.String()+"-attests", func(t *testing.T) {
 			p := postauthtest.New(t)
-			sc := p.Issue(t, "localhost", true, nil)
-			cc := p.Issue(t, "agent", false, nil)
-			a := envFor(t, pairEndpoints(t, p, sc, cc))
-			b := envFor(t, pairEndpoints(t, p, sc, cc))
-			b.verifier, b.attester = a.verifier, a.attester // same trusted attester on both
+			sc := p.Issue(t, "localhost", postauthtest.ServerAuth())
+			cc := p.Issue(t, "agent")
+			attKey := postauthtest.NewSoftwareKey(t) // same trusted attester on both
+			a := envWith(t, pairEndpoints(t, p, sc, cc), attKey)
+			b := envWith(t, pairEndpoints(t, p, sc, cc), attKey)
 			sa, sb := a.side(role), b.side(role)
 
-			req, err := sb.rp.NewRequest("", nil)
+			req, err := sb.reqr.NewRequest(nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			onA := a.answer(sa, req) // made with connection A's exporter
-			_, err = sb.rp.Verify(context.Background(), onA, "", nil, b.policy())
-			wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+			_, err = sb.reqr.Verify(context.Background(), onA, nil)
+			postauthtest.WantErrorIs(t, err, postauth.ErrBadFinished, postauth.CodeInvalid, postauth.ReasonBadFinished)
 
 			// The same holds at layer 1 alone, for a request both sides know.
 			onA = a.answer(sa, req)
-			if _, err := sb.rpCh.Validate(role, req, onA, nil); !errors.Is(err, postauth.ErrBadFinished) {
+			if _, err := sb.rpCh.Validate(role, req, onA); !errors.Is(err, postauth.ErrBadFinished) {
 				t.Fatalf("layer-1 relay: want ErrBadFinished, got %v", err)
 			}
 		})
@@ -121,28 +120,28 @@ func pairEndpoints(t *testing.T, p *postauthtest.PKI, sc, cc tls.Certificate) *p
 
 func TestAttackReplay(t *testing.T) {
 	eachRole(t, func(t *testing.T, e *env, s side) {
-		req, _ := s.rp.NewRequest("", nil)
+		req, _ := s.reqr.NewRequest(nil)
 		raw := e.answer(s, req)
-		if _, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
+		if _, err := s.reqr.Verify(context.Background(), raw, nil); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy())
-		wantErr(t, err, postauth.ErrContextReused, postauth.CodeInvalid)
+		_, err := s.reqr.Verify(context.Background(), raw, nil)
+		postauthtest.WantErrorIs(t, err, postauth.ErrContextReused, postauth.CodeInvalid, postauth.ReasonContextReused)
 	})
 }
 
 // A failed answer consumes its context too: no second try with the same one.
 func TestContextConsumedByFailure(t *testing.T) {
 	eachRole(t, func(t *testing.T, e *env, s side) {
-		req, _ := s.rp.NewRequest("", nil)
+		req, _ := s.reqr.NewRequest(nil)
 		raw := e.answer(s, req)
 		bad := bytes.Clone(raw)
 		bad[len(bad)-1] ^= 1
-		if _, err := s.rp.Verify(context.Background(), bad, "", nil, e.policy()); err == nil {
+		if _, err := s.reqr.Verify(context.Background(), bad, nil); err == nil {
 			t.Fatal("tampered answer accepted")
 		}
-		_, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy())
-		wantErr(t, err, postauth.ErrContextReused, postauth.CodeInvalid)
+		_, err := s.reqr.Verify(context.Background(), raw, nil)
+		postauthtest.WantErrorIs(t, err, postauth.ErrContextReused, postauth.CodeInvalid, postauth.ReasonContextReused)
 	})
 }
 
@@ -152,14 +151,14 @@ func TestContextConsumedByFailure(t *testing.T) {
 // request type in the transcript make it fail.
 func TestAttackReflection(t *testing.T) {
 	e := newEnv(t)
-	clientAsks, _ := e.clientReqr.NewRequest("", nil)
+	clientAsks, _ := e.clientReqr.NewRequest(nil)
 	reflected := &postauth.Request{Type: postauth.TypeCertificateRequest, Context: clientAsks.Context, Extensions: clientAsks.Extensions}
 	clientsOwn := e.clientAnswer(reflected)
-	_, err := e.clientReqr.Verify(context.Background(), clientsOwn, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+	_, err := e.clientReqr.Verify(context.Background(), clientsOwn, nil)
+	postauthtest.WantErrorIs(t, err, postauth.ErrBadFinished, postauth.CodeInvalid, postauth.ReasonBadFinished)
 
 	// And an endpoint refuses to answer a request of the other role's type.
-	_, err = postauth.Respond(context.Background(), e.serverCh, postauth.RoleServer, reflected, e.serverID, e.attester, nil)
+	_, err = respond(t, e.serverCh, postauth.RoleServer, reflected, e.serverID, e.attester)
 	if !errors.Is(err, postauth.ErrWrongRequestType) {
 		t.Fatalf("server answered a CertificateRequest: %v", err)
 	}
@@ -172,23 +171,24 @@ func TestAttackTamper(t *testing.T) {
 		name   string
 		mutate func(raw []byte) []byte
 		want   error
+		reason postauth.Reason
 	}{
-		{"context-nonce", func(r []byte) []byte { r[5] ^= 1; return r }, postauth.ErrUnknownContext},
-		{"context-tail", func(r []byte) []byte { r[4+32] ^= 1; return r }, postauth.ErrContextMismatch},
-		{"certificate", func(r []byte) []byte { r[4+1+32+3+3+40] ^= 1; return r }, postauth.ErrBadFinished},
-		{"extension", func(r []byte) []byte { r[certLen(r)-10] ^= 1; return r }, postauth.ErrBadFinished},
-		{"signature", func(r []byte) []byte { r[certLen(r)+12] ^= 1; return r }, postauth.ErrBadFinished},
-		{"finished", func(r []byte) []byte { r[len(r)-1] ^= 1; return r }, postauth.ErrBadFinished},
-		{"truncated", func(r []byte) []byte { return r[:len(r)-1] }, postauth.ErrMalformed},
-		{"trailing", func(r []byte) []byte { return append(r, 0) }, postauth.ErrMalformed},
+		{"context-nonce", func(r []byte) []byte { r[5] ^= 1; return r }, postauth.ErrUnknownContext, postauth.ReasonUnknownContext},
+		{"context-tail", func(r []byte) []byte { r[4+32] ^= 1; return r }, postauth.ErrContextMismatch, postauth.ReasonContextMismatch},
+		{"certificate", func(r []byte) []byte { r[4+1+32+3+3+40] ^= 1; return r }, postauth.ErrBadFinished, postauth.ReasonBadFinished},
+		{"extension", func(r []byte) []byte { r[certLen(r)-10] ^= 1; return r }, postauth.ErrBadFinished, postauth.ReasonBadFinished},
+		{"signature", func(r []byte) []byte { r[certLen(r)+12] ^= 1; return r }, postauth.ErrBadFinished, postauth.ReasonBadFinished},
+		{"finished", func(r []byte) []byte { r[len(r)-1] ^= 1; return r }, postauth.ErrBadFinished, postauth.ReasonBadFinished},
+		{"truncated", func(r []byte) []byte { return r[:len(r)-1] }, postauth.ErrMalformed, postauth.ReasonMalformed},
+		{"trailing", func(r []byte) []byte { return append(r, 0) }, postauth.ErrMalformed, postauth.ReasonMalformed},
 	}
 	eachRole(t, func(t *testing.T, e *env, s side) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				req, _ := s.rp.NewRequest("", nil)
+				req, _ := s.reqr.NewRequest(nil)
 				raw := tc.mutate(e.answer(s, req))
-				_, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy())
-				wantErr(t, err, tc.want, postauth.CodeInvalid)
+				_, err := s.reqr.Verify(context.Background(), raw, nil)
+				postauthtest.WantErrorIs(t, err, tc.want, postauth.CodeInvalid, tc.reason)
 			})
 		}
 	})
@@ -198,7 +198,7 @@ func TestAttackTamper(t *testing.T) {
 // certificate's private key cannot pass: the CertificateVerify check fails.
 func TestAttackForgedSignature(t *testing.T) {
 	eachRole(t, func(t *testing.T, e *env, s side) {
-		req, _ := s.rp.NewRequest("", nil)
+		req, _ := s.reqr.NewRequest(nil)
 		reqBytes, _ := req.Marshal()
 		ev, err := e.attester.Attest(context.Background(), s.challenge(t, req))
 		if err != nil {
@@ -207,8 +207,8 @@ func TestAttackForgedSignature(t *testing.T) {
 		other := postauthtest.NewKey(t) // not the certificate's key
 		raw := newForger(t, s.conn).build(t, s.role, reqBytes, req.Context,
 			[]forgedEntry{{der: s.cert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, other)
-		_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
-		wantErr(t, err, postauth.ErrBadSignature, postauth.CodeInvalid)
+		_, err = s.reqr.Verify(context.Background(), raw, nil)
+		postauthtest.WantErrorIs(t, err, postauth.ErrBadSignature, postauth.CodeInvalid, postauth.ReasonBadSignature)
 	})
 }
 
@@ -216,7 +216,7 @@ func TestForgerAgreesWithPackage(t *testing.T) {
 	// The independent forger, given the right key, produces an authenticator
 	// the package accepts: the tests above fail for the reason they claim.
 	eachRole(t, func(t *testing.T, e *env, s side) {
-		req, _ := s.rp.NewRequest("", nil)
+		req, _ := s.reqr.NewRequest(nil)
 		reqBytes, _ := req.Marshal()
 		ev, err := e.attester.Attest(context.Background(), s.challenge(t, req))
 		if err != nil {
@@ -224,7 +224,7 @@ func TestForgerAgreesWithPackage(t *testing.T) {
 		}
 		raw := newForger(t, s.conn).build(t, s.role, reqBytes, req.Context,
 			[]forgedEntry{{der: s.cert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, s.cert.PrivateKey.(crypto.Signer))
-		if _, err := s.rp.Verify(context.Background(), raw, "", nil, e.policy()); err != nil {
+		if _, err := s.reqr.Verify(context.Background(), raw, nil); err != nil {
 			t.Fatalf("forged-with-the-right-key authenticator rejected: %v", err)
 		}
 	})
@@ -264,22 +264,23 @@ func TestAttackEvidence(t *testing.T) {
 		name   string
 		mutate func(*postauth.Challenge)
 		want   error
+		reason postauth.Reason
 	}{
 		// Evidence made for another request (a stale or foreign binder).
-		{"binder", func(c *postauth.Challenge) { c.Binder = bytes.Clone(c.Binder); c.Binder[0] ^= 1 }, postauth.ErrBinderMismatch},
+		{"binder", func(c *postauth.Challenge) { c.Binder = bytes.Clone(c.Binder); c.Binder[0] ^= 1 }, postauth.ErrBinderMismatch, postauth.ReasonBinderMismatch},
 		// Key substitution: the attester vouches for another key.
-		{"key-hash", func(c *postauth.Challenge) { c.KeyHash = bytes.Clone(c.KeyHash); c.KeyHash[0] ^= 1 }, postauth.ErrKeyHashMismatch},
+		{"key-hash", func(c *postauth.Challenge) { c.KeyHash = bytes.Clone(c.KeyHash); c.KeyHash[0] ^= 1 }, postauth.ErrKeyHashMismatch, postauth.ReasonKeyHashMismatch},
 	}
 	eachRole(t, func(t *testing.T, e *env, s side) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				req, _ := s.rp.NewRequest("", nil)
-				raw, err := postauth.Respond(context.Background(), s.ch, s.role, req, s.id, lyingAttester{e.attester, tc.mutate}, nil)
+				req, _ := s.reqr.NewRequest(nil)
+				raw, err := respond(t, s.ch, s.role, req, s.id, lyingAttester{e.attester, tc.mutate})
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
-				wantErr(t, err, tc.want, postauth.CodeInvalid)
+				_, err = s.reqr.Verify(context.Background(), raw, nil)
+				postauthtest.WantErrorIs(t, err, tc.want, postauth.CodeInvalid, tc.reason)
 			})
 		}
 	})
@@ -296,20 +297,21 @@ func (c carelessVerifier) Verify(context.Context, postauth.Challenge, postauth.E
 func TestCarelessVerifierCannotPass(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct {
-		name string
-		v    carelessVerifier
-		want error
+		name   string
+		v      carelessVerifier
+		want   error
+		reason postauth.Reason
 	}{
-		{"nonce", carelessVerifier{nonce: make([]byte, 32), keyHash: e.serverCh.KeyHash(e.clientID.SPKI())}, postauth.ErrBinderMismatch},
-		{"key-hash", carelessVerifier{keyHash: make([]byte, 32)}, postauth.ErrKeyHashMismatch},
+		{"nonce", carelessVerifier{nonce: make([]byte, 32), keyHash: e.serverCh.KeyHash(e.clientID.SPKI())}, postauth.ErrBinderMismatch, postauth.ReasonBinderMismatch},
+		{"key-hash", carelessVerifier{keyHash: make([]byte, 32)}, postauth.ErrKeyHashMismatch, postauth.ReasonKeyHashMismatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := e.serverReqr.NewRequest("", nil)
+			req, _ := e.serverReqr.NewRequest(nil)
 			if tc.want == postauth.ErrKeyHashMismatch {
 				tc.v.nonce = mustBinder(t, e.serverCh, e.clientID.SPKI(), req.Context)
 			}
-			_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "", nil, &postauth.Policy{Verifier: tc.v})
-			wantErr(t, err, tc.want, postauth.CodeInvalid)
+			_, err := e.serverReqr.VerifyWith(context.Background(), newRelyingParty(t, tc.v), e.clientAnswer(req), nil)
+			postauthtest.WantErrorIs(t, err, tc.want, postauth.CodeInvalid, tc.reason)
 		})
 	}
 }
@@ -317,36 +319,29 @@ func TestCarelessVerifierCannotPass(t *testing.T) {
 func TestAttackEvidenceSignature(t *testing.T) {
 	e := newEnv(t)
 	// Evidence signed by an attestation key the verifier does not trust.
-	rogue, err := softeat.NewAttester(postauthtest.NewKey(t), nil)
+	rogue := postauthtest.NewSoftwareKey(t).Attester(t)
+	req, _ := e.serverReqr.NewRequest(nil)
+	raw, err := respond(t, e.clientCh, postauth.RoleClient, req, e.clientID, rogue)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := e.serverReqr.NewRequest("", nil)
-	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, rogue, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
-	wantErr(t, err, nil, postauth.CodeInvalid)
-	var pe *postauth.Error
-	if !errors.As(err, &pe) || pe.Reason != "untrusted_attester" {
-		t.Fatalf("want untrusted_attester, got %v", err)
-	}
+	_, err = e.serverReqr.Verify(context.Background(), raw, nil)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonUntrustedAttester)
 }
 
 func TestAttackDiversion(t *testing.T) {
 	e := newEnv(t)
 	// The relying party expects one machine; a genuine attester elsewhere
 	// answers.
-	v, err := softeat.NewVerifier([]crypto.PublicKey{e.attKey.Public()}, &softeat.VerifierOptions{MachineIDs: [][]byte{{0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := e.serverReqr.NewRequest("", nil)
-	_, err = e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "", nil, &postauth.Policy{Verifier: v})
-	var pe *postauth.Error
-	if !errors.As(err, &pe) || pe.Reason != "unknown_machine" {
-		t.Fatalf("want unknown_machine, got %v", err)
+	v := e.attKey.Verifier(t, softeat.WithMachineIDs([]byte{0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}))
+	req, _ := e.serverReqr.NewRequest(nil)
+	_, err := e.serverReqr.VerifyWith(context.Background(), newRelyingParty(t, v), e.clientAnswer(req), nil)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonUnknownMachine)
+	// The machine it expects passes.
+	v = e.attKey.Verifier(t, softeat.WithMachineIDs(e.attester.UEID()))
+	req, _ = e.serverReqr.NewRequest(nil)
+	if _, err := e.serverReqr.VerifyWith(context.Background(), newRelyingParty(t, v), e.clientAnswer(req), nil); err != nil {
+		t.Fatalf("expected machine: %v", err)
 	}
 }
 
@@ -360,7 +355,7 @@ func TestAttestationNotOffered(t *testing.T) {
 		plain := &postauth.Request{Type: typ, Context: []byte("0123456789abcdef"), Extensions: []postauth.Extension{sigalgs}}
 
 		// The attester will not put Evidence where it was not offered...
-		_, err := postauth.Respond(context.Background(), s.ch, s.role, plain, s.id, e.attester, nil)
+		_, err := respond(t, s.ch, s.role, plain, s.id, e.attester)
 		if !errors.Is(err, postauth.ErrAttestationNotOffered) {
 			t.Fatalf("Respond: want ErrAttestationNotOffered, got %v", err)
 		}
@@ -369,44 +364,44 @@ func TestAttestationNotOffered(t *testing.T) {
 		ev, _ := e.attester.Attest(context.Background(), s.challenge(t, plain))
 		forged := newForger(t, s.conn).build(t, s.role, reqBytes, plain.Context,
 			[]forgedEntry{{der: s.cert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}, s.cert.PrivateKey.(crypto.Signer))
-		_, err = s.rpCh.Validate(s.role, plain, forged, nil)
-		wantErr(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid)
+		_, err = s.rpCh.Validate(s.role, plain, forged)
+		postauthtest.WantErrorIs(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid, postauth.ReasonUnsupportedExtension)
 		// ...and attested verification needs a request that offered it.
-		_, err = postauth.Verify(context.Background(), s.rpCh, s.role, plain, forged, e.policy())
-		wantErr(t, err, postauth.ErrAttestationNotOffered, postauth.CodeInvalid)
+		_, err = e.rp.Verify(context.Background(), s.rpCh, s.role, plain, forged)
+		postauthtest.WantErrorIs(t, err, postauth.ErrAttestationNotOffered, postauth.CodeInvalid, postauth.ReasonAttestationNotOffered)
 	})
 }
 
 func TestAttestationOnlyInEndEntity(t *testing.T) {
 	eachRole(t, func(t *testing.T, e *env, s side) {
-		req, _ := s.rp.NewRequest("", nil)
+		req, _ := s.reqr.NewRequest(nil)
 		reqBytes, _ := req.Marshal()
 		ev, _ := e.attester.Attest(context.Background(), s.challenge(t, req))
 		forged := newForger(t, s.conn).build(t, s.role, reqBytes, req.Context, []forgedEntry{
 			{der: s.cert.Certificate[0]},
 			{der: e.ep.PKI.Root.Raw, exts: []postauth.Extension{cmwExt(t, ev)}},
 		}, s.cert.PrivateKey.(crypto.Signer))
-		_, err := s.rp.Verify(context.Background(), forged, "", nil, e.policy())
-		wantErr(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid)
+		_, err := s.reqr.Verify(context.Background(), forged, nil)
+		postauthtest.WantErrorIs(t, err, postauth.ErrUnexpectedExtension, postauth.CodeInvalid, postauth.ReasonUnsupportedExtension)
 	})
 }
 
 func TestNoAttestationInAnswer(t *testing.T) {
 	eachRole(t, func(t *testing.T, e *env, s side) {
-		req, _ := s.rp.NewRequest("", nil)
+		req, _ := s.reqr.NewRequest(nil)
 		// A plain RFC 9261 authenticator, no Evidence: the request is not met.
 		raw, err := s.ch.Authenticate(s.role, req, s.id, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
-		wantErr(t, err, postauth.ErrNoAttestation, postauth.CodeRequired)
+		_, err = s.reqr.Verify(context.Background(), raw, nil)
+		postauthtest.WantErrorIs(t, err, postauth.ErrNoAttestation, postauth.CodeRequired, postauth.ReasonNoAttestation)
 	})
 }
 
 func TestRefusal(t *testing.T) {
 	eachRole(t, func(t *testing.T, e *env, s side) {
-		req, _ := s.rp.NewRequest("", nil)
+		req, _ := s.reqr.NewRequest(nil)
 		raw, err := s.ch.Refuse(s.role, req)
 		if err != nil {
 			t.Fatal(err)
@@ -414,21 +409,21 @@ func TestRefusal(t *testing.T) {
 		if a, err := postauth.ParseAuthenticator(raw); err != nil || !a.Empty() {
 			t.Fatalf("refusal is not an empty authenticator: %v", err)
 		}
-		if _, err := s.rpCh.Validate(s.role, req, raw, nil); !errors.Is(err, postauth.ErrRefused) {
+		if _, err := s.rpCh.Validate(s.role, req, raw); !errors.Is(err, postauth.ErrRefused) {
 			t.Fatalf("Validate: want ErrRefused, got %v", err)
 		}
-		_, err = s.rp.Verify(context.Background(), raw, "", nil, e.policy())
-		wantErr(t, err, postauth.ErrRefused, postauth.CodeRequired)
-		if n := s.rp.Pending(); n != 0 {
+		_, err = s.reqr.Verify(context.Background(), raw, nil)
+		postauthtest.WantErrorIs(t, err, postauth.ErrRefused, postauth.CodeRequired, postauth.ReasonAttestationRefused)
+		if n := s.reqr.Pending(); n != 0 {
 			t.Errorf("refused request still pending (%d)", n)
 		}
 		// A refusal computed on another connection is not one.
 		other := newEnv(t)
 		os := other.side(s.role)
-		req2, _ := os.rp.NewRequest("", nil)
+		req2, _ := os.reqr.NewRequest(nil)
 		raw2, _ := s.ch.Refuse(s.role, req2)
-		_, err = os.rp.Verify(context.Background(), raw2, "", nil, other.policy())
-		wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+		_, err = os.reqr.Verify(context.Background(), raw2, nil)
+		postauthtest.WantErrorIs(t, err, postauth.ErrBadFinished, postauth.CodeInvalid, postauth.ReasonBadFinished)
 	})
 }
 
@@ -440,31 +435,29 @@ func TestKeyTrust(t *testing.T) {
 		}
 		return id
 	}
-	answer := func(t *testing.T, e *env, id *postauth.Identity, opts postauth.ValidateOptions) (*postauth.Result, error) {
-		req, _ := e.serverReqr.NewRequest("", nil)
-		raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, id, e.attester, nil)
+	answer := func(t *testing.T, e *env, id *postauth.Identity, opts ...postauth.Option) (*postauth.Result, error) {
+		req, _ := e.serverReqr.NewRequest(nil)
+		raw, err := respond(t, e.clientCh, postauth.RoleClient, req, id, e.attester)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := e.policy()
-		p.Validate = opts
-		return e.serverReqr.Verify(context.Background(), raw, "", nil, p)
+		return e.serverReqr.VerifyWith(context.Background(), e.relyingParty(opts...), raw, nil)
 	}
 	t.Run("same-peer-rejects-other-key", func(t *testing.T) {
 		e := newEnv(t)
-		_, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{})
-		wantErr(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid)
+		_, err := answer(t, e, selfSigned(t))
+		postauthtest.WantErrorIs(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid, postauth.ReasonKeyNotTrusted)
 	})
 	t.Run("same-peer-rejects-other-ca-cert", func(t *testing.T) {
 		e := newEnv(t)
-		other := e.ep.PKI.Issue(t, "agent", false, nil) // valid chain, other key
+		other := e.ep.PKI.Issue(t, "agent") // valid chain, other key
 		id, _ := postauth.IdentityFromTLS(&other)
-		_, err := answer(t, e, id, postauth.ValidateOptions{})
-		wantErr(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid)
+		_, err := answer(t, e, id)
+		postauthtest.WantErrorIs(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid, postauth.ReasonKeyNotTrusted)
 	})
 	t.Run("attested-key-only-opt-in", func(t *testing.T) {
 		e := newEnv(t)
-		res, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{KeyTrust: postauth.KeyTrustAttestedKeyOnly})
+		res, err := answer(t, e, selfSigned(t), postauth.WithKeyTrust(postauth.KeyTrustAttestedKeyOnly))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -474,20 +467,20 @@ func TestKeyTrust(t *testing.T) {
 	})
 	t.Run("chain", func(t *testing.T) {
 		e := newEnv(t)
-		other := e.ep.PKI.Issue(t, "agent", false, nil)
+		other := e.ep.PKI.Issue(t, "agent")
 		id, _ := postauth.IdentityFromTLS(&other)
-		if _, err := answer(t, e, id, postauth.ValidateOptions{KeyTrust: postauth.KeyTrustChain, Roots: e.ep.PKI.Pool}); err != nil {
+		if _, err := answer(t, e, id, postauth.WithKeyTrust(postauth.KeyTrustChain), postauth.WithRoots(e.ep.PKI.Pool)); err != nil {
 			t.Fatalf("chained identity rejected: %v", err)
 		}
-		_, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{KeyTrust: postauth.KeyTrustChain, Roots: e.ep.PKI.Pool})
-		wantErr(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid)
+		_, err := answer(t, e, selfSigned(t), postauth.WithKeyTrust(postauth.KeyTrustChain), postauth.WithRoots(e.ep.PKI.Pool))
+		postauthtest.WantErrorIs(t, err, postauth.ErrKeyNotTrusted, postauth.CodeInvalid, postauth.ReasonKeyNotTrusted)
 	})
 	t.Run("no-mtls-no-roots-fails-closed", func(t *testing.T) {
 		p := postauthtest.New(t)
-		c, s := postauthtest.Pair(t, p.ClientConfig(nil), p.ServerConfig(p.Issue(t, "localhost", true, nil)))
-		e := envFor(t, &postauthtest.Endpoints{Client: c, Server: s, ClientCert: p.Issue(t, "agent", false, nil), ServerCert: p.Issue(t, "localhost", true, nil), PKI: p})
-		_, err := answer(t, e, selfSigned(t), postauth.ValidateOptions{})
-		wantErr(t, err, postauth.ErrNoKeyTrust, postauth.CodeInvalid)
+		c, s := postauthtest.Pair(t, p.ClientConfig(nil), p.ServerConfig(p.Issue(t, "localhost", postauthtest.ServerAuth())))
+		e := envFor(t, &postauthtest.Endpoints{Client: c, Server: s, ClientCert: p.Issue(t, "agent"), ServerCert: p.Issue(t, "localhost", postauthtest.ServerAuth()), PKI: p})
+		_, err := answer(t, e, selfSigned(t))
+		postauthtest.WantErrorIs(t, err, postauth.ErrNoKeyTrust, postauth.CodeInvalid, postauth.ReasonKeyNotTrusted)
 	})
 }
 
@@ -511,8 +504,8 @@ func TestSignatureSchemes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req, _ := e.serverReqr.NewRequest("", nil)
-			raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, id, e.attester, nil)
+			req, _ := e.serverReqr.NewRequest(nil)
+			raw, err := respond(t, e.clientCh, postauth.RoleClient, req, id, e.attester)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -520,18 +513,17 @@ func TestSignatureSchemes(t *testing.T) {
 			if a.Scheme != tc.scheme {
 				t.Errorf("scheme 0x%04x, want 0x%04x", uint16(a.Scheme), uint16(tc.scheme))
 			}
-			p := e.policy()
-			p.Validate.KeyTrust = postauth.KeyTrustAttestedKeyOnly
-			if _, err := e.serverReqr.Verify(context.Background(), raw, "", nil, p); err != nil {
+			rp := e.relyingParty(postauth.WithKeyTrust(postauth.KeyTrustAttestedKeyOnly))
+			if _, err := e.serverReqr.VerifyWith(context.Background(), rp, raw, nil); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
 	t.Run("scheme-not-offered", func(t *testing.T) {
 		e := newEnv(t)
-		r, _ := postauth.NewRequester(e.serverCh, postauth.RoleClient, &postauth.RequesterConfig{SignatureSchemes: []tls.SignatureScheme{tls.Ed25519}})
-		req, _ := r.NewRequest("", nil)
-		_, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, e.attester, nil)
+		r, _ := e.relyingParty(postauth.WithSignatureSchemes(tls.Ed25519)).NewRequester(e.serverCh, postauth.RoleClient)
+		req, _ := r.NewRequest(nil)
+		_, err := respond(t, e.clientCh, postauth.RoleClient, req, e.clientID, e.attester)
 		if !errors.Is(err, postauth.ErrUnsupportedScheme) {
 			t.Fatalf("P-256 key answered an Ed25519-only request: %v", err)
 		}
@@ -548,12 +540,12 @@ func TestSHA384Suite(t *testing.T) {
 	}
 	serverCh, _ := postauth.NewChannelFromExporter(tls.TLS_AES_256_GCM_SHA384, scs.ExportKeyingMaterial)
 	id, _ := postauth.IdentityFromTLS(&ep.ClientCert)
-	key := postauthtest.NewKey(t)
-	att, _ := softeat.NewAttester(key, nil)
-	v, _ := softeat.NewVerifier([]crypto.PublicKey{key.Public()}, nil)
-	r, _ := postauth.NewRequester(serverCh, postauth.RoleClient, nil)
-	req, _ := r.NewRequest("", nil)
-	raw, err := postauth.Respond(context.Background(), clientCh, postauth.RoleClient, req, id, att, nil)
+	att, v := postauthtest.Software(t)
+	// No TLS peer on an exporter-only channel: trust the attested key.
+	rp := newRelyingParty(t, v, postauth.WithKeyTrust(postauth.KeyTrustAttestedKeyOnly))
+	r, _ := rp.NewRequester(serverCh, postauth.RoleClient)
+	req, _ := r.NewRequest(nil)
+	raw, err := respond(t, clientCh, postauth.RoleClient, req, id, att)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,8 +553,7 @@ func TestSHA384Suite(t *testing.T) {
 	if len(a.Finished) != 48 {
 		t.Errorf("Finished is %d bytes, want 48", len(a.Finished))
 	}
-	// No TLS peer on an exporter-only channel: trust the attested key.
-	res, err := r.Verify(context.Background(), raw, "", nil, &postauth.Policy{Verifier: v, Validate: postauth.ValidateOptions{KeyTrust: postauth.KeyTrustAttestedKeyOnly}})
+	res, err := r.Verify(context.Background(), raw, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,36 +564,35 @@ func TestSHA384Suite(t *testing.T) {
 
 func TestFormatNotAccepted(t *testing.T) {
 	e := newEnv(t)
-	req, _ := e.serverReqr.NewRequest("", nil)
-	p := e.policy()
-	p.Formats = []string{"application/vnd.example.tpm-quote+cbor"}
-	_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "", nil, p)
-	wantErr(t, err, postauth.ErrFormatNotAccepted, postauth.CodeInvalid)
+	req, _ := e.serverReqr.NewRequest(nil)
+	rp := e.relyingParty(postauth.WithFormats("application/vnd.example.tpm-quote+cbor"))
+	_, err := e.serverReqr.VerifyWith(context.Background(), rp, e.clientAnswer(req), nil)
+	postauthtest.WantErrorIs(t, err, postauth.ErrFormatNotAccepted, postauth.CodeInvalid, postauth.ReasonFormatNotAccepted)
 }
 
 func TestNewChannelRefusesNonTLS13(t *testing.T) {
 	t.Run("tls12", func(t *testing.T) {
 		p := postauthtest.New(t)
-		sc := p.ServerConfig(p.Issue(t, "localhost", true, nil))
+		sc := p.ServerConfig(p.Issue(t, "localhost", postauthtest.ServerAuth()))
 		sc.MinVersion, sc.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
 		cc := p.ClientConfig(nil)
 		cc.MinVersion = tls.VersionTLS12
 		c, _ := postauthtest.Pair(t, cc, sc)
 		cs := c.ConnectionState()
 		_, err := postauth.NewChannel(&cs)
-		wantErr(t, err, postauth.ErrNotTLS13, postauth.CodeInvalid)
+		postauthtest.WantErrorIs(t, err, postauth.ErrNotTLS13, postauth.CodeInvalid, postauth.ReasonTLS13Required)
 	})
 	t.Run("zero", func(t *testing.T) {
 		_, err := postauth.NewChannel(&tls.ConnectionState{})
-		wantErr(t, err, postauth.ErrNoConnectionState, postauth.CodeInvalid)
+		postauthtest.WantErrorIs(t, err, postauth.ErrNoConnectionState, postauth.CodeInvalid, postauth.ReasonNoTLS)
 	})
 	t.Run("nil", func(t *testing.T) {
 		_, err := postauth.NewChannel(nil)
-		wantErr(t, err, postauth.ErrNoConnectionState, postauth.CodeInvalid)
+		postauthtest.WantErrorIs(t, err, postauth.ErrNoConnectionState, postauth.CodeInvalid, postauth.ReasonNoTLS)
 	})
 	t.Run("incomplete", func(t *testing.T) {
 		_, err := postauth.NewChannel(&tls.ConnectionState{Version: tls.VersionTLS13})
-		wantErr(t, err, postauth.ErrHandshakeIncomplete, postauth.CodeInvalid)
+		postauthtest.WantErrorIs(t, err, postauth.ErrHandshakeIncomplete, postauth.CodeInvalid, postauth.ReasonHandshakeIncomplete)
 	})
 	t.Run("hand-made-state-without-keys", func(t *testing.T) {
 		// Looks complete but has no keying material: no panic, an error.
@@ -622,7 +612,7 @@ func TestNewChannelRefusesNonTLS13(t *testing.T) {
 // the labels.)
 func TestRoleLabelsBind(t *testing.T) {
 	e := newEnv(t)
-	req, _ := e.clientReqr.NewRequest("", nil)
+	req, _ := e.clientReqr.NewRequest(nil)
 	reqBytes, _ := req.Marshal()
 	ev, _ := e.attester.Attest(context.Background(), postauth.Challenge{
 		Binder: mustBinder(t, e.serverCh, e.serverID.SPKI(), req.Context), KeyHash: e.serverCh.KeyHash(e.serverID.SPKI()),
@@ -631,11 +621,11 @@ func TestRoleLabelsBind(t *testing.T) {
 	signer := e.ep.ServerCert.PrivateKey.(crypto.Signer)
 	entries := []forgedEntry{{der: e.ep.ServerCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}
 	wrong := newForger(t, e.ep.Server).build(t, postauth.RoleClient, reqBytes, req.Context, entries, signer)
-	_, err := e.clientReqr.Verify(context.Background(), wrong, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrBadFinished, postauth.CodeInvalid)
+	_, err := e.clientReqr.Verify(context.Background(), wrong, nil)
+	postauthtest.WantErrorIs(t, err, postauth.ErrBadFinished, postauth.CodeInvalid, postauth.ReasonBadFinished)
 
 	// The same with the server's labels verifies: only the labels differed.
-	req, _ = e.clientReqr.NewRequest("", nil)
+	req, _ = e.clientReqr.NewRequest(nil)
 	reqBytes, _ = req.Marshal()
 	ev, _ = e.attester.Attest(context.Background(), postauth.Challenge{
 		Binder: mustBinder(t, e.serverCh, e.serverID.SPKI(), req.Context), KeyHash: e.serverCh.KeyHash(e.serverID.SPKI()),
@@ -643,7 +633,50 @@ func TestRoleLabelsBind(t *testing.T) {
 	})
 	entries = []forgedEntry{{der: e.ep.ServerCert.Certificate[0], exts: []postauth.Extension{cmwExt(t, ev)}}}
 	right := newForger(t, e.ep.Server).build(t, postauth.RoleServer, reqBytes, req.Context, entries, signer)
-	if _, err := e.clientReqr.Verify(context.Background(), right, "", nil, e.policy()); err != nil {
+	if _, err := e.clientReqr.Verify(context.Background(), right, nil); err != nil {
 		t.Fatalf("server labels: %v", err)
 	}
+}
+
+// A Verifier that returns neither an Appraisal nor an error has not
+// vouched for anything: invalid, never a pass.
+func TestNilAppraisalIsInvalid(t *testing.T) {
+	e := newEnv(t)
+	nothing := verifierFunc(func(context.Context, postauth.Challenge, postauth.Evidence) (*postauth.Appraisal, error) {
+		return nil, nil
+	})
+	req, _ := e.serverReqr.NewRequest(nil)
+	_, err := e.serverReqr.VerifyWith(context.Background(), newRelyingParty(t, nothing), e.clientAnswer(req), nil)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonEvidenceInvalid)
+}
+
+// The verifier's expiry bounds a Result whatever the relying party's max
+// age: ValidAt is false from the expiry on.
+func TestVerifierExpiry(t *testing.T) {
+	e := newEnv(t)
+	clock := postauthtest.NewClock(time.Time{})
+	expiring := verifierFunc(func(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+		app, err := e.verifier.Verify(ctx, ch, ev)
+		if app != nil {
+			app.Expiry = clock.Now().Add(10 * time.Second)
+		}
+		return app, err
+	})
+	req, _ := e.serverReqr.NewRequest(nil)
+	res, err := e.serverReqr.VerifyWith(context.Background(), newRelyingParty(t, expiring, postauth.WithClock(clock.Now)), e.clientAnswer(req), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ValidAt(clock.Now().Add(9*time.Second), time.Hour) {
+		t.Fatal("not valid before the verifier's expiry")
+	}
+	if res.ValidAt(clock.Now().Add(10*time.Second), time.Hour) || res.ValidAt(clock.Now().Add(11*time.Second), 0) {
+		t.Fatal("valid at or after the verifier's expiry")
+	}
+}
+
+type verifierFunc func(context.Context, postauth.Challenge, postauth.Evidence) (*postauth.Appraisal, error)
+
+func (f verifierFunc) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+	return f(ctx, ch, ev)
 }

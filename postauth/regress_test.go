@@ -14,7 +14,7 @@ import (
 
 func TestParseRequestDoesNotAlias(t *testing.T) {
 	e := newEnv(t)
-	req, _ := e.serverReqr.NewTemplate("")
+	req, _ := e.serverReqr.NewTemplate()
 	b, _ := req.Marshal()
 	in := bytes.Clone(b)
 	got, err := postauth.ParseRequest(in)
@@ -41,35 +41,35 @@ func TestParseRequestDoesNotAlias(t *testing.T) {
 // identity: same-peer key trust must not rest on it.
 func TestUnverifiedPeerCertificateIsNoIdentity(t *testing.T) {
 	p := postauthtest.New(t)
-	stranger := postauthtest.New(t).Issue(t, "agent", false, nil) // another, untrusted CA
-	sc := p.ServerConfig(p.Issue(t, "localhost", true, nil))
+	stranger := postauthtest.New(t).Issue(t, "agent") // another, untrusted CA
+	sc := p.ServerConfig(p.Issue(t, "localhost", postauthtest.ServerAuth()))
 	sc.ClientAuth = tls.RequireAnyClientCert
 	c, s := postauthtest.Pair(t, p.ClientConfig(&stranger), sc)
-	e := envFor(t, &postauthtest.Endpoints{Client: c, Server: s, ClientCert: stranger, ServerCert: p.Issue(t, "localhost", true, nil), PKI: p})
-	if e.serverCh.PeerCertificate() != nil {
+	e := envFor(t, &postauthtest.Endpoints{Client: c, Server: s, ClientCert: stranger, ServerCert: p.Issue(t, "localhost", postauthtest.ServerAuth()), PKI: p})
+	if e.serverCh.PeerSPKI() != nil {
 		t.Fatal("unverified client certificate recorded as the peer")
 	}
-	req, _ := e.serverReqr.NewRequest("", nil)
-	_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "", nil, e.policy())
-	wantErr(t, err, postauth.ErrNoKeyTrust, postauth.CodeInvalid)
+	req, _ := e.serverReqr.NewRequest(nil)
+	_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), nil)
+	postauthtest.WantErrorIs(t, err, postauth.ErrNoKeyTrust, postauth.CodeInvalid, postauth.ReasonKeyNotTrusted)
 }
 
 func TestEmptyBindingRefused(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.serverReqr.NewRequest("", []byte{}); err == nil {
+	if _, err := e.serverReqr.NewRequest([]byte{}); err == nil {
 		t.Fatal("an empty binding would look like a template")
 	}
 }
 
 func TestTemplateRefusal(t *testing.T) {
 	e := newEnv(t)
-	tmpl, _ := e.serverReqr.NewTemplate("")
+	tmpl, _ := e.serverReqr.NewTemplate()
 	raw, err := e.clientCh.Refuse(postauth.RoleClient, tmpl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.serverReqr.Verify(context.Background(), raw, "", opDigest("op"), e.policy())
-	wantErr(t, err, postauth.ErrRefused, postauth.CodeRequired)
+	_, err = e.serverReqr.Verify(context.Background(), raw, opDigest("op"))
+	postauthtest.WantErrorIs(t, err, postauth.ErrRefused, postauth.CodeRequired, postauth.ReasonAttestationRefused)
 }
 
 // Under same-peer key trust only the key is compared, so the name a Result
@@ -80,12 +80,12 @@ func TestSamePeerSubjectFromTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := e.serverReqr.NewRequest("", nil)
-	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, forgedName, e.attester, nil)
+	req, _ := e.serverReqr.NewRequest(nil)
+	raw, err := respond(t, e.clientCh, postauth.RoleClient, req, forgedName, e.attester)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.serverReqr.Verify(context.Background(), raw, "", nil, e.policy())
+	res, err := e.serverReqr.Verify(context.Background(), raw, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,61 +25,29 @@ const (
 	MaxBindingLen = MaxContextLen - NonceLen
 )
 
-// Requester defaults.
-const (
-	DefaultContextTTL = time.Minute
-	DefaultMaxPending = 16
-	// consumedMemory is how many consumed context nonces a Requester
-	// remembers to report reuse clearly. Reuse is refused either way.
-	consumedMemory = 16
-)
-
-// RequesterConfig configures a [Requester]. The zero value is valid and
-// safe. A RequesterConfig may be shared by many Requesters and must not be
-// modified after use.
-type RequesterConfig struct {
-	// Rand is the source of context nonces; nil means crypto/rand.
-	Rand io.Reader
-	// Time is the current time; nil means time.Now.
-	Time func() time.Time
-	// ContextTTL is how long an issued request may be answered. Zero means
-	// DefaultContextTTL.
-	ContextTTL time.Duration
-	// MaxPending bounds the unanswered requests kept per connection; when
-	// full, issuing a new request forgets the oldest. Zero means
-	// DefaultMaxPending.
-	MaxPending int
-	// SignatureSchemes offered in signature_algorithms; nil means
-	// DefaultSignatureSchemes.
-	SignatureSchemes []tls.SignatureScheme
-	// AttestationExtension is the cmw_attestation code point offered; 0
-	// means DefaultAttestationExtension.
-	AttestationExtension uint16
-}
+// consumedMemory is how many consumed context nonces a Requester remembers
+// to report reuse clearly. Reuse is refused either way.
+const consumedMemory = 16
 
 type pendingRequest struct {
 	context  []byte // nonce || suffix; just the nonce for a template
 	bound    bool   // the context ends with an operation binding
 	template bool   // the answerer appends the operation binding
-	scope    string
 	expires  time.Time
 }
 
 // Requester is the relying party's side of attestation on one connection:
 // it issues authenticator requests and verifies the answers. Contexts are
 // unpredictable (a random nonce), single use (consumed by the first answer,
-// valid or not), expire after ContextTTL, and at most MaxPending are kept, so
-// a flood of unanswered requests costs bounded memory. A Requester is safe
-// for concurrent use (HTTP/2 streams share one).
+// valid or not), expire after the RelyingParty's context lifetime, and at
+// most its maximum of pending requests are kept, so a flood of unanswered
+// requests costs bounded memory. A Requester is safe for concurrent use
+// (HTTP/2 streams share one).
 type Requester struct {
 	ch      *Channel
+	rp      *RelyingParty
 	peer    Role
 	reqType HandshakeType
-	exts    []Extension
-	rand    io.Reader
-	now     func() time.Time
-	ttl     time.Duration
-	max     int
 
 	mu       sync.Mutex // guards pending, consumed, next
 	pending  []pendingRequest
@@ -89,17 +55,14 @@ type Requester struct {
 	next     int
 }
 
-// NewRequester returns a Requester for attestations by peer (the role of the
-// endpoint that will answer) on ch. A server asks RoleClient (it sends
+// NewRequester returns a Requester for attestations by peer (the role of
+// the endpoint that will answer) on ch. A server asks RoleClient (it sends
 // CertificateRequests); a client asks RoleServer (ClientCertificateRequests).
-func NewRequester(ch *Channel, peer Role, cfg *RequesterConfig) (*Requester, error) {
+func (rp *RelyingParty) NewRequester(ch *Channel, peer Role) (*Requester, error) {
 	if ch == nil {
 		return nil, errors.New("postauth: nil channel")
 	}
-	if cfg == nil {
-		cfg = &RequesterConfig{}
-	}
-	r := &Requester{ch: ch, peer: peer, rand: cfg.Rand, now: cfg.Time, ttl: cfg.ContextTTL, max: cfg.MaxPending}
+	r := &Requester{ch: ch, rp: rp, peer: peer}
 	switch peer {
 	case RoleClient:
 		r.reqType = TypeCertificateRequest
@@ -108,43 +71,18 @@ func NewRequester(ch *Channel, peer Role, cfg *RequesterConfig) (*Requester, err
 	default:
 		return nil, fmt.Errorf("postauth: invalid peer role %d", peer)
 	}
-	if r.rand == nil {
-		r.rand = rand.Reader
-	}
-	if r.now == nil {
-		r.now = time.Now
-	}
-	if r.ttl <= 0 {
-		r.ttl = DefaultContextTTL
-	}
-	if r.max <= 0 {
-		r.max = DefaultMaxPending
-	}
-	schemes := cfg.SignatureSchemes
-	if schemes == nil {
-		schemes = DefaultSignatureSchemes
-	}
-	ext := cfg.AttestationExtension
-	if ext == 0 {
-		ext = DefaultAttestationExtension
-	}
-	r.exts = []Extension{
-		{Type: ExtensionSignatureAlgorithms, Data: marshalSignatureAlgorithms(schemes)},
-		{Type: ext, Data: []byte{}},
-	}
 	return r, nil
 }
 
 // Channel is the connection the Requester works on.
 func (r *Requester) Channel() *Channel { return r.ch }
 
-// NewRequest issues a request for scope (an opaque label the answer must be
-// verified under, such as a route). With a nil binding the context is 32
-// random bytes (connection freshness). With a binding, the context is
+// NewRequest issues a request. With a nil binding the context is 32 random
+// bytes (connection freshness). With a binding, the context is
 // 16 random bytes || binding, so the authenticator signs the binding (for
 // example a digest of the operation it authorises) and [Requester.Verify]
 // checks it against the binding of the request that carries the answer.
-func (r *Requester) NewRequest(scope string, binding []byte) (*Request, error) {
+func (r *Requester) NewRequest(binding []byte) (*Request, error) {
 	if len(binding) > MaxBindingLen || (binding != nil && len(binding) == 0) {
 		return nil, fmt.Errorf("postauth: binding must be 1 to %d bytes (nil for none)", MaxBindingLen)
 	}
@@ -153,39 +91,39 @@ func (r *Requester) NewRequest(scope string, binding []byte) (*Request, error) {
 		n = NonceLen
 	}
 	ctx := make([]byte, n, n+len(binding))
-	if _, err := io.ReadFull(r.rand, ctx); err != nil {
+	if _, err := io.ReadFull(r.rp.cfg.rand, ctx); err != nil {
 		return nil, fmt.Errorf("postauth: reading randomness: %w", err)
 	}
 	ctx = append(ctx, binding...)
-	return r.issue(pendingRequest{context: ctx, scope: scope, bound: binding != nil})
+	return r.issue(pendingRequest{context: ctx, bound: binding != nil})
 }
 
 // NewTemplate issues a request whose context is a bare 16-byte nonce that
 // the answerer completes by appending the binding of the operation it is
 // about to perform (pre-armed operation freshness; docs/protocol.md). The
 // answer is verified with [Requester.Verify] and that operation's binding.
-func (r *Requester) NewTemplate(scope string) (*Request, error) {
+func (r *Requester) NewTemplate() (*Request, error) {
 	ctx := make([]byte, NonceLen)
-	if _, err := io.ReadFull(r.rand, ctx); err != nil {
+	if _, err := io.ReadFull(r.rp.cfg.rand, ctx); err != nil {
 		return nil, fmt.Errorf("postauth: reading randomness: %w", err)
 	}
-	return r.issue(pendingRequest{context: ctx, scope: scope, bound: true, template: true})
+	return r.issue(pendingRequest{context: ctx, bound: true, template: true})
 }
 
 func (r *Requester) issue(p pendingRequest) (*Request, error) {
-	p.expires = r.now().Add(r.ttl)
+	p.expires = r.rp.cfg.now().Add(r.rp.cfg.contextTTL)
 	r.mu.Lock()
 	r.dropExpiredLocked()
-	if len(r.pending) >= r.max {
-		r.pending = append(r.pending[:0], r.pending[len(r.pending)-r.max+1:]...)
+	if max := r.rp.cfg.maxPending; len(r.pending) >= max {
+		r.pending = append(r.pending[:0], r.pending[len(r.pending)-max+1:]...)
 	}
 	r.pending = append(r.pending, p)
 	r.mu.Unlock()
-	return &Request{Type: r.reqType, Context: p.context, Extensions: r.exts}, nil
+	return &Request{Type: r.reqType, Context: p.context, Extensions: r.rp.exts}, nil
 }
 
 func (r *Requester) dropExpiredLocked() {
-	now := r.now()
+	now := r.rp.cfg.now()
 	kept := r.pending[:0]
 	for _, p := range r.pending {
 		if now.Before(p.expires) {
@@ -211,7 +149,7 @@ func (r *Requester) take(ctx []byte) (pendingRequest, error) {
 	if len(ctx) >= NonceLen {
 		for i, p := range r.pending {
 			if bytes.Equal(p.context[:NonceLen], ctx[:NonceLen]) {
-				r.pending = slices.Delete(r.pending, i, i+1)
+				r.pending = slices.Delete(r.pending, i, i+1) // mutation: single use
 				if len(r.pending) == 0 {
 					r.pending = nil // do not keep answered requests alive
 				}
@@ -222,21 +160,34 @@ func (r *Requester) take(ctx []byte) (pendingRequest, error) {
 		}
 		for _, c := range r.consumed {
 			if bytes.Equal(c[:], ctx[:NonceLen]) {
-				return pendingRequest{}, invalid("context_reused", ErrContextReused)
+				return pendingRequest{}, invalid(ReasonContextReused, ErrContextReused)
 			}
 		}
 	}
-	return pendingRequest{}, invalid("unknown_context", ErrUnknownContext)
+	return pendingRequest{}, invalid(ReasonUnknownContext, ErrUnknownContext)
 }
 
-// Verify checks raw, the peer's answer to one of our pending requests, under
-// scope and binding (nil for connection freshness; the operation's binding
-// otherwise), and returns the verified Result. The request is consumed
-// whatever the outcome, so a context is never accepted twice.
-func (r *Requester) Verify(ctx context.Context, raw []byte, scope string, binding []byte, p *Policy) (*Result, error) {
+// Verify checks raw, the peer's answer to one of our pending requests,
+// under binding (nil for connection freshness; the operation's binding
+// otherwise), with the RelyingParty that made the Requester, and returns the
+// verified Result. The request is consumed whatever the outcome, so a
+// context is never accepted twice.
+func (r *Requester) Verify(ctx context.Context, raw, binding []byte) (*Result, error) {
+	return r.VerifyWith(ctx, r.rp, raw, binding)
+}
+
+// VerifyWith is [Requester.Verify] with another RelyingParty's verifier,
+// formats and key trust, for relying parties whose requirements differ by
+// operation (the HTTP middleware's routes) while the connection's requests
+// are shared. The request settings (context lifetime, offered extensions)
+// stay those of the Requester's own RelyingParty.
+func (r *Requester) VerifyWith(ctx context.Context, rp *RelyingParty, raw, binding []byte) (*Result, error) {
+	if rp == nil {
+		rp = r.rp
+	}
 	a, err := ParseAuthenticator(raw)
 	if err != nil {
-		return nil, invalid("malformed", err)
+		return nil, invalid(ReasonMalformed, err)
 	}
 	if a.Empty() {
 		return nil, r.refusal(a)
@@ -245,38 +196,35 @@ func (r *Requester) Verify(ctx context.Context, raw []byte, scope string, bindin
 	if err != nil {
 		return nil, err
 	}
-	if !r.now().Before(pr.expires) {
-		return nil, &Error{Code: CodeStale, Reason: "context_expired", Err: ErrContextExpired}
-	}
-	if pr.scope != scope {
-		return nil, invalid("context_mismatch", fmt.Errorf("%w: issued for another scope", ErrContextMismatch))
+	if !r.rp.cfg.now().Before(pr.expires) { // mutation: context expiry
+		return nil, &Error{Code: CodeStale, Reason: ReasonContextExpired, Err: ErrContextExpired}
 	}
 	want := pr.context
 	switch {
 	case pr.template:
 		if binding == nil {
-			return nil, invalid("context_mismatch", fmt.Errorf("%w: template answered without a binding", ErrContextMismatch))
+			return nil, invalid(ReasonContextMismatch, fmt.Errorf("%w: template answered without a binding", ErrContextMismatch))
 		}
 		want = append(want[:NonceLen:NonceLen], binding...)
 	case binding == nil:
 		if pr.bound {
-			return nil, invalid("context_mismatch", fmt.Errorf("%w: operation context used without an operation", ErrContextMismatch))
+			return nil, invalid(ReasonContextMismatch, fmt.Errorf("%w: operation context used without an operation", ErrContextMismatch))
 		}
 	case !pr.bound:
-		return nil, invalid("context_mismatch", fmt.Errorf("%w: connection context used for an operation", ErrContextMismatch))
+		return nil, invalid(ReasonContextMismatch, fmt.Errorf("%w: connection context used for an operation", ErrContextMismatch))
 	default:
-		if !bytes.Equal(want[NonceLen:], binding) {
-			return nil, invalid("operation_mismatch", ErrOperationMismatch)
+		if !bytes.Equal(want[NonceLen:], binding) { // mutation: operation binding
+			return nil, invalid(ReasonOperationMismatch, ErrOperationMismatch)
 		}
 	}
 	if !bytes.Equal(a.Context, want) {
 		if binding != nil {
-			return nil, invalid("operation_mismatch", ErrOperationMismatch)
+			return nil, invalid(ReasonOperationMismatch, ErrOperationMismatch)
 		}
-		return nil, invalid("context_mismatch", ErrContextMismatch)
+		return nil, invalid(ReasonContextMismatch, ErrContextMismatch)
 	}
-	req := &Request{Type: r.reqType, Context: want, Extensions: r.exts}
-	return verifyParsed(ctx, r.ch, r.peer, req, a, p)
+	req := &Request{Type: r.reqType, Context: want, Extensions: r.rp.exts}
+	return rp.verify(ctx, r.ch, r.peer, req, a)
 }
 
 // refusal matches an empty authenticator against the pending requests (it
@@ -285,7 +233,7 @@ func (r *Requester) refusal(a *Authenticator) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, p := range r.pending {
-		req := &Request{Type: r.reqType, Context: p.context, Extensions: r.exts}
+		req := &Request{Type: r.reqType, Context: p.context, Extensions: r.rp.exts}
 		reqBytes, err := req.Marshal()
 		if err != nil {
 			continue
@@ -299,5 +247,5 @@ func (r *Requester) refusal(a *Authenticator) error {
 			return errRefused()
 		}
 	}
-	return invalid("bad_finished", ErrBadFinished)
+	return invalid(ReasonBadFinished, ErrBadFinished)
 }

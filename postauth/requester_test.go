@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 )
 
-func newClockedRequester(t *testing.T, e *env, cfg postauth.RequesterConfig) (*postauth.Requester, *fakeClock) {
+// newClockedRequester returns a Requester of the server (it asks the
+// client) whose RelyingParty runs on a fake clock, with opts.
+func newClockedRequester(t *testing.T, e *env, opts ...postauth.Option) (*postauth.Requester, *postauthtest.Clock) {
 	t.Helper()
-	clk := &fakeClock{t: time.Now()}
-	cfg.Time = clk.now
-	r, err := postauth.NewRequester(e.serverCh, postauth.RoleClient, &cfg)
+	clk := postauthtest.NewClock(time.Now())
+	r, err := e.relyingParty(append([]postauth.Option{postauth.WithClock(clk.Now)}, opts...)...).NewRequester(e.serverCh, postauth.RoleClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,19 +25,19 @@ func newClockedRequester(t *testing.T, e *env, cfg postauth.RequesterConfig) (*p
 
 func TestContextExpires(t *testing.T) {
 	e := newEnv(t)
-	r, clk := newClockedRequester(t, e, postauth.RequesterConfig{ContextTTL: 10 * time.Second})
-	req, _ := r.NewRequest("", nil)
+	r, clk := newClockedRequester(t, e, postauth.WithContextTTL(10*time.Second))
+	req, _ := r.NewRequest(nil)
 	raw := e.clientAnswer(req)
-	clk.advance(11 * time.Second)
-	_, err := r.Verify(context.Background(), raw, "", nil, e.policy())
-	wantErr(t, err, postauth.ErrContextExpired, postauth.CodeStale)
+	clk.Advance(11 * time.Second)
+	_, err := r.Verify(context.Background(), raw, nil)
+	postauthtest.WantErrorIs(t, err, postauth.ErrContextExpired, postauth.CodeStale, postauth.ReasonContextExpired)
 }
 
 func TestContextsUnpredictableAndDistinct(t *testing.T) {
 	e := newEnv(t)
 	seen := map[string]bool{}
 	for range 100 {
-		req, err := e.serverReqr.NewRequest("", nil)
+		req, err := e.serverReqr.NewRequest(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,10 +55,10 @@ func TestContextsUnpredictableAndDistinct(t *testing.T) {
 // forgotten, the newest still work.
 func TestPendingBounded(t *testing.T) {
 	e := newEnv(t)
-	r, _ := newClockedRequester(t, e, postauth.RequesterConfig{MaxPending: 4})
+	r, _ := newClockedRequester(t, e, postauth.WithMaxPending(4))
 	var reqs []*postauth.Request
 	for range 10_000 {
-		req, err := r.NewRequest("", nil)
+		req, err := r.NewRequest(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,20 +67,20 @@ func TestPendingBounded(t *testing.T) {
 	if n := r.Pending(); n != 4 {
 		t.Fatalf("pending = %d, want 4", n)
 	}
-	_, err := r.Verify(context.Background(), e.clientAnswer(reqs[0]), "", nil, e.policy())
-	wantErr(t, err, postauth.ErrUnknownContext, postauth.CodeInvalid)
-	if _, err := r.Verify(context.Background(), e.clientAnswer(reqs[len(reqs)-1]), "", nil, e.policy()); err != nil {
+	_, err := r.Verify(context.Background(), e.clientAnswer(reqs[0]), nil)
+	postauthtest.WantErrorIs(t, err, postauth.ErrUnknownContext, postauth.CodeInvalid, postauth.ReasonUnknownContext)
+	if _, err := r.Verify(context.Background(), e.clientAnswer(reqs[len(reqs)-1]), nil); err != nil {
 		t.Fatalf("newest request: %v", err)
 	}
 }
 
 func TestExpiredPendingDropped(t *testing.T) {
 	e := newEnv(t)
-	r, clk := newClockedRequester(t, e, postauth.RequesterConfig{ContextTTL: time.Second})
+	r, clk := newClockedRequester(t, e, postauth.WithContextTTL(time.Second))
 	for range 5 {
-		r.NewRequest("", nil)
+		r.NewRequest(nil)
 	}
-	clk.advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if n := r.Pending(); n != 0 {
 		t.Fatalf("pending = %d after expiry, want 0", n)
 	}
@@ -94,46 +96,46 @@ func opDigest(s string) []byte {
 func TestAttackOperationSwap(t *testing.T) {
 	e := newEnv(t)
 	pay1, pay1000 := opDigest("POST /pay amount=1"), opDigest("POST /pay amount=1000")
-	req, _ := e.serverReqr.NewRequest("pay", pay1)
+	req, _ := e.serverReqr.NewRequest(pay1)
 	if !bytes.Equal(req.Context[postauth.NonceLen:], pay1) {
 		t.Fatal("context does not end with the binding")
 	}
 	raw := e.clientAnswer(req)
-	_, err := e.serverReqr.Verify(context.Background(), raw, "pay", pay1000, e.policy())
-	wantErr(t, err, postauth.ErrOperationMismatch, postauth.CodeInvalid)
+	_, err := e.serverReqr.Verify(context.Background(), raw, pay1000)
+	postauthtest.WantErrorIs(t, err, postauth.ErrOperationMismatch, postauth.CodeInvalid, postauth.ReasonOperationMismatch)
 
-	req, _ = e.serverReqr.NewRequest("pay", pay1)
-	if _, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), "pay", pay1, e.policy()); err != nil {
+	req, _ = e.serverReqr.NewRequest(pay1)
+	if _, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), pay1); err != nil {
 		t.Fatalf("matching operation rejected: %v", err)
 	}
 }
 
-func TestScopeAndModeMismatch(t *testing.T) {
+// A context issued for one mode (connection or operation freshness, or a
+// template) is not accepted in another.
+func TestModeMismatch(t *testing.T) {
 	e := newEnv(t)
 	cases := []struct {
 		name             string
 		issueBinding     []byte
-		verifyScope      string
 		verifyBinding    []byte
 		issueAsTemplate  bool
 		templateComplete []byte
 	}{
-		{name: "other-scope", verifyScope: "config"},
-		{name: "connection-context-for-operation", verifyScope: "pay", verifyBinding: opDigest("x")},
-		{name: "operation-context-without-operation", issueBinding: opDigest("x"), verifyScope: "pay"},
-		{name: "template-without-operation", issueAsTemplate: true, templateComplete: opDigest("x"), verifyScope: "pay"},
+		{name: "connection-context-for-operation", verifyBinding: opDigest("x")},
+		{name: "operation-context-without-operation", issueBinding: opDigest("x")},
+		{name: "template-without-operation", issueAsTemplate: true, templateComplete: opDigest("x")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var req *postauth.Request
 			if tc.issueAsTemplate {
-				req, _ = e.serverReqr.NewTemplate("pay")
+				req, _ = e.serverReqr.NewTemplate()
 				req = &postauth.Request{Type: req.Type, Context: append(bytes.Clone(req.Context), tc.templateComplete...), Extensions: req.Extensions}
 			} else {
-				req, _ = e.serverReqr.NewRequest("pay", tc.issueBinding)
+				req, _ = e.serverReqr.NewRequest(tc.issueBinding)
 			}
-			_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), tc.verifyScope, tc.verifyBinding, e.policy())
-			wantErr(t, err, postauth.ErrContextMismatch, postauth.CodeInvalid)
+			_, err := e.serverReqr.Verify(context.Background(), e.clientAnswer(req), tc.verifyBinding)
+			postauthtest.WantErrorIs(t, err, postauth.ErrContextMismatch, postauth.CodeInvalid, postauth.ReasonContextMismatch)
 		})
 	}
 }
@@ -142,7 +144,7 @@ func TestScopeAndModeMismatch(t *testing.T) {
 // client completes the context with the digest of the operation it performs.
 func TestTemplate(t *testing.T) {
 	e := newEnv(t)
-	tmpl, err := e.serverReqr.NewTemplate("pay")
+	tmpl, err := e.serverReqr.NewTemplate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,14 +155,14 @@ func TestTemplate(t *testing.T) {
 		return &postauth.Request{Type: tmpl.Type, Context: append(bytes.Clone(tmpl.Context), op...), Extensions: tmpl.Extensions}
 	}
 	raw := e.clientAnswer(complete(opDigest("POST /pay amount=1")))
-	if _, err := e.serverReqr.Verify(context.Background(), raw, "pay", opDigest("POST /pay amount=1"), e.policy()); err != nil {
+	if _, err := e.serverReqr.Verify(context.Background(), raw, opDigest("POST /pay amount=1")); err != nil {
 		t.Fatalf("completed template: %v", err)
 	}
 	// Swap: completed for one operation, presented with another.
-	tmpl, _ = e.serverReqr.NewTemplate("pay")
+	tmpl, _ = e.serverReqr.NewTemplate()
 	raw = e.clientAnswer(&postauth.Request{Type: tmpl.Type, Context: append(bytes.Clone(tmpl.Context), opDigest("POST /pay amount=1")...), Extensions: tmpl.Extensions})
-	_, err = e.serverReqr.Verify(context.Background(), raw, "pay", opDigest("POST /pay amount=1000"), e.policy())
-	wantErr(t, err, postauth.ErrOperationMismatch, postauth.CodeInvalid)
+	_, err = e.serverReqr.Verify(context.Background(), raw, opDigest("POST /pay amount=1000"))
+	postauthtest.WantErrorIs(t, err, postauth.ErrOperationMismatch, postauth.CodeInvalid, postauth.ReasonOperationMismatch)
 }
 
 func TestConcurrentRequesterUse(t *testing.T) {
@@ -172,12 +174,12 @@ func TestConcurrentRequesterUse(t *testing.T) {
 	answers := make(chan answer, n)
 	for range n {
 		go func() {
-			req, err := e.serverReqr.NewRequest("", nil)
+			req, err := e.serverReqr.NewRequest(nil)
 			if err != nil {
 				answers <- answer{}
 				return
 			}
-			raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, e.attester, nil)
+			raw, err := respond(t, e.clientCh, postauth.RoleClient, req, e.clientID, e.attester)
 			if err != nil {
 				answers <- answer{}
 				return
@@ -189,7 +191,7 @@ func TestConcurrentRequesterUse(t *testing.T) {
 	for range n {
 		a := <-answers
 		go func() {
-			_, err := e.serverReqr.Verify(context.Background(), a.raw, "", nil, e.policy())
+			_, err := e.serverReqr.Verify(context.Background(), a.raw, nil)
 			errs <- err
 		}()
 	}

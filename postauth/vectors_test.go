@@ -546,16 +546,16 @@ func computeOutputs(t *testing.T, in *vectorInputs) *vectorOutputs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	att, err := softeat.NewAttester(deterministicSigner{d.attKey}, &softeat.AttesterOptions{
-		Time: func() time.Time { return d.issuedAt },
-	})
+	att, err := softeat.NewAttester(deterministicSigner{d.attKey}, softeat.WithClock(func() time.Time { return d.issuedAt }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := &recordingAttester{inner: att}
-	raw, err := postauth.Respond(context.Background(), ch, d.role, req, id, rec, &postauth.RespondOptions{
-		AttestationExtension: d.ext, Encoding: d.encoding,
-	})
+	responder, err := postauth.NewResponder(id, rec, postauth.WithAttestationExtension(d.ext), postauth.WithCMWEncoding(d.encoding))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := responder.Respond(context.Background(), ch, d.role, req)
 	if err != nil {
 		t.Fatalf("Respond: %v", err)
 	}
@@ -868,7 +868,7 @@ func mustMarshalPKIX(t *testing.T, pub crypto.PublicKey) []byte {
 // --- checking the stored vector with the relying party's code path ---
 
 // checkVectorWithVerifier validates the stored request and authenticator
-// as a relying party would: postauth.Verify with a softeat Verifier that
+// as a relying party would: RelyingParty.Verify with a softeat Verifier that
 // trusts the stored attestation key, at a fixed time.
 func checkVectorWithVerifier(t *testing.T, v *vector) {
 	t.Helper()
@@ -878,26 +878,20 @@ func checkVectorWithVerifier(t *testing.T, v *vector) {
 		t.Fatal(err)
 	}
 	raw := mustHex(t, v.Outputs.Authenticator)
-	verifier, err := softeat.NewVerifier([]crypto.PublicKey{d.attKey.Public()}, &softeat.VerifierOptions{
-		Time: func() time.Time { return d.verifyAt },
-	})
+	verifier, err := softeat.NewVerifier([]crypto.PublicKey{d.attKey.Public()}, softeat.WithClock(func() time.Time { return d.verifyAt }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := func(kt postauth.KeyTrust, roots *x509.CertPool) *postauth.Policy {
-		return &postauth.Policy{
-			Verifier:             verifier,
-			Formats:              []string{softeat.MediaType},
-			AttestationExtension: d.ext,
-			Time:                 func() time.Time { return d.verifyAt },
-			Validate: postauth.ValidateOptions{
-				KeyTrust: kt, Roots: roots,
-				Time: func() time.Time { return d.verifyAt },
-			},
-		}
+	rp := func(kt postauth.KeyTrust, roots *x509.CertPool) *postauth.RelyingParty {
+		return newRelyingParty(t, verifier,
+			postauth.WithFormats(softeat.MediaType),
+			postauth.WithAttestationExtension(d.ext),
+			postauth.WithClock(func() time.Time { return d.verifyAt }),
+			postauth.WithKeyTrust(kt), postauth.WithRoots(roots),
+		)
 	}
 	// The EA certificate is self-signed: trust it by the Evidence alone...
-	res, err := postauth.Verify(context.Background(), d.channel(t), d.role, req, raw, policy(postauth.KeyTrustAttestedKeyOnly, nil))
+	res, err := rp(postauth.KeyTrustAttestedKeyOnly, nil).Verify(context.Background(), d.channel(t), d.role, req, raw)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -911,13 +905,13 @@ func checkVectorWithVerifier(t *testing.T, v *vector) {
 	// ...or as its own root.
 	roots := x509.NewCertPool()
 	roots.AddCert(d.cert)
-	if _, err := postauth.Verify(context.Background(), d.channel(t), d.role, req, raw, policy(postauth.KeyTrustChain, roots)); err != nil {
+	if _, err := rp(postauth.KeyTrustChain, roots).Verify(context.Background(), d.channel(t), d.role, req, raw); err != nil {
 		t.Errorf("Verify with the certificate as root: %v", err)
 	}
 	// The check is not vacuous: one flipped bit of the Finished MAC fails.
 	bad := bytes.Clone(raw)
 	bad[len(bad)-1] ^= 1
-	if _, err := postauth.Verify(context.Background(), d.channel(t), d.role, req, bad, policy(postauth.KeyTrustAttestedKeyOnly, nil)); !errors.Is(err, postauth.ErrBadFinished) {
+	if _, err := rp(postauth.KeyTrustAttestedKeyOnly, nil).Verify(context.Background(), d.channel(t), d.role, req, bad); !errors.Is(err, postauth.ErrBadFinished) {
 		t.Errorf("tampered authenticator: want ErrBadFinished, got %v", err)
 	}
 	// The other role's labels give another Finished key: a reflected
@@ -926,7 +920,7 @@ func checkVectorWithVerifier(t *testing.T, v *vector) {
 	if d.role == postauth.RoleServer {
 		other = postauth.RoleClient
 	}
-	if _, err := postauth.Verify(context.Background(), d.channel(t), other, req, raw, policy(postauth.KeyTrustAttestedKeyOnly, nil)); err == nil {
+	if _, err := rp(postauth.KeyTrustAttestedKeyOnly, nil).Verify(context.Background(), d.channel(t), other, req, raw); err == nil {
 		t.Error("authenticator verified for the other role")
 	}
 }

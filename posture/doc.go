@@ -13,27 +13,32 @@
 //
 // The agent runtime records every change in a [Tracker]:
 //
-//	tr, _ := posture.NewTracker(nil) // SHA-256 software register
+//	tr, _ := posture.NewTracker() // SHA-256 software register (WithRegister: a TPM PCR, a TDX RTMR)
 //	_ = tr.SetModel(ctx, posture.Model{Name: "gpt-x", Digest: posture.DigestOf(weights)})
 //	_ = tr.EnableTool(ctx, posture.Tool{Name: "search", Digest: posture.DigestOf(code)})
 //
 // Each change appends an event to the measured posture [Log] and extends a
 // [Register] with it, head_i = H(head_{i-1} || H(event_i)), as a TPM PCR or
 // a TDX RTMR extend does. Evidence carries the log and the register value
-// (software EAT: postauth/softeat with AttesterOptions.Posture = the
-// Tracker). [Tracker.Subscribe] reports each new head, so a client can
+// (software EAT: postauth/softeat with softeat.WithPosture(tracker)); a
+// Tracker is the one posture [Source] that attesters and client transports
+// read. [Tracker.Subscribe] reports each new head, so a client can
 // attest again and send [Tracker.Head] as its posture hint.
 //
 // # Relying party side
 //
-// After verification, [FromResult] replays the log of a [postauth.Result]
-// against its register value and returns the [State]. A [Policy], plain
-// data loaded from JSON or YAML with [LoadPolicy], lists allowed models,
-// allowed and denied tools, allowed templates, a permission ceiling and
-// required flags. [Policy.Check] returns every violation; [Policy.Appraise]
-// is the hook the HTTP middleware calls with the verified Result, and
-// returns a *[postauth.Error] with CodePolicyDenied naming the failed
-// items.
+// At verification the relying party (package postauth, one layer up)
+// replays the log against the attested register value with [Verify] and
+// keeps the [State] in its verified Result. A [Policy], plain data loaded
+// from JSON or YAML with [LoadPolicy], lists allowed models, allowed and
+// denied tools, allowed templates, a permission ceiling and required
+// flags. [Policy.Check] returns every violation and [Policy.Evaluate] also
+// refuses a malformed policy; postauth.AppraisePosture applies a Policy to
+// a verified Result (the middleware's Route.Posture), naming the failed
+// items in a policy denial.
+//
+// posture is the ground floor of the module: it imports no other package
+// of it, so hardware registers and formats can build on it.
 //
 // # What the measured log guarantees
 //

@@ -13,7 +13,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/reattest/reattest/internal/cborutil"
+	"github.com/reattest/reattest/internal/detcbor"
 )
 
 // Op is the kind of a posture change event.
@@ -166,27 +166,27 @@ type ComponentID struct {
 // MarshalCBOR encodes [name] or [name, [version]].
 func (id ComponentID) MarshalCBOR() ([]byte, error) {
 	if id.Version == "" {
-		return cborutil.Enc.Marshal([]any{id.Name})
+		return detcbor.Enc.Marshal([]any{id.Name})
 	}
-	return cborutil.Enc.Marshal([]any{id.Name, []any{id.Version}})
+	return detcbor.Enc.Marshal([]any{id.Name, []any{id.Version}})
 }
 
 // UnmarshalCBOR decodes [name] or [name, [version]].
 func (id *ComponentID) UnmarshalCBOR(b []byte) error {
 	var parts []cbor.RawMessage
-	if err := cborutil.Dec.Unmarshal(b, &parts); err != nil {
+	if err := detcbor.Dec.Unmarshal(b, &parts); err != nil {
 		return err
 	}
 	if len(parts) < 1 || len(parts) > 2 {
 		return errors.New("component id must be [name, ?[version]]")
 	}
-	if err := cborutil.Dec.Unmarshal(parts[0], &id.Name); err != nil {
+	if err := detcbor.Dec.Unmarshal(parts[0], &id.Name); err != nil {
 		return err
 	}
 	id.Version = ""
 	if len(parts) == 2 {
 		var v []string
-		if err := cborutil.Dec.Unmarshal(parts[1], &v); err != nil {
+		if err := detcbor.Dec.Unmarshal(parts[1], &v); err != nil {
 			return err
 		}
 		if len(v) != 1 || v[0] == "" {
@@ -236,20 +236,20 @@ func (e Event) Encode() ([]byte, error) {
 	if err := e.check(); err != nil {
 		return nil, err
 	}
-	return cborutil.Enc.Marshal(e)
+	return detcbor.Enc.Marshal(e)
 }
 
 // DecodeEvent decodes one event and checks that b is its canonical
 // encoding, so that an event has exactly one byte form and one digest.
 func DecodeEvent(b []byte) (Event, error) {
 	var e Event
-	if err := cborutil.Dec.Unmarshal(b, &e); err != nil {
+	if err := detcbor.Dec.Unmarshal(b, &e); err != nil {
 		return Event{}, fmt.Errorf("posture: decoding event: %w", err)
 	}
 	if err := e.check(); err != nil {
 		return Event{}, err
 	}
-	canon, err := cborutil.Enc.Marshal(e)
+	canon, err := detcbor.Enc.Marshal(e)
 	if err != nil {
 		return Event{}, fmt.Errorf("posture: encoding event: %w", err)
 	}
@@ -347,12 +347,12 @@ func encodeScopes(scopes []string) ([]byte, error) {
 	if s == nil {
 		s = []string{}
 	}
-	return cborutil.Enc.Marshal(s)
+	return detcbor.Enc.Marshal(s)
 }
 
 func decodeScopes(raw []byte) ([]string, error) {
 	var s []string
-	if err := cborutil.Dec.Unmarshal(raw, &s); err != nil {
+	if err := detcbor.Dec.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("posture: grant scopes: %w", err)
 	}
 	canon, err := encodeScopes(s)

@@ -2,21 +2,19 @@ package posture_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 
-	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/posture"
 )
 
 // An agent runtime records every posture change in a Tracker. Evidence
-// (for example postauth/softeat with AttesterOptions.Posture set to the
-// Tracker) then carries the log and the register value, and a verifier
-// replays one against the other.
+// (for example postauth/softeat with softeat.WithPosture(tracker)) then
+// carries the log and the register value, and the relying party replays
+// one against the other.
 func ExampleTracker() {
 	ctx := context.Background()
-	tr, err := posture.NewTracker(nil) // a SHA-256 software register
+	tr, err := posture.NewTracker() // a SHA-256 software register
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -29,7 +27,7 @@ func ExampleTracker() {
 	_ = tr.EnableTool(ctx, posture.Tool{Name: "search", Digest: posture.DigestOf([]byte("search"))})
 	_ = tr.SetFlag(ctx, "fips_mode", "on")
 
-	// What a verifier does with the log and the register value.
+	// What the relying party does with the log and the register value.
 	snap, err := tr.Snapshot()
 	if err != nil {
 		log.Fatal(err)
@@ -66,7 +64,7 @@ flags:
 	}
 
 	ctx := context.Background()
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	_ = tr.EnableTool(ctx, posture.Tool{Name: "shell", Digest: posture.DigestOf([]byte("sh"))})
 	_ = tr.Grant(ctx, "payments", "read", "write")
 	_ = tr.SetFlag(ctx, "fips_mode", "off")
@@ -85,21 +83,23 @@ flags:
 	// violations after the fix: 0
 }
 
-// Policy.Appraise is the relying party's hook after verification: it takes
-// the verified Result (never raw Evidence) and returns a *postauth.Error the
-// HTTP middleware maps to a 403 naming the violations.
-func ExamplePolicy_Appraise() {
+// Evaluate is Check for a policy that may be malformed (for example
+// loaded from a file someone edited): a broken policy is an error, never
+// a pass. postauth.AppraisePosture uses it on the posture of a verified
+// attestation.
+func ExamplePolicy_Evaluate() {
 	pol, err := posture.LoadPolicy("testdata/policy.yaml")
 	if err != nil {
 		log.Fatal(err)
 	}
-	var appraise func(context.Context, *postauth.Result) error = pol.Appraise
+	// No posture at all: the policy requires one.
+	vs, err := pol.Evaluate(nil)
+	fmt.Println(vs, err)
 
-	var res *postauth.Result // from postauth.Verify or a Requester
-	if err := appraise(context.Background(), res); err != nil {
-		var pe *postauth.Error
-		if errors.As(err, &pe) && pe.Code == postauth.CodePolicyDenied {
-			fmt.Println("denied:", pe.Violations)
-		}
-	}
+	broken := &posture.Policy{Templates: []string{"sha-265:00"}}
+	_, err = broken.Evaluate(nil)
+	fmt.Println("broken policy refused:", err != nil)
+	// Output:
+	// [posture missing] <nil>
+	// broken policy refused: true
 }

@@ -31,10 +31,10 @@ func seedLogs(f *testing.F) [][]byte {
 		out = append(out, snap.Log)
 	}
 	add(agentTracker(f))
-	empty, _ := posture.NewTracker(nil)
+	empty, _ := posture.NewTracker()
 	add(empty)
 	reg, _ := posture.NewSoftwareRegister(crypto.SHA384)
-	tr384, _ := posture.NewTracker(reg)
+	tr384, _ := posture.NewTracker(posture.WithRegister(reg))
 	_ = tr384.SetFlag(ctx, "fips_mode", "on")
 	add(tr384)
 	all := agentTracker(f)

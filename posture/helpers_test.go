@@ -3,14 +3,13 @@ package posture_test
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"errors"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/reattest/reattest/internal/cborutil"
+	"github.com/reattest/reattest/internal/detcbor"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
@@ -24,8 +23,7 @@ type env struct {
 	t        testing.TB
 	clientCh *postauth.Channel
 	clientID *postauth.Identity
-	attKey   crypto.Signer
-	verifier *softeat.Verifier
+	attKey   *postauthtest.SoftwareKey
 	reqr     *postauth.Requester // the server's requester (it asks the client)
 }
 
@@ -45,40 +43,40 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	attKey := postauthtest.NewKey(t)
-	verifier, err := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	attKey := postauthtest.NewSoftwareKey(t)
+	rp, err := postauth.NewRelyingParty(attKey.Verifier(t), postauth.WithFormats(softeat.MediaType))
 	if err != nil {
 		t.Fatal(err)
 	}
-	reqr, err := postauth.NewRequester(serverCh, postauth.RoleClient, nil)
+	reqr, err := rp.NewRequester(serverCh, postauth.RoleClient)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, clientCh: clientCh, clientID: clientID, attKey: attKey, verifier: verifier, reqr: reqr}
+	return &env{t: t, clientCh: clientCh, clientID: clientID, attKey: attKey, reqr: reqr}
 }
 
 // attest runs one exchange: a fresh request from the server, an answer from
 // the client with Evidence whose posture comes from src (nil: no posture),
 // and the server's verification.
-func (e *env) attest(src softeat.PostureSource) (*postauth.Result, error) {
+func (e *env) attest(src posture.Source) (*postauth.Result, error) {
 	e.t.Helper()
-	att, err := softeat.NewAttester(e.attKey, &softeat.AttesterOptions{Posture: src})
+	responder, err := postauth.NewResponder(e.clientID, e.attKey.Attester(e.t, softeat.WithPosture(src)))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	req, err := e.reqr.NewRequest("", nil)
+	req, err := e.reqr.NewRequest(nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, att, nil)
+	raw, err := responder.Respond(context.Background(), e.clientCh, postauth.RoleClient, req)
 	if err != nil {
 		e.t.Fatalf("Respond: %v", err)
 	}
-	return e.reqr.Verify(context.Background(), raw, "", nil, &postauth.Policy{Verifier: e.verifier, Formats: []string{softeat.MediaType}})
+	return e.reqr.Verify(context.Background(), raw, nil)
 }
 
 // mustAttest is attest that must succeed.
-func (e *env) mustAttest(src softeat.PostureSource) *postauth.Result {
+func (e *env) mustAttest(src posture.Source) *postauth.Result {
 	e.t.Helper()
 	res, err := e.attest(src)
 	if err != nil {
@@ -87,22 +85,23 @@ func (e *env) mustAttest(src softeat.PostureSource) *postauth.Result {
 	return res
 }
 
-// fixedSource is a PostureSource that hands out a prepared Snapshot: the
+// fixedSource is a posture.Source that hands out a prepared Snapshot: the
 // way a lying agent runtime would put a manipulated log, or a register value
 // that does not match it, into Evidence it signs.
 type fixedSource struct{ snap *posture.Snapshot }
 
-func (f fixedSource) Snapshot() (*posture.Snapshot, error) { return f.snap, nil }
+func (f fixedSource) Snapshot() (*posture.Snapshot, error)   { return f.snap, nil }
+func (f fixedSource) Head() []byte                           { return bytes.Clone(f.snap.Head) }
+func (f fixedSource) Subscribe(func([]byte)) (cancel func()) { return func() {} }
 
-// wantCode fails unless err is a *postauth.Error with code and reason.
-func wantCode(t *testing.T, err error, code postauth.Code, reason string) *postauth.Error {
+// wantError is postauthtest.WantError that also returns the *postauth.Error,
+// for its Violations and cause.
+func wantError(t *testing.T, err error, code postauth.Code, reason postauth.Reason) *postauth.Error {
 	t.Helper()
+	postauthtest.WantError(t, err, code, reason)
 	var pe *postauth.Error
 	if !errors.As(err, &pe) {
-		t.Fatalf("want *postauth.Error %v/%s, got %v", code, reason, err)
-	}
-	if pe.Code != code || pe.Reason != reason {
-		t.Fatalf("want %v/%s, got %v/%s (%v)", code, reason, pe.Code, pe.Reason, err)
+		t.Fatalf("%v is not a *postauth.Error", err)
 	}
 	return pe
 }
@@ -116,7 +115,7 @@ func encodeLog(t testing.TB, alg int, events ...[]byte) []byte {
 	for i, e := range events {
 		raws[i] = e
 	}
-	b, err := cborutil.Enc.Marshal(map[int]any{1: alg, 2: raws})
+	b, err := detcbor.Enc.Marshal(map[int]any{1: alg, 2: raws})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +171,7 @@ func evRevoke(name string) posture.Event {
 // tools, a template, a permission and a flag.
 func agentTracker(t testing.TB) *posture.Tracker {
 	t.Helper()
-	tr, err := posture.NewTracker(nil)
+	tr, err := posture.NewTracker()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/reattest/reattest/internal/cborutil"
+	"github.com/reattest/reattest/internal/detcbor"
 )
 
 // MaxLogLen bounds an encoded posture log.
@@ -300,7 +300,7 @@ func (l *Log) Encode() ([]byte, error) {
 	for i, r := range l.raw {
 		w.Events[i] = r
 	}
-	b, err := cborutil.Enc.Marshal(w)
+	b, err := detcbor.Enc.Marshal(w)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +319,7 @@ func DecodeLog(b []byte) (*Log, error) {
 		return nil, fmt.Errorf("posture: log larger than %d bytes", MaxLogLen)
 	}
 	var w wireLog
-	if err := cborutil.Dec.Unmarshal(b, &w); err != nil {
+	if err := detcbor.Dec.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("posture: decoding log: %w", err)
 	}
 	if AlgHash(w.Alg) == 0 {
@@ -398,7 +398,7 @@ func (l *Log) verifyHead(head []byte) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(head) != len(got) || string(got) != string(head) {
+	if len(head) != len(got) || string(got) != string(head) { // mutation: posture log replay
 		return nil, ErrHeadMismatch
 	}
 	return st, nil

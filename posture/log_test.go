@@ -42,7 +42,7 @@ func TestVerifyAcceptsTrackerLog(t *testing.T) {
 }
 
 func TestVerifyEmptyLog(t *testing.T) {
-	tr, err := posture.NewTracker(nil)
+	tr, err := posture.NewTracker()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestDecodeLogLimits(t *testing.T) {
 // the same bytes; keep them in step.
 func TestEventEncodingVectors(t *testing.T) {
 	ctx := context.Background()
-	tr, err := posture.NewTracker(nil)
+	tr, err := posture.NewTracker()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func TestSHA384Register(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := posture.NewTracker(reg)
+	tr, err := posture.NewTracker(posture.WithRegister(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

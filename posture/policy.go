@@ -2,7 +2,6 @@ package posture
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,9 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/reattest/reattest/postauth"
+	"go.yaml.in/yaml/v3"
 )
 
 // MaxPolicyLen bounds a policy file or document.
@@ -90,7 +87,7 @@ type ToolRules struct {
 // Violation is one failed policy item. Its String form is a stable,
 // machine-readable token such as "tool:shell forbidden" that names posture
 // items only: it never carries digests or other Evidence bytes, so it is
-// safe to send to the peer ([postauth.Error.Violations]).
+// safe to send to the peer (postauth.Error.Violations).
 type Violation struct {
 	// Item is the kind of item: "posture", "model", "template", "tool",
 	// "permission" or "flag".
@@ -122,59 +119,6 @@ func quoteName(s string) string {
 	return s
 }
 
-// ErrDenied is the cause (see [errors.Is]) of the error [Policy.Appraise]
-// returns when a posture violates the policy.
-var ErrDenied = errors.New("posture: denied by policy")
-
-// Appraise checks the posture of a verified attestation against p. It has
-// the signature of the middleware's appraisal hook. It returns nil if the
-// posture passes, and otherwise a *[postauth.Error]:
-//
-//   - CodePolicyDenied, reason "posture_denied", with every violation in
-//     Violations (see [Violation.String]) and [ErrDenied] as cause;
-//   - CodeInvalid, reason "posture_invalid", if the Result's posture log
-//     does not replay to its register value (a verifier bug: verification
-//     checks this);
-//   - CodeRequired, reason "no_attestation", for a nil Result;
-//   - CodeUnavailable, reason "policy_invalid", if p itself is invalid
-//     ([Policy.Validate]): a broken policy never lets a request through.
-//
-// A cancelled ctx returns ctx.Err(). A nil *Policy denies everything
-// (CodeUnavailable, "policy_invalid"): it is what an ignored LoadPolicy
-// error leaves behind, and must not pass every posture. The empty policy
-// is &Policy{}.
-func (p *Policy) Appraise(ctx context.Context, res *postauth.Result) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if p == nil {
-		return postauth.NewError(postauth.CodeUnavailable, "policy_invalid", errors.New("posture: nil policy"))
-	}
-	if res == nil {
-		return postauth.NewError(postauth.CodeRequired, "no_attestation", errors.New("posture: no attestation result"))
-	}
-	c, err := p.compile()
-	if err != nil {
-		return postauth.NewError(postauth.CodeUnavailable, "policy_invalid", err)
-	}
-	st, err := FromResult(res)
-	switch {
-	case errors.Is(err, ErrNoPosture):
-		st = nil
-	case err != nil:
-		return postauth.NewError(postauth.CodeInvalid, "posture_invalid", err)
-	}
-	vs := c.check(st)
-	if len(vs) == 0 {
-		return nil
-	}
-	names := make([]string, len(vs))
-	for i, v := range vs {
-		names[i] = v.String()
-	}
-	return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: "posture_denied", Violations: names, Err: ErrDenied}
-}
-
 // Check returns every item of posture s that violates p, in a fixed order:
 // posture, model, template, tools (by name), permissions (by name, then
 // scope), flags (by name). A nil s stands for "no posture". Nil means s
@@ -186,6 +130,20 @@ func (p *Policy) Appraise(ctx context.Context, res *postauth.Result) error {
 func (p *Policy) Check(s *State) []Violation {
 	c, _ := p.compile()
 	return c.check(s)
+}
+
+// Evaluate returns every item of posture s that violates p, like
+// [Policy.Check], and an error if p itself is malformed ([Policy.Validate]):
+// a malformed policy must never pass a posture. A nil *Policy is an error.
+func (p *Policy) Evaluate(s *State) ([]Violation, error) {
+	if p == nil {
+		return nil, errors.New("posture: nil policy")
+	}
+	c, err := p.compile()
+	if err != nil {
+		return nil, err
+	}
+	return c.check(s), nil
 }
 
 // Validate reports every malformed entry of p: digests with an unknown

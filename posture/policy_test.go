@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/posture"
 )
 
@@ -21,12 +22,12 @@ func TestAppraiseForbiddenTool(t *testing.T) {
 	tr := agentTracker(t) // search and shell enabled
 	pol := &posture.Policy{Tools: posture.ToolRules{Deny: []string{"shell"}}}
 
-	err := pol.Appraise(context.Background(), e.mustAttest(tr))
-	pe := wantCode(t, err, postauth.CodePolicyDenied, "posture_denied")
+	err := postauth.AppraisePosture(context.Background(), pol, e.mustAttest(tr))
+	pe := wantError(t, err, postauth.CodePolicyDenied, postauth.ReasonPostureDenied)
 	if want := []string{"tool:shell forbidden"}; !slices.Equal(pe.Violations, want) {
 		t.Fatalf("violations %q, want %q", pe.Violations, want)
 	}
-	if !errors.Is(err, posture.ErrDenied) {
+	if !errors.Is(err, postauth.ErrPostureDenied) {
 		t.Fatalf("cause %v, want ErrDenied", pe.Err)
 	}
 	if strings.Contains(err.Error(), digest("shell").String()[8:]) {
@@ -36,13 +37,14 @@ func TestAppraiseForbiddenTool(t *testing.T) {
 	if err := tr.DisableTool(context.Background(), "shell"); err != nil {
 		t.Fatal(err)
 	}
-	if err := pol.Appraise(context.Background(), e.mustAttest(tr)); err != nil {
+	if err := postauth.AppraisePosture(context.Background(), pol, e.mustAttest(tr)); err != nil {
 		t.Fatalf("after disabling the tool: %v", err)
 	}
 }
 
 // A posture that breaks every rule gets every violation, in a fixed order,
-// both from Check on a State and from Appraise on real Evidence.
+// both from Check on a State and from postauth.AppraisePosture on real
+// Evidence.
 func TestPolicyListsEveryViolation(t *testing.T) {
 	ctx := context.Background()
 	pol := &posture.Policy{
@@ -52,7 +54,7 @@ func TestPolicyListsEveryViolation(t *testing.T) {
 		Permissions: map[string][]string{"payments": {"read"}},
 		Flags:       map[string]string{"fips_mode": "on", "region": "eu"},
 	}
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	for _, err := range []error{
 		tr.SetModel(ctx, posture.Model{Name: "gpt-y", Digest: digest("other weights")}),
 		tr.EnableTool(ctx, posture.Tool{Name: "shell", Digest: digest("shell")}),
@@ -84,10 +86,10 @@ func TestPolicyListsEveryViolation(t *testing.T) {
 		t.Fatalf("Check:\n got %q\nwant %q", got, want)
 	}
 	e := newEnv(t)
-	err := pol.Appraise(ctx, e.mustAttest(tr))
-	pe := wantCode(t, err, postauth.CodePolicyDenied, "posture_denied")
+	err := postauth.AppraisePosture(ctx, pol, e.mustAttest(tr))
+	pe := wantError(t, err, postauth.CodePolicyDenied, postauth.ReasonPostureDenied)
 	if !slices.Equal(pe.Violations, want) {
-		t.Fatalf("Appraise:\n got %q\nwant %q", pe.Violations, want)
+		t.Fatalf("AppraisePosture:\n got %q\nwant %q", pe.Violations, want)
 	}
 }
 
@@ -102,7 +104,7 @@ func violationStrings(vs []posture.Violation) []string {
 // stateOf builds a State with a real Tracker.
 func stateOf(t *testing.T, changes ...func(context.Context, *posture.Tracker) error) *posture.State {
 	t.Helper()
-	tr, err := posture.NewTracker(nil)
+	tr, err := posture.NewTracker()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,21 +260,19 @@ func TestAppraiseWithoutPosture(t *testing.T) {
 	res := e.mustAttest(nil)
 	ctx := context.Background()
 	deny := &posture.Policy{Tools: posture.ToolRules{Deny: []string{"shell"}}}
-	pe := wantCode(t, deny.Appraise(ctx, res), postauth.CodePolicyDenied, "posture_denied")
+	pe := wantError(t, postauth.AppraisePosture(ctx, deny, res), postauth.CodePolicyDenied, postauth.ReasonPostureDenied)
 	if !slices.Equal(pe.Violations, []string{"posture missing"}) {
 		t.Fatalf("violations %q", pe.Violations)
 	}
 	no := false
 	optional := &posture.Policy{Tools: posture.ToolRules{Deny: []string{"shell"}}, RequirePosture: &no}
-	if err := optional.Appraise(ctx, res); err != nil {
+	if err := postauth.AppraisePosture(ctx, optional, res); err != nil {
 		t.Fatalf("posture optional: %v", err)
 	}
 	// A nil policy (an ignored LoadPolicy error) denies: it fails closed.
 	var none *posture.Policy
-	if err := none.Appraise(ctx, res); postauth.CodeOf(err) != postauth.CodeUnavailable {
-		t.Fatalf("nil policy: %v", err)
-	}
-	if err := (&posture.Policy{}).Appraise(ctx, res); err != nil {
+	postauthtest.WantError(t, postauth.AppraisePosture(ctx, none, res), postauth.CodeUnavailable, postauth.ReasonPolicyInvalid)
+	if err := postauth.AppraisePosture(ctx, &posture.Policy{}, res); err != nil {
 		t.Fatalf("empty policy: %v", err)
 	}
 }
@@ -281,19 +281,20 @@ func TestAppraiseEdgeCases(t *testing.T) {
 	e := newEnv(t)
 	res := e.mustAttest(agentTracker(t))
 	pol := &posture.Policy{Tools: posture.ToolRules{Deny: []string{"browser"}}}
-	if err := pol.Appraise(context.Background(), res); err != nil {
+	if err := postauth.AppraisePosture(context.Background(), pol, res); err != nil {
 		t.Fatalf("passing posture: %v", err)
 	}
-	wantCode(t, pol.Appraise(context.Background(), nil), postauth.CodeRequired, "no_attestation")
+	postauthtest.WantError(t, postauth.AppraisePosture(context.Background(), pol, nil), postauth.CodeRequired, postauth.ReasonNoAttestation)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := pol.Appraise(ctx, res); postauth.CodeOf(err) != postauth.CodeCanceled {
+	if err := postauth.AppraisePosture(ctx, pol, res); postauth.CodeOf(err) != postauth.CodeCanceled {
 		t.Fatalf("cancelled context: %v", err)
 	}
 }
 
-// A policy with a broken entry never lets anything through: Appraise
-// refuses to decide, and Check treats the entry as matching nothing.
+// A policy with a broken entry never lets anything through: Evaluate and
+// postauth.AppraisePosture refuse to decide, and Check treats the entry as
+// matching nothing.
 func TestInvalidPolicyFailsClosed(t *testing.T) {
 	e := newEnv(t)
 	tr := agentTracker(t) // model gpt-x with digest("weights"), tools search and shell
@@ -302,11 +303,21 @@ func TestInvalidPolicyFailsClosed(t *testing.T) {
 	if err := bad.Validate(); err != nil {
 		t.Fatalf("control policy invalid: %v", err)
 	}
-	if err := bad.Appraise(context.Background(), res); err != nil {
+	if err := postauth.AppraisePosture(context.Background(), bad, res); err != nil {
 		t.Fatalf("control policy denies: %v", err)
 	}
+	if vs, err := bad.Evaluate(tr.State()); err != nil || len(vs) != 0 {
+		t.Fatalf("control policy: Evaluate %v, %v", vs, err)
+	}
 	bad.Models[0].Digest = "sha-265:" + digest("weights").String()[8:] // typo in the algorithm
-	pe := wantCode(t, bad.Appraise(context.Background(), res), postauth.CodeUnavailable, "policy_invalid")
+	if vs, err := bad.Evaluate(tr.State()); err == nil || vs != nil || !strings.Contains(err.Error(), `models[0].digest`) {
+		t.Fatalf("Evaluate with a broken policy: %v, %v", vs, err)
+	}
+	var none *posture.Policy
+	if _, err := none.Evaluate(tr.State()); err == nil {
+		t.Fatal("Evaluate with a nil policy")
+	}
+	pe := wantError(t, postauth.AppraisePosture(context.Background(), bad, res), postauth.CodeUnavailable, postauth.ReasonPolicyInvalid)
 	if !strings.Contains(pe.Err.Error(), `models[0].digest`) || !strings.Contains(pe.Err.Error(), `unknown algorithm "sha-265"`) {
 		t.Fatalf("unclear error: %v", pe.Err)
 	}

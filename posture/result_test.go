@@ -4,17 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"errors"
 	"reflect"
 	"slices"
 	"testing"
 
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/posture"
 )
 
 // The posture a Tracker keeps reaches the relying party through real
-// Evidence on a real TLS 1.3 connection, and FromResult rebuilds it.
+// Evidence on a real TLS 1.3 connection, and the relying party rebuilds it
+// by replaying the log (Result.Posture).
 func TestEvidenceCarriesPosture(t *testing.T) {
 	e := newEnv(t)
 	tr := agentTracker(t)
@@ -22,9 +23,9 @@ func TestEvidenceCarriesPosture(t *testing.T) {
 	if !bytes.Equal(res.PostureHead(), tr.Head()) {
 		t.Fatalf("result head %x, tracker head %x", res.PostureHead(), tr.Head())
 	}
-	st, err := posture.FromResult(res)
-	if err != nil {
-		t.Fatalf("FromResult: %v", err)
+	st := res.Posture()
+	if st == nil {
+		t.Fatal("no posture in the Result")
 	}
 	if !reflect.DeepEqual(st, tr.State()) {
 		t.Fatalf("state from the result %+v, tracker state %+v", st, tr.State())
@@ -62,10 +63,7 @@ func TestEvidenceManipulatedLogRejected(t *testing.T) {
 			forged := *snap
 			forged.Log = encodeLog(t, posture.AlgSHA256, tc.events...)
 			_, err := e.attest(fixedSource{&forged})
-			pe := wantCode(t, err, postauth.CodeInvalid, "posture_invalid")
-			if !errors.Is(pe, posture.ErrHeadMismatch) {
-				t.Fatalf("want ErrHeadMismatch as cause, got %v", pe.Err)
-			}
+			postauthtest.WantErrorIs(t, err, posture.ErrHeadMismatch, postauth.CodeInvalid, postauth.ReasonPostureInvalid)
 		})
 	}
 	// The honest snapshot through the same path passes.
@@ -97,7 +95,7 @@ func TestEvidenceRegisterMismatchRejected(t *testing.T) {
 	for name, s := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := e.attest(fixedSource{s})
-			wantCode(t, err, postauth.CodeInvalid, "posture_invalid")
+			postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonPostureInvalid)
 		})
 	}
 	if res := e.mustAttest(fixedSource{snap}); !bytes.Equal(res.PostureHead(), snap.Head) {
@@ -105,13 +103,11 @@ func TestEvidenceRegisterMismatchRejected(t *testing.T) {
 	}
 }
 
-func TestFromResultWithoutPosture(t *testing.T) {
+// Evidence without posture gives a Result without posture.
+func TestResultWithoutPosture(t *testing.T) {
 	e := newEnv(t)
 	res := e.mustAttest(nil)
-	if _, err := posture.FromResult(res); !errors.Is(err, posture.ErrNoPosture) {
-		t.Fatalf("want ErrNoPosture, got %v", err)
-	}
-	if _, err := posture.FromResult(nil); err == nil || errors.Is(err, posture.ErrNoPosture) {
-		t.Fatalf("nil result: %v", err)
+	if res.Posture() != nil || res.PostureHead() != nil || res.PostureLog() != nil {
+		t.Fatal("posture reported without posture")
 	}
 }

@@ -94,7 +94,7 @@ const readBackTimeout = 10 * time.Second
 // respect to other changes and snapshots. Subscribers learn the new head
 // after each change, so a client transport can attest again and send the
 // new head as its posture hint. A Tracker is safe for concurrent use. The
-// zero Tracker is usable and works like NewTracker(nil): a SHA-256 software
+// zero Tracker is usable and works like NewTracker(): a SHA-256 software
 // register.
 //
 // The log is bounded (MaxEvents events, MaxLogLen bytes); a change that
@@ -114,10 +114,53 @@ type Tracker struct {
 	busy   bool     // a goroutine is delivering the queue
 }
 
-// NewTracker returns a Tracker over reg. A nil reg means a new SHA-256
-// SoftwareRegister. reg must be in its initial (all-zero) state: the log
-// replays from there.
-func NewTracker(reg Register) (*Tracker, error) {
+// Source is an agent's measured posture as the attesting side reads it:
+// Evidence formats take a [Snapshot], client transports send the [Head] as
+// the posture hint and attest again when [Subscribe] reports a change.
+// *Tracker implements it.
+type Source interface {
+	// Snapshot returns the log and the head it reproduces, consistently.
+	Snapshot() (*Snapshot, error)
+	// Head is the current register value.
+	Head() []byte
+	// Subscribe calls f with every new head until cancel is called.
+	Subscribe(f func(head []byte)) (cancel func())
+}
+
+var _ Source = (*Tracker)(nil)
+
+// TrackerOption configures a [Tracker].
+type TrackerOption interface{ applyTracker(*trackerConfig) }
+
+type trackerConfig struct {
+	reg Register
+}
+
+type trackerOptionFunc func(*trackerConfig)
+
+func (f trackerOptionFunc) applyTracker(c *trackerConfig) { f(c) }
+
+// WithRegister makes the Tracker extend reg (a TPM PCR, a TDX RTMR...).
+// reg must be in its initial (all-zero) state: the log replays from there.
+// Nil means a new SHA-256 [SoftwareRegister], the default.
+func WithRegister(reg Register) TrackerOption {
+	return trackerOptionFunc(func(c *trackerConfig) {
+		if reg != nil {
+			c.reg = reg
+		}
+	})
+}
+
+// NewTracker returns a Tracker over a register: by default a new SHA-256
+// [SoftwareRegister], or the one given with [WithRegister].
+func NewTracker(opts ...TrackerOption) (*Tracker, error) {
+	var cfg trackerConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyTracker(&cfg)
+		}
+	}
+	reg := cfg.reg
 	if reg == nil {
 		sw, err := NewSoftwareRegister(crypto.SHA256)
 		if err != nil {
@@ -150,7 +193,7 @@ func (t *Tracker) Register() Register {
 }
 
 // initLocked makes the zero Tracker usable: a fresh SHA-256 software
-// register and an empty log, as NewTracker(nil) gives.
+// register and an empty log, as NewTracker() gives.
 func (t *Tracker) initLocked() {
 	if t.log != nil {
 		return

@@ -20,7 +20,7 @@ import (
 // last head. Run with -race.
 func TestTrackerConcurrency(t *testing.T) {
 	t.Parallel()
-	tr, err := posture.NewTracker(nil)
+	tr, err := posture.NewTracker()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestTrackerConcurrency(t *testing.T) {
 }
 
 func TestSubscribeDeliversHeads(t *testing.T) {
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	ctx := context.Background()
 	var got [][]byte
 	cancel := tr.Subscribe(func(head []byte) { got = append(got, head) })
@@ -176,7 +176,7 @@ func TestSubscribeDeliversHeads(t *testing.T) {
 // A subscriber may call the Tracker, even to change the posture; the
 // nested change is reported after the one being delivered.
 func TestSubscribeReentrant(t *testing.T) {
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	ctx := context.Background()
 	var heads [][]byte
 	var snapErr error
@@ -209,7 +209,7 @@ func TestSubscribeReentrant(t *testing.T) {
 
 // A panicking subscriber does not stop later notifications.
 func TestSubscribePanicRecovers(t *testing.T) {
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	ctx := context.Background()
 	n := 0
 	tr.Subscribe(func([]byte) {
@@ -275,7 +275,7 @@ func manyScopes(n int) []string {
 // the register moves, so the tracker can still produce Evidence.
 func TestTrackerLogLimits(t *testing.T) {
 	ctx := context.Background()
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	big := make([]string, posture.MaxScopes)
 	for i := range big {
 		big[i] = fmt.Sprintf("%03d-%s", i, strings.Repeat("s", posture.MaxNameLen-4))
@@ -307,7 +307,7 @@ func TestTrackerLogLimits(t *testing.T) {
 	}
 
 	// The event count limit.
-	tr2, _ := posture.NewTracker(nil)
+	tr2, _ := posture.NewTracker()
 	for i := range posture.MaxEvents {
 		if err := tr2.SetFlag(ctx, "f", fmt.Sprint(i%2)); err != nil {
 			t.Fatalf("change %d: %v", i, err)
@@ -325,7 +325,7 @@ func TestTrackerLogLimits(t *testing.T) {
 // pass in or get back does not change the posture.
 func TestTrackerCopies(t *testing.T) {
 	ctx := context.Background()
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	d := digest("weights")
 	want := d.String()
 	if err := tr.SetModel(ctx, posture.Model{Name: "m", Digest: d}); err != nil {
@@ -354,7 +354,7 @@ func TestTrackerCopies(t *testing.T) {
 
 func TestDisableToolMeasuresEnabledTool(t *testing.T) {
 	ctx := context.Background()
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	_ = tr.EnableTool(ctx, posture.Tool{Name: "shell", Version: "1", Digest: digest("v1")})
 	_ = tr.EnableTool(ctx, posture.Tool{Name: "shell", Version: "2", Digest: digest("v2")})
 	if err := tr.DisableTool(ctx, "shell"); err != nil {
@@ -376,7 +376,7 @@ func TestNewTrackerNeedsInitialRegister(t *testing.T) {
 	if err := reg.Extend(context.Background(), make([]byte, 32)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := posture.NewTracker(reg); err == nil {
+	if _, err := posture.NewTracker(posture.WithRegister(reg)); err == nil {
 		t.Fatal("tracker over a used register")
 	}
 	if _, err := posture.NewSoftwareRegister(crypto.MD5); err == nil {
@@ -425,7 +425,7 @@ func TestTrackerRegisterFailure(t *testing.T) {
 	ctx := context.Background()
 	sw, _ := posture.NewSoftwareRegister(crypto.SHA256)
 	reg := &flakyRegister{SoftwareRegister: sw}
-	tr, err := posture.NewTracker(reg)
+	tr, err := posture.NewTracker(posture.WithRegister(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,70 +1,269 @@
 #!/usr/bin/env python3
-# Mutation check: removes each security check in turn and runs the tests
-# that must catch it; every mutation must be KILLED (tests fail). Run from
-# the repository root: python3 tools/mutation-check.py (about 2 minutes).
-import subprocess, sys
-muts = [
- ("finished check", "postauth/authenticator.go", "if !hmac.Equal(finishedMAC(keys, c.hash, t.add(a.rawCertificateVerify)), a.Finished) {", "if false && !hmac.Equal(finishedMAC(keys, c.hash, t.add(a.rawCertificateVerify)), a.Finished) {", "./postauth", "TestAttackTamper|TestAttackRelay"),
- ("signature check", "postauth/authenticator.go", "if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil {", "if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); false && err != nil {", "./postauth", "TestAttackForgedSignature"),
- ("postauth binder compare", "postauth/attest.go", "if subtle.ConstantTimeCompare(app.Nonce, binder) != 1 {", "if false {", "./postauth", "TestCarelessVerifierCannotPass"),
- ("postauth keyhash compare", "postauth/attest.go", "if subtle.ConstantTimeCompare(app.KeyHash, keyHash) != 1 {", "if false {", "./postauth", "TestCarelessVerifierCannotPass"),
- ("softeat binder compare", "postauth/softeat/softeat.go", "if !bytes.Equal(nonce, ch.Binder) {", "if false {", "./postauth/softeat", "TestVerifierRejects"),
- ("softeat keyhash compare", "postauth/softeat/softeat.go", "if posture.AlgHash(c.KeyHash.Alg) != ch.Hash || !bytes.Equal(c.KeyHash.Value, ch.KeyHash) {", "if false {", "./postauth/softeat", "TestVerifierRejects"),
- ("single use", "postauth/requester.go", "r.pending = slices.Delete(r.pending, i, i+1)", "_ = i", "./postauth ./middleware", "TestAttackReplay"),
- ("context expiry", "postauth/requester.go", "if !r.now().Before(pr.expires) {", "if false {", "./postauth", "TestContextExpires"),
- ("operation binding", "postauth/requester.go", "if !bytes.Equal(want[NonceLen:], binding) {\n\t\t\treturn nil, invalid(\"operation_mismatch\", ErrOperationMismatch)", "if false {\n\t\t\treturn nil, invalid(\"operation_mismatch\", ErrOperationMismatch)", "./postauth ./middleware", "TestAttackOperationSwap"),
- ("offered extensions", "postauth/authenticator.go", "if _, ok := req.Extension(x.Type); !ok {\n\t\t\t\treturn nil, invalid(\"unsupported_extension\"", "if false {\n\t\t\t\treturn nil, invalid(\"unsupported_extension\"", "./postauth", "TestAttestationNotOffered"),
- ("attestation offered in request", "postauth/attest.go", "if offer, ok := req.Extension(extType); !ok || len(offer) != 0 {\n\t\treturn nil, invalid(", "if false {\n\t\treturn nil, invalid(", "./postauth", "TestAttestationNotOffered"),
- ("cmw only in end entity", "postauth/attest.go", "if i != 0 {", "if false {", "./postauth", "TestAttestationOnlyInEndEntity"),
- ("same peer key", "postauth/authenticator.go", "if !bytes.Equal(c.peer.RawSubjectPublicKeyInfo, v.Leaf.RawSubjectPublicKeyInfo) {", "if false {", "./postauth", "TestKeyTrust"),
- ("verified peer only", "postauth/channel.go", "if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 {", "if len(cs.PeerCertificates) > 0 {", "./postauth", "TestUnverifiedPeerCertificateIsNoIdentity"),
- ("role labels", "postauth/channel.go", "if role == RoleServer {\n\t\thcLabel, fkLabel = labelServerHandshakeContext, labelServerFinishedKey", "if false {\n\t\thcLabel, fkLabel = labelServerHandshakeContext, labelServerFinishedKey", "./postauth", "TestRoleLabelsBind"),
- ("role check", "postauth/authenticator.go", "if responder != role {", "if false {", "./postauth", "TestAttackReflection"),
- ("posture hint", "middleware/guard.go", "case !hintMatches(r.Header.Get(wire.HeaderPosture), c):", "case false:", "./middleware", "TestPostureHintChangeRechallenges"),
- ("max age", "middleware/guard.go", "case !c.res.ValidAt(g.cfg.now(), rt.MaxAge):", "case false:", "./middleware", "TestMaxAgeExpiry"),
- ("too early", "middleware/guard.go", "if r.TLS != nil && !r.TLS.HandshakeComplete {\n\t\t// TLS early", "if false {\n\t\t// TLS early", "./middleware", "TestTooEarly"),
- ("policy appraise", "middleware/guard.go", "if err == nil && rt.Appraise != nil {", "if false {", "./middleware", "TestPolicyDenial|TestForbiddenTool|TestLying"),
- ("posture log replay", "posture/log.go", "if len(head) != len(got) || string(got) != string(head) {", "if false {", "./posture ./postauth/softeat ./postauth/tpm", "TestEvidence|TestVerifierRejects|TestVerify|Posture"),
- ("fail closed on unavailable", "middleware/guard.go", "\tres, err := reqr.Verify(ctx, raw, \"\", binding, rt.policy)\n", "\tres, err := reqr.Verify(ctx, raw, \"\", binding, rt.policy)\n\tif postauth.CodeOf(err) == postauth.CodeUnavailable { next.ServeHTTP(w, r); return }\n", "./middleware", "TestVerifierDownOrSlow"),
- ("decoded path match", "middleware/guard.go", "if r.URL.RawPath != \"\" {", "if false {", "./middleware/...", "TestPatternMatching|TestGin"),
- ("same-peer subject", "postauth/attest.go", "if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil {", "if false {", "./postauth", "TestSamePeerSubjectFromTLS"),
- ("attest allow-list", "transports/transport.go", "mayAttest := t.att != nil && t.attestFor(req)", "mayAttest := t.att != nil", "./transports", "TestEvidenceOnlyToAllowedServers"),
- ("server attest global limit", "middleware/respond.go", "ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)", "ok = true", "./middleware", "TestServerAttestationLimited"),
- ("clear-text critical", "transports/transport.go", "if t.requireServer != nil && req.URL != nil && t.requireServer(req) {", "if false {", "./transports", "TestCriticalRequestNotSentInClear"),
- ("tdx quote verification", "postauth/tdx/verifier.go", "if err := verify.TdxQuoteContext(ctx, q.proto, opts); err != nil {", "if err := verify.TdxQuoteContext(ctx, q.proto, opts); false && err != nil {", "./postauth/tdx", "TestVerifierRejects|TestIntelSample"),
- ("tdx quote signature (known signer)", "postauth/tdx/verifier.go", "if !verifySig(k.ak, q.signed, q.sig) {", "if false {", "./postauth/tdx", "TestKnownSignerStillChecked"),
- ("tdx qe vendor", "postauth/tdx/verifier.go", "if !isIntelQE(q.QEVendorID) {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx binder compare", "postauth/tdx/verifier.go", "if nonce == nil || subtle.ConstantTimeCompare(nonce, ch.Binder) != 1 {", "if false && subtle.ConstantTimeCompare(nonce, ch.Binder) != 1 {", "./postauth/tdx", "TestVerifierRejects|TestBinderLayout"),
- ("tdx pck revocation", "postauth/tdx/verifier.go", "if isRevoked(col.revoked, chain.PCKCertificate.SerialNumber) {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx pck ca revocation", "postauth/tdx/verifier.go", "if isRevoked(col.rootRevd, chain.IntermediateCertificate.SerialNumber) {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx collateral platform", "postauth/tdx/verifier.go", "if col.FMSPC() != fmspc || col.CA() != ca {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx posture replay", "postauth/tdx/verifier.go", "if _, err := posture.VerifyRegister(crypto.SHA384, e.Posture.Log, q.RTMRs[PostureRTMR]); err != nil {", "if _, err := posture.VerifyRegister(crypto.SHA384, e.Posture.Log, q.RTMRs[PostureRTMR]); false && err != nil {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx tcb status policy", "postauth/tdx/verifier.go", "if len(viol) > 0 { // mutation: tcb status policy", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx measurement policy", "postauth/tdx/verifier.go", "if viol := v.policy.measurementViolations(q); len(viol) > 0 {", "if viol := v.policy.measurementViolations(q); false && len(viol) > 0 {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx hardware-backed only for Intel", "postauth/tdx/verifier.go", "if bytes.Equal(root.Raw, v.intel) {", "if true {", "./postauth/tdx", "TestExchange|TestFormatOf|TestTestRootRefusedByIntelRoot"),
- ("tdx collateral expiry", "postauth/tdx/collateral.go", "if now.After(next.Add(grace)) {", "if false {", "./postauth/tdx", "TestVerifierRejects|TestCacheExpiry|TestIntelSample"),
- ("tdx collateral signer chain", "postauth/tdx/collateral.go", "if err := d.signer.CheckSignatureFrom(root); err != nil {", "if err := d.signer.CheckSignatureFrom(root); false && err != nil {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx collateral signature", "postauth/tdx/collateral.go", "if !verifyP256(d.signer, d.body, d.sig) {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx pck crl signature", "postauth/tdx/collateral.go", "if !bytes.Equal(c.pckCRL.RawIssuer, pca.RawSubject) || c.pckCRL.CheckSignatureFrom(pca) != nil {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx tcb info platform", "postauth/tdx/tcb.go", "if !strings.EqualFold(ti.Fmspc, ext.FMSPC) || !strings.EqualFold(ti.PceID, ext.PCEID) {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx module identity", "postauth/tdx/tcb.go", "if !moduleMatches(ti.TdxModule.Mrsigner.Bytes, ti.TdxModule.Attributes.Bytes, ti.TdxModule.AttributesMask.Bytes, q) {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx tcb level match", "postauth/tdx/tcb.go", "if componentsReach(ext.TCB.CPUSvnComponents, l.Tcb.SgxTcbcomponents, 0) &&", "if true || componentsReach(ext.TCB.CPUSvnComponents, l.Tcb.SgxTcbcomponents, 0) &&", "./postauth/tdx", "TestVerifierRejects|TestIntelSample"),
- ("tdx qe identity", "postauth/tdx/tcb.go", "if !qeMatches(&c.qe, qe) {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx debug TD", "postauth/tdx/policy.go", "if q.Debug() && !c.allowDebug {", "if false {", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx mrtd policy", "postauth/tdx/policy.go", "check(\"mrtd\", c.mrtd, q.MRTD)", "_ = c.mrtd", "./postauth/tdx", "TestVerifierRejects"),
- ("tdx rtmr policy", "postauth/tdx/policy.go", "check(fmt.Sprintf(\"rtmr:%d\", i), c.rtmr[i], q.RTMRs[i])", "_ = i", "./postauth/tdx", "TestVerifierRejects"),
-]
-fails = 0
-for name, path, a, b, pkgs, run in muts:
-    src = open(path).read()
-    if a not in src:
-        print("NOT FOUND:", name); fails += 1; continue
-    open(path, "w").write(src.replace(a, b, 1))
+"""Mutation check: remove each security check in turn; a named test must fail.
+
+Every security check in the code carries a marker comment on its line,
+
+    if subtle.ConstantTimeCompare(app.Nonce, binder) != 1 { // mutation: postauth binder compare
+
+and has an entry below: the packages to test and the tests that must catch
+its removal. For each entry the tool disables the marked check (an `if` or
+`case` condition becomes `false && (...)`; other lines take the entry's
+explicit replacement), checks that the mutated module COMPILES (a build
+failure is an error of this tool, never a kill), runs the named tests, and
+requires at least one of them to FAIL. It then restores the file.
+
+Exit status: 0 if every mutation was killed by a named test; 1 if one
+survived; 2 if the tool itself failed (marker missing or duplicated, a
+mutation that does not compile, a marker without an entry). Run it from the
+repository root: python3 tools/mutation-check.py [name-substring ...];
+--self-test checks that a mutation that does not compile is an error.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+# name: (packages, test regexp[, (old, new) replacement on the marked line])
+MUTATIONS = {
+    # layer 1: RFC 9261
+    "finished check": ("./postauth", "TestAttackTamper|TestAttackRelay"),
+    "signature check": ("./postauth", "TestAttackForgedSignature"),
+    "offered extensions": ("./postauth", "TestAttestationNotOffered"),
+    "same peer key": ("./postauth", "TestKeyTrust"),
+    "verified peer only": ("./postauth", "TestUnverifiedPeerCertificateIsNoIdentity",
+                           ("len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0", "len(cs.PeerCertificates) > 0")),
+    "role labels": ("./postauth", "TestRoleLabelsBind"),
+    "role check": ("./postauth", "TestAttackReflection"),
+    "offered scheme": ("./postauth", "TestSchemeMustBeOffered",
+                       ("!slices.Contains(offered, a.Scheme) || ", "len(offered) < 0 || ")),
+    "key fits scheme": ("./postauth", "TestKeyDecidedBeforeSignature"),
+    "rsa bounds": ("./postauth", "TestKeyDecidedBeforeSignature",
+                   (" && n <= maxRSABits && k.E == rsaExponent", "")),
+    "chain length": ("./postauth", "TestChainBounded"),
+    "chain key bounds": ("./postauth", "TestChainBounded"),
+    # requests
+    "single use": ("./postauth ./middleware", "TestAttackReplay",
+                   ("slices.Delete(r.pending, i, i+1)", "slices.Delete(r.pending, i, i)")),
+    "context expiry": ("./postauth", "TestContextExpires"),
+    "operation binding": ("./postauth ./middleware", "TestAttackOperationSwap"),
+    # layer 2: expat
+    "attestation offered in request": ("./postauth", "TestAttestationNotOffered"),
+    "cmw only in end entity": ("./postauth", "TestAttestationOnlyInEndEntity"),
+    "verify deadline": ("./postauth ./middleware", "TestLateVerdictIsNoPass|TestLatePassNeverRuns",
+                        ("case <-ctx.Done():", "case <-make(chan struct{}):")),
+    "nil appraisal": ("./postauth", "TestNilAppraisalIsInvalid"),
+    "verifier expiry": ("./postauth ./middleware", "TestVerifierExpiry"),
+    "postauth binder compare": ("./postauth", "TestCarelessVerifierCannotPass"),
+    "postauth keyhash compare": ("./postauth", "TestCarelessVerifierCannotPass"),
+    "relying party replays posture": ("./postauth ./postauth/softeat ./postauth/tpm ./postauth/tdx", "TestPostureReplayedByRelyingParty|TestVerifierRejects|TestPosture"),
+    "same-peer subject": ("./postauth", "TestSamePeerSubjectFromTLS"),
+    "format check": ("./postauth ./postauth/tdx", "TestFormatNotAccepted|TestFormatsFromVerifier"),
+    # formats
+    "softeat binder compare": ("./postauth/softeat", "TestVerifierRejects"),
+    "softeat keyhash compare": ("./postauth/softeat", "TestVerifierRejects"),
+    # formats: Intel TDX (postauth/tdx)
+    "tdx quote verification": ("./postauth/tdx", "TestVerifierRejects|TestIntelSampleBindingFailsClosed"),
+    "tdx quote signature (known signer)": ("./postauth/tdx", "TestKnownSignerStillChecked"),
+    "tdx qe vendor": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx binder compare": ("./postauth/tdx", "TestVerifierRejects|TestBinderLayout"),
+    "tdx pck revocation": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx pck ca revocation": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx collateral platform": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx tcb status policy": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx measurement policy": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx hardware-backed only for Intel's root": ("./postauth/tdx", "TestExchange|TestFormatOf|TestTestRootRefusedByIntelRoot",
+                                                  ("bytes.Equal(root.Raw, v.intel)", "true || bytes.Equal(root.Raw, v.intel)")),
+    "tdx collateral expiry": ("./postauth/tdx", "TestVerifierRejects|TestCacheExpiry|TestIntelSampleFullPipeline"),
+    "tdx collateral signer chain": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx collateral signature": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx pck crl signature": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx tcb info platform": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx module identity": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx tcb level match": ("./postauth/tdx", "TestVerifierRejects|TestIntelSampleFullPipeline",
+                            ("if componentsReach(", "if true || componentsReach(")),
+    "tdx qe identity": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx debug td": ("./postauth/tdx", "TestVerifierRejects"),
+    "tdx mrtd policy": ("./postauth/tdx", "TestVerifierRejects",
+                        ('check("mrtd", c.mrtd, q.MRTD)', "_ = c.mrtd")),
+    "tdx rtmr policy": ("./postauth/tdx", "TestVerifierRejects",
+                        ('check(fmt.Sprintf("rtmr:%d", i), c.rtmr[i], q.RTMRs[i])', "_ = i")),
+    # posture
+    "posture log replay": ("./posture ./postauth ./postauth/softeat ./postauth/tpm", "TestVerify|TestEvidence|TestVerifierRejects|TestPosture"),
+    # middleware
+    "too early": ("./middleware", "TestTooEarly"),
+    "max age": ("./middleware", "TestMaxAgeExpiry"),
+    "posture hint": ("./middleware", "TestPostureHintChangeRechallenges"),
+    "decoded path match": ("./middleware/...", "TestPatternMatching|TestGin"),
+    "server attest global limit": ("./middleware", "TestServerAttestationLimited",
+                                   ("ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)", "ok = true || g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)")),
+    "route posture policy": ("./middleware", "TestForbiddenToolDeniedThenAllowed|TestLyingPostureHintCannotPassOperationMode"),
+    "route appraise hook": ("./middleware", "TestPolicyDenial"),
+    "appraisal deadline": ("./middleware", "TestLatePassNeverRuns",
+                           ("case <-ctx.Done():", "case <-make(chan struct{}):")),
+    "operation authority": ("./middleware", "TestOperationBindsAuthority",
+                            ("OperationDigest(r.Method, r.Host,", "OperationDigest(r.Method, \"\",")),
+    "denial revokes verdict": ("./middleware", "TestDenialRevokesCachedVerdict"),
+    "body content length": ("./middleware", "TestBodyLimits"),
+    "body read length": ("./middleware", "TestBodyLimits"),
+    "server attest connection limit": ("./middleware", "TestServerAttestationLimitedPerConnection",
+                                       ("ok := st.serverBudget.take(now, serverConnRate, serverConnBurst)", "ok := true || st.serverBudget.take(now, serverConnRate, serverConnBurst)")),
+    "fallback cache bound": ("./middleware", "TestFallbackCacheBounded",
+                             ("for f.ll.Len() > f.max {", "for f.ll.Len() > f.max+1_000_000 {")),
+    "fallback drops unattested": ("./middleware", "TestFallbackDropsUnattested"),
+    # client
+    "attest allow-list": ("./transports", "TestEvidenceOnlyToAllowedServers",
+                          ("mayAttest := t.mayAttest(req)", "mayAttest := t.responder != nil")),
+    "critical requests": ("./transports", "TestCriticalRequestNotSentInClear",
+                          ("critical := t.cfg.server != nil && req.URL != nil && t.cfg.server.require(req)", "critical := false")),
+}
+
+MARKER = re.compile(r"\s*// mutation: (.+?)\s*$")
+
+
+class ToolError(Exception):
+    pass
+
+
+def find_markers():
+    """Returns {name: (path, line index)} for every marker in the module."""
+    out = {}
+    for root, dirs, files in os.walk("."):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "testdata"]
+        for f in files:
+            if not f.endswith(".go") or f.endswith("_test.go"):
+                continue
+            path = os.path.join(root, f)
+            for i, line in enumerate(open(path, encoding="utf-8").read().split("\n")):
+                m = MARKER.search(line)
+                if m:
+                    if m.group(1) in out:
+                        raise ToolError("marker %r twice: %s and %s" % (m.group(1), out[m.group(1)][0], path))
+                    out[m.group(1)] = (path, i)
+    return out
+
+
+def split_top(s, sep):
+    """Splits s at the last top-level (outside brackets and strings) sep."""
+    depth, quote, last = 0, None, -1
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "\"'`":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0 and s.startswith(sep, i):
+            last = i
+        i += 1
+    return (s[:last], s[last + len(sep):]) if last >= 0 else (None, s)
+
+
+def mutate_line(line, name, replacement):
+    code = MARKER.sub("", line)
+    if replacement:
+        old, new = replacement
+        if code.count(old) != 1:
+            raise ToolError("%s: replacement text not found once on the marked line: %r" % (name, code.strip()))
+        return code.replace(old, new)
+    m = re.match(r"^(\s*)(\}?\s*(?:else )?if )(.*)(\s*\{)\s*$", code)
+    if m:
+        init, cond = split_top(m.group(3), "; ")
+        head = m.group(1) + m.group(2) + (init + "; " if init is not None else "")
+        return head + "false && (" + cond.strip() + ")" + m.group(4)
+    m = re.match(r"^(\s*case )(.*):\s*$", code)
+    if m:
+        return m.group(1) + "false && (" + m.group(2) + "):"
+    raise ToolError("%s: the marked line is not an if or case; give a replacement: %r" % (name, code.strip()))
+
+
+def run(cmd, timeout=600):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
+
+
+def failed_tests(output, wanted):
+    """Names of failed tests (from go test -json) that match wanted."""
+    pat = re.compile(r"^(%s)(/|$)" % wanted)
+    failed = set()
+    for line in output.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("Action") == "fail" and ev.get("Test") and pat.match(ev["Test"]):
+            failed.add("%s.%s" % (ev.get("Package", "").rsplit("/", 1)[-1], ev["Test"]))
+    return sorted(failed)
+
+
+def main(filters):
+    markers = find_markers()
+    problems = []
+    for name in markers:
+        if name not in MUTATIONS:
+            problems.append("marker %r has no entry in tools/mutation-check.py" % name)
+    for name in MUTATIONS:
+        if name not in markers:
+            problems.append("entry %r has no marker in the code" % name)
+    if problems:
+        raise ToolError("\n".join(problems))
+    survived = 0
+    selected = [n for n in MUTATIONS if not filters or any(f in n for f in filters)]
+    for name in selected:
+        entry = MUTATIONS[name]
+        pkgs, tests = entry[0], entry[1]
+        replacement = entry[2] if len(entry) > 2 else None
+        path, idx = markers[name]
+        src = open(path, encoding="utf-8").read()
+        lines = src.split("\n")
+        lines[idx] = mutate_line(lines[idx], name, replacement)
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines))
+            b = run("go vet %s" % pkgs)
+            if b.returncode != 0:
+                raise ToolError("%s: the mutation does not compile (an error of the tool, not a kill):\n%s" % (name, b.stderr[-2000:]))
+            r = run("go test -count=1 -json -run '^(%s)$' %s" % (tests, pkgs))
+            killers = failed_tests(r.stdout, tests)
+            if r.returncode != 0 and killers:
+                print("KILLED   %-32s by %s" % (name, ", ".join(killers[:3])))
+            elif r.returncode != 0:
+                raise ToolError("%s: go test failed without a named test failing:\n%s" % (name, (r.stdout + r.stderr)[-2000:]))
+            else:
+                print("SURVIVED %-32s (%s in %s all pass)" % (name, tests, pkgs))
+                survived += 1
+        finally:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(src)
+    print("%d mutations, %d killed, %d survived" % (len(selected), len(selected) - survived, survived))
+    return 1 if survived else 0
+
+
+def self_test():
+    """The tool must refuse a mutation that does not compile."""
+    MUTATIONS["role check"] = ("./postauth", "TestAttackReflection", ("responder != role", "responder != notDeclaredAnywhere"))
     try:
-        r = subprocess.run("go test -count=1 -run '%s' %s" % (run, pkgs), shell=True, capture_output=True, text=True, timeout=300)
-        killed = r.returncode != 0
-        print(("KILLED  " if killed else "SURVIVED"), name)
-        if not killed: fails += 1
-    finally:
-        open(path, "w").write(src)
-sys.exit(1 if fails else 0)
+        main(["role check"])
+    except ToolError as e:
+        if "does not compile" in str(e):
+            print("self-test: a mutation that does not compile is an error of the tool: ok")
+            return 0
+        raise
+    print("self-test: FAILED: a non-compiling mutation was not reported as an error", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    try:
+        if sys.argv[1:] == ["--self-test"]:
+            sys.exit(self_test())
+        sys.exit(main(sys.argv[1:]))
+    except ToolError as e:
+        print("mutation-check: error: %s" % e, file=sys.stderr)
+        sys.exit(2)

@@ -2,11 +2,11 @@
 // that answers attestation challenges on the very connection that carries
 // the retried request, for HTTP/1.1 and HTTP/2.
 //
-//	tracker, _ := posture.NewTracker(nil)
-//	attester, _ := softeat.NewAttester(key, &softeat.AttesterOptions{Posture: tracker})
+//	tracker, _ := posture.NewTracker()
+//	attester, _ := softeat.NewAttester(key, softeat.WithPosture(tracker))
 //	id, _ := postauth.IdentityFromTLS(&clientCert)
-//	tr, _ := transports.New(&http.Transport{TLSClientConfig: tlsConfig},
-//		transports.WithAttester(id, attester, nil),
+//	tr, _ := transports.NewTransport(&http.Transport{TLSClientConfig: tlsConfig},
+//		transports.WithAttester(id, attester),
 //		transports.WithAttestTo("gateway.example"), // who may receive Evidence
 //		transports.WithPosture(tracker))
 //	client := &http.Client{Transport: tr}
@@ -31,4 +31,13 @@
 // it; until that holds, the request is not sent.
 //
 // Requests that are not https pass to the base transport untouched.
+//
+// # Results and errors
+//
+// Like every RoundTripper, the Transport returns responses whatever their
+// status: a final refusal (a second 401, a 403 policy denial, a 503) is a
+// response, and [ResponseError] decodes its problem body into a
+// [*RefusalError] (reason, violations) that works with [errors.As] and
+// postauth.CodeOf. [WithObserver] reports each [Activity] (challenged,
+// attested, shared, server-attested) with its [Outcome].
 package transports

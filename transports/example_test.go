@@ -20,23 +20,23 @@ import (
 // rides on the cached verdict, and attests again when its posture changes.
 func ExampleNew() {
 	pki := postauthtest.New(postauthtest.Must)
-	agentCert := pki.Issue(postauthtest.Must, "agent", false, nil)
+	agentCert := pki.Issue(postauthtest.Must, "agent")
 	attKey := postauthtest.NewKey(postauthtest.Must)
 	srv := exampleGateway(pki, attKey)
 	defer srv.Close()
 
 	// The agent: a measured posture and a software attester covering it.
-	tracker, _ := posture.NewTracker(nil)
+	tracker, _ := posture.NewTracker()
 	ctx := context.Background()
 	tracker.SetModel(ctx, posture.Model{Name: "assistant", Version: "1", Digest: posture.DigestOf([]byte("weights"))})
-	attester, _ := softeat.NewAttester(attKey, &softeat.AttesterOptions{Posture: tracker})
+	attester, _ := softeat.NewAttester(attKey, softeat.WithPosture(tracker))
 	id, _ := postauth.IdentityFromTLS(&agentCert)
-	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)},
-		transports.WithAttester(id, attester, nil),
+	tr, _ := transports.NewTransport(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)},
+		transports.WithAttester(id, attester),
 		transports.WithAttestTo("127.0.0.1"),
 		transports.WithPosture(tracker),
-		transports.WithObserver(func(e transports.Event) {
-			if e.Kind == transports.EventChallenged {
+		transports.WithObserver(func(e transports.Activity) {
+			if e.Kind == transports.ActivityChallenged {
 				fmt.Println("  challenged:", e.Reason)
 			}
 		}))
@@ -66,12 +66,12 @@ func ExampleNew() {
 }
 
 func exampleGateway(pki *postauthtest.PKI, attKey crypto.Signer) *httptest.Server {
-	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()})
 	guard, _ := middleware.New(verifier, middleware.WithRoute("PUT /v1/config", middleware.Route{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/config", func(w http.ResponseWriter, r *http.Request) {})
 	srv := httptest.NewUnstartedServer(guard.Middleware(mux))
-	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", postauthtest.ServerAuth()))
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	return srv

@@ -32,7 +32,7 @@ func newGateway(t *testing.T, tls12 bool) *gw {
 	t.Helper()
 	pki := postauthtest.New(t)
 	attKey := postauthtest.NewKey(t)
-	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()})
 	guard, err := middleware.New(v, middleware.WithRoute("PUT /config", middleware.Route{}))
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func newGateway(t *testing.T, tls12 bool) *gw {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	srv := httptest.NewUnstartedServer(guard.Middleware(mux))
 	srv.EnableHTTP2 = true
-	srv.TLS = pki.ServerConfig(pki.Issue(t, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(t, "localhost", postauthtest.ServerAuth()))
 	if tls12 {
 		srv.TLS.MinVersion, srv.TLS.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
 		srv.EnableHTTP2 = false
@@ -49,7 +49,7 @@ func newGateway(t *testing.T, tls12 bool) *gw {
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return &gw{pki: pki, srv: srv, attKey: attKey, agent: pki.Issue(t, "agent", false, nil)}
+	return &gw{pki: pki, srv: srv, attKey: attKey, agent: pki.Issue(t, "agent")}
 }
 
 func (g *gw) transport(t *testing.T, withAttester bool, opts ...transports.Option) *transports.Transport {
@@ -57,11 +57,11 @@ func (g *gw) transport(t *testing.T, withAttester bool, opts ...transports.Optio
 	base := &http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent)}
 	base.TLSClientConfig.MinVersion = tls.VersionTLS12
 	if withAttester {
-		att, _ := softeat.NewAttester(g.attKey, nil)
+		att, _ := softeat.NewAttester(g.attKey)
 		id, _ := postauth.IdentityFromTLS(&g.agent)
-		opts = append(opts, transports.WithAttester(id, att, nil), transports.WithAttestTo("127.0.0.1"))
+		opts = append(opts, transports.WithAttester(id, att), transports.WithAttestTo("127.0.0.1"))
 	}
-	tr, err := transports.New(base, opts...)
+	tr, err := transports.NewTransport(base, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestNoAttester(t *testing.T) {
 func TestPlainHTTPGoesToBase(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "plain") }))
 	defer srv.Close()
-	tr, err := transports.New(nil)
+	tr, err := transports.NewTransport(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +127,9 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	base := &http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent), IdleConnTimeout: time.Minute}
-	att, _ := softeat.NewAttester(g.attKey, nil)
+	att, _ := softeat.NewAttester(g.attKey)
 	id, _ := postauth.IdentityFromTLS(&g.agent)
-	tr, _ := transports.New(base, transports.WithAttester(id, att, nil), transports.WithAttestTo("127.0.0.1"), transports.WithClock(clock))
+	tr, _ := transports.NewTransport(base, transports.WithAttester(id, att), transports.WithAttestTo("127.0.0.1"), transports.WithClock(clock))
 	defer tr.Close()
 	c := &http.Client{Transport: tr}
 	if resp, err := put(c, g.srv.URL+"/config"); err != nil || resp.StatusCode != 200 {
@@ -151,10 +151,10 @@ func TestIdleConnectionsClosed(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	if _, err := transports.New(nil, transports.WithAttester(nil, &softeat.Attester{}, nil)); err == nil {
+	if _, err := transports.NewTransport(nil, transports.WithAttester(nil, &softeat.Attester{})); err == nil {
 		t.Error("attester without identity accepted")
 	}
-	if _, err := transports.New(nil, transports.WithServerAttestation(func(*http.Request) bool { return true }, nil, time.Minute)); err == nil {
+	if _, err := transports.NewTransport(nil, transports.WithServerAttestation(func(*http.Request) bool { return true }, nil, time.Minute)); err == nil {
 		t.Error("server attestation without a policy accepted")
 	}
 }
@@ -168,26 +168,25 @@ func TestClosed(t *testing.T) {
 	}
 }
 
+// A zero Transport is safe: it sends nothing and says how to make one.
 func TestZeroTransport(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "plain") }))
 	defer srv.Close()
 	var tr transports.Transport
 	defer tr.Close()
-	resp, err := (&http.Client{Transport: &tr}).Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := (&http.Client{Transport: &tr}).Get(srv.URL); !errors.Is(err, transports.ErrNotConfigured) {
+		t.Fatalf("zero Transport: %v, want ErrNotConfigured", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || tr.Conns() != 0 {
-		t.Fatalf("%d %d", resp.StatusCode, tr.Conns())
+	if tr.Conns() != 0 {
+		t.Fatal(tr.Conns())
 	}
 }
 
 func TestAttesterNeedsTargets(t *testing.T) {
 	g := newGateway(t, false)
-	att, _ := softeat.NewAttester(g.attKey, nil)
+	att, _ := softeat.NewAttester(g.attKey)
 	id, _ := postauth.IdentityFromTLS(&g.agent)
-	if _, err := transports.New(nil, transports.WithAttester(id, att, nil)); err == nil {
+	if _, err := transports.NewTransport(nil, transports.WithAttester(id, att)); err == nil {
 		t.Fatal("an attester without WithAttestTo/WithAttestFor was accepted")
 	}
 }
@@ -205,12 +204,12 @@ func TestEvidenceOnlyToAllowedServers(t *testing.T) {
 		}
 		inner.ServeHTTP(w, r)
 	})
-	inner2, _ := softeat.NewAttester(g.attKey, nil)
+	inner2, _ := softeat.NewAttester(g.attKey)
 	att := &postauthtest.CountingAttester{Inner: inner2}
 	id, _ := postauth.IdentityFromTLS(&g.agent)
-	tracker, _ := posture.NewTracker(nil)
-	tr, err := transports.New(&http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent)},
-		transports.WithAttester(id, att, nil), transports.WithAttestTo("gateway.example"), transports.WithPosture(tracker))
+	tracker, _ := posture.NewTracker()
+	tr, err := transports.NewTransport(&http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent)},
+		transports.WithAttester(id, att), transports.WithAttestTo("gateway.example"), transports.WithPosture(tracker))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,8 +229,8 @@ func TestCriticalRequestNotSentInClear(t *testing.T) {
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer srv.Close()
-	v, _ := softeat.NewVerifier([]crypto.PublicKey{postauthtest.NewKey(t).Public()}, nil)
-	tr, _ := transports.New(nil, transports.WithServerAttestation(func(*http.Request) bool { return true }, &postauth.Policy{Verifier: v}, time.Minute))
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{postauthtest.NewKey(t).Public()})
+	tr, _ := transports.NewTransport(nil, transports.WithServerAttestation(func(*http.Request) bool { return true }, postauthtest.RelyingParty(t, v), time.Minute))
 	defer tr.Close()
 	_, err := put(&http.Client{Transport: tr}, srv.URL+"/config")
 	if !errors.Is(err, transports.ErrServerNotAttested) || hits.Load() != 0 {
@@ -245,7 +244,7 @@ func TestCriticalRequestNotSentInClear(t *testing.T) {
 func TestConcurrentRoutesOnOneConnection(t *testing.T) {
 	pki := postauthtest.New(t)
 	attKey := postauthtest.NewKey(t)
-	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()})
 	guard, err := middleware.New(v, middleware.WithRoute("PUT /config", middleware.Route{}), middleware.WithRoute("POST /pay", middleware.Route{}))
 	if err != nil {
 		t.Fatal(err)
@@ -268,17 +267,17 @@ func TestConcurrentRoutesOnOneConnection(t *testing.T) {
 	})
 	srv := httptest.NewUnstartedServer(outer)
 	srv.EnableHTTP2 = true
-	srv.TLS = pki.ServerConfig(pki.Issue(t, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(t, "localhost", postauthtest.ServerAuth()))
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	defer srv.Close()
-	agent := pki.Issue(t, "agent", false, nil)
-	att, _ := softeat.NewAttester(attKey, nil)
+	agent := pki.Issue(t, "agent")
+	att, _ := softeat.NewAttester(attKey)
 	id, _ := postauth.IdentityFromTLS(&agent)
 	p := new(http.Protocols)
 	p.SetHTTP2(true)
-	tr, err := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agent), Protocols: p},
-		transports.WithAttester(id, att, nil), transports.WithAttestTo("127.0.0.1"))
+	tr, err := transports.NewTransport(&http.Transport{TLSClientConfig: pki.ClientConfig(&agent), Protocols: p},
+		transports.WithAttester(id, att), transports.WithAttestTo("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}

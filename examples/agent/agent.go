@@ -51,7 +51,7 @@ type agent struct {
 	base    string
 
 	mu     sync.Mutex // guards events
-	events []transports.Event
+	events []transports.Activity
 
 	// tlsConf holds the agent's TLS credentials; the attacker step
 	// "steals" them.
@@ -82,7 +82,7 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	if err != nil || gwURL.Scheme != "https" || gwURL.Host == "" {
 		return nil, fmt.Errorf("gateway URL %q: want https://host[:port]", cfg.gatewayURL)
 	}
-	if a.tracker, err = posture.NewTracker(nil); err != nil {
+	if a.tracker, err = posture.NewTracker(); err != nil {
 		return nil, err
 	}
 	for _, step := range []func() error{
@@ -97,7 +97,7 @@ func newAgent(cfg agentConfig) (*agent, error) {
 			return nil, err
 		}
 	}
-	attester, err := softeat.NewAttester(attKey, &softeat.AttesterOptions{Posture: a.tracker})
+	attester, err := softeat.NewAttester(attKey, softeat.WithPosture(a.tracker))
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,11 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	gwVerifier, err := softeat.NewVerifier([]crypto.PublicKey{gwPub}, nil)
+	gwVerifier, err := softeat.NewVerifier([]crypto.PublicKey{gwPub})
+	if err != nil {
+		return nil, err
+	}
+	gwRP, err := postauth.NewRelyingParty(gwVerifier) // key trust: the gateway's TLS key
 	if err != nil {
 		return nil, err
 	}
@@ -114,11 +118,11 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	// Before any config change, the agent wants fresh proof of the
 	// gateway's own state on the connection it is about to use.
 	configChange := func(r *http.Request) bool { return r.Method == http.MethodPut && r.URL.Path == "/v1/config" }
-	a.tr, err = transports.New(&http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true},
-		transports.WithAttester(id, attester, nil),
+	a.tr, err = transports.NewTransport(&http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true},
+		transports.WithAttester(id, attester),
 		transports.WithAttestTo(gwURL.Host), // Evidence (posture, machine id) goes to the gateway only
 		transports.WithPosture(a.tracker),
-		transports.WithServerAttestation(configChange, &postauth.Policy{Verifier: gwVerifier}, time.Minute),
+		transports.WithServerAttestation(configChange, gwRP, time.Minute),
 		transports.WithObserver(a.record))
 	if err != nil {
 		return nil, err
@@ -127,13 +131,13 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	return a, nil
 }
 
-func (a *agent) record(e transports.Event) {
+func (a *agent) record(e transports.Activity) {
 	a.mu.Lock()
 	a.events = append(a.events, e)
 	a.mu.Unlock()
 }
 
-func (a *agent) takeEvents() []transports.Event {
+func (a *agent) takeEvents() []transports.Activity {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ev := a.events
@@ -148,7 +152,7 @@ type reply struct {
 	status int
 	body   string
 	proto  string
-	events []transports.Event
+	events []transports.Activity
 	took   time.Duration
 }
 
@@ -302,36 +306,36 @@ func attackerReplay(a *agent, captured string) (status int, reason string, took 
 	defer resp.Body.Close()
 	var p middleware.Problem
 	json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&p)
-	return resp.StatusCode, p.Reason, time.Since(start), nil
+	return resp.StatusCode, string(p.Reason), time.Since(start), nil
 }
 
-func kindName(k transports.EventKind) string {
+func kindName(k transports.ActivityKind) string {
 	switch k {
-	case transports.EventChallenged:
+	case transports.ActivityChallenged:
 		return "challenged"
-	case transports.EventAttested:
+	case transports.ActivityAttested:
 		return "attested"
-	case transports.EventShared:
+	case transports.ActivityShared:
 		return "shared"
-	case transports.EventServerAttested:
+	case transports.ActivityServerAttested:
 		return "server-attested"
 	}
 	return "?"
 }
 
-func describe(e transports.Event) string {
+func describe(e transports.Activity) string {
 	switch e.Kind {
-	case transports.EventChallenged:
+	case transports.ActivityChallenged:
 		return fmt.Sprintf("<- 401 challenge: %s (%s mode)", e.Reason, e.Mode)
-	case transports.EventAttested:
+	case transports.ActivityAttested:
 		how := "answered the challenge"
 		if e.Proactive {
 			how = "answered a pre-armed request"
 		}
 		return fmt.Sprintf("-> attested: %s with software EAT bound to this connection, retried (%s)", how, fmtDur(e.Duration))
-	case transports.EventShared:
+	case transports.ActivityShared:
 		return "-> rode on the connection's attestation"
-	case transports.EventServerAttested:
+	case transports.ActivityServerAttested:
 		return fmt.Sprintf("<- gateway attested: %s evidence, key = its TLS certificate's (%s)", e.Result.Format(), e.Result.Subject())
 	}
 	return ""

@@ -71,7 +71,7 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("posture policy: %w", err)
 	}
-	verifier, err := softeat.NewVerifier([]crypto.PublicKey{agentPub}, &softeat.VerifierOptions{RequirePosture: true})
+	verifier, err := softeat.NewVerifier([]crypto.PublicKey{agentPub}, softeat.RequirePosture())
 	if err != nil {
 		return nil, err
 	}
@@ -79,21 +79,20 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	serverAtt, err := softeat.NewAttester(ownKey, nil)
+	serverAtt, err := softeat.NewAttester(ownKey)
 	if err != nil {
 		return nil, err
 	}
 	guard, err := middleware.New(verifier,
-		middleware.WithFormats(softeat.MediaType),
 		middleware.WithServerAttestation(serverID, serverAtt, softeat.MediaType))
 	if err != nil {
 		return nil, err
 	}
-	pay, err := ginattest.Protect(guard, middleware.Route{Mode: middleware.ModeOperation, Appraise: policy.Appraise})
+	pay, err := ginattest.Protect(guard, middleware.Route{Name: "POST /v1/payments", Mode: middleware.ModeOperation, Posture: policy})
 	if err != nil {
 		return nil, err
 	}
-	configure, err := ginattest.Protect(guard, middleware.Route{Mode: middleware.ModeConnection, MaxAge: cfg.configTTL})
+	configure, err := ginattest.Protect(guard, middleware.Route{Name: "PUT /v1/config", Mode: middleware.ModeConnection, MaxAge: cfg.configTTL})
 	if err != nil {
 		return nil, err
 	}

@@ -2,8 +2,15 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/reattest/reattest/middleware"
 )
 
 // TestDemo runs the whole story, as `go run ./examples/agent` does, and
@@ -35,5 +42,40 @@ func TestDemo(t *testing.T) {
 func TestUnknownMode(t *testing.T) {
 	if err := run([]string{"-mode", "nope"}, &bytes.Buffer{}); err == nil {
 		t.Fatal("unknown mode accepted")
+	}
+}
+
+// The demo gateway's discovery document lists its high-impact routes (gin
+// routes) and their modes, without a client certificate.
+func TestGatewayDiscovery(t *testing.T) {
+	g, err := newGateway(gatewayConfig{listen: "127.0.0.1:0", configTTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.serve()
+	defer g.close()
+	pool, err := loadCertPool("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}}}
+	resp, err := c.Get("https://" + g.addr() + middleware.WellKnownPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d middleware.Discovery
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range d.Routes {
+		got[r.Pattern] = r.Mode
+	}
+	if got["POST /v1/payments"] != "operation" || got["PUT /v1/config"] != "connection" || len(got) != 2 {
+		t.Fatalf("routes %+v", d.Routes)
+	}
+	if !slices.Equal(d.FreshnessModes, []string{"connection", "operation"}) || !d.ServerAttests {
+		t.Fatalf("discovery %+v", d)
 	}
 }

@@ -22,10 +22,10 @@ import (
 func Example() {
 	gin.SetMode(gin.ReleaseMode)
 	pki := postauthtest.New(postauthtest.Must)
-	agentCert := pki.Issue(postauthtest.Must, "agent", false, nil)
+	agentCert := pki.Issue(postauthtest.Must, "agent")
 	attKey := postauthtest.NewKey(postauthtest.Must)
 
-	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	verifier, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()})
 	guard, _ := middleware.New(verifier)
 	pay, _ := ginattest.Protect(guard, middleware.Route{Mode: middleware.ModeOperation})
 	r := gin.New()
@@ -34,14 +34,14 @@ func Example() {
 		c.String(200, "paid, attested with %s", res.Format())
 	})
 	srv := httptest.NewUnstartedServer(r)
-	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(postauthtest.Must, "localhost", postauthtest.ServerAuth()))
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	defer srv.Close()
 
-	attester, _ := softeat.NewAttester(attKey, nil)
+	attester, _ := softeat.NewAttester(attKey)
 	id, _ := postauth.IdentityFromTLS(&agentCert)
-	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)}, transports.WithAttester(id, attester, nil), transports.WithAttestTo("127.0.0.1"))
+	tr, _ := transports.NewTransport(&http.Transport{TLSClientConfig: pki.ClientConfig(&agentCert)}, transports.WithAttester(id, attester), transports.WithAttestTo("127.0.0.1"))
 	defer tr.Close()
 	resp, err := (&http.Client{Transport: tr}).Post(srv.URL+"/v1/payments", "text/plain", strings.NewReader("amount=1"))
 	if err != nil {

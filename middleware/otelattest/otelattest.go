@@ -44,7 +44,7 @@ const (
 
 // Observer returns a middleware observer that records to tp and mp. Either
 // may be nil (no traces, or no metrics).
-func Observer(tp trace.TracerProvider, mp metric.MeterProvider) (func(context.Context, middleware.Event), error) {
+func Observer(tp trace.TracerProvider, mp metric.MeterProvider) (func(context.Context, middleware.Decision), error) {
 	var tracer trace.Tracer
 	if tp != nil {
 		tracer = tp.Tracer(ScopeName)
@@ -70,12 +70,12 @@ func Observer(tp trace.TracerProvider, mp metric.MeterProvider) (func(context.Co
 	if tracer == nil && decisions == nil {
 		return nil, errors.New("otelattest: neither a tracer provider nor a meter provider")
 	}
-	return func(ctx context.Context, e middleware.Event) {
+	return func(ctx context.Context, e middleware.Decision) {
 		attrs := []attribute.KeyValue{
 			KeyRoute.String(e.Route), KeyMode.String(e.Mode.String()), KeyOutcome.String(string(e.Outcome)),
 		}
 		if e.Reason != "" {
-			attrs = append(attrs, KeyReason.String(e.Reason))
+			attrs = append(attrs, KeyReason.String(string(e.Reason)))
 		}
 		if e.Format != "" {
 			attrs = append(attrs, KeyFormat.String(e.Format))

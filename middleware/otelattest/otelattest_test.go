@@ -31,21 +31,21 @@ func TestObserver(t *testing.T) {
 	}
 
 	pki := postauthtest.New(t)
-	att, ver := postauthtest.Software(t, nil, nil)
+	att, ver := postauthtest.Software(t)
 	guard, err := middleware.New(ver, middleware.WithObserver(obs),
 		middleware.WithRoute("PUT /config", middleware.Route{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(guard.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
-	srv.TLS = pki.ServerConfig(pki.Issue(t, "localhost", true, nil))
+	srv.TLS = pki.ServerConfig(pki.Issue(t, "localhost", postauthtest.ServerAuth()))
 	middleware.ConfigureServer(srv.Config)
 	srv.StartTLS()
 	defer srv.Close()
-	agent := pki.Issue(t, "agent", false, nil)
+	agent := pki.Issue(t, "agent")
 	id, _ := postauth.IdentityFromTLS(&agent)
-	tr, _ := transports.New(&http.Transport{TLSClientConfig: pki.ClientConfig(&agent)},
-		transports.WithAttester(id, att, nil), transports.WithAttestTo("127.0.0.1"))
+	tr, _ := transports.NewTransport(&http.Transport{TLSClientConfig: pki.ClientConfig(&agent)},
+		transports.WithAttester(id, att), transports.WithAttestTo("127.0.0.1"))
 	defer tr.Close()
 	for range 2 { // challenged + verified, then a cache hit
 		req, _ := http.NewRequest("PUT", srv.URL+"/config", strings.NewReader("x"))

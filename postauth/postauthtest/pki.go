@@ -75,11 +75,38 @@ func New(tb TB) *PKI {
 	return &PKI{Root: root, Key: key, Pool: pool}
 }
 
-// Issue returns a leaf certificate for name signed by the root, with a new
-// key (ECDSA P-256 unless key is given). Server leaves carry name and
-// 127.0.0.1 as SANs and the serverAuth usage; client leaves clientAuth.
-func (p *PKI) Issue(tb TB, name string, server bool, key crypto.Signer) tls.Certificate {
+// IssueOption tunes a certificate made by [PKI.Issue].
+type IssueOption interface{ applyIssue(*issueConfig) }
+
+type issueConfig struct {
+	server bool
+	key    crypto.Signer
+}
+
+type issueOption func(*issueConfig)
+
+func (f issueOption) applyIssue(c *issueConfig) { f(c) }
+
+// ServerAuth makes a server leaf: name and 127.0.0.1 as SANs and the
+// serverAuth usage. Without it the leaf is a client leaf (clientAuth).
+func ServerAuth() IssueOption {
+	return issueOption(func(c *issueConfig) { c.server = true })
+}
+
+// WithKey certifies key instead of a new ECDSA P-256 key.
+func WithKey(key crypto.Signer) IssueOption {
+	return issueOption(func(c *issueConfig) { c.key = key })
+}
+
+// Issue returns a leaf certificate for name signed by the root: a client
+// leaf with a new ECDSA P-256 key unless the options say otherwise.
+func (p *PKI) Issue(tb TB, name string, opts ...IssueOption) tls.Certificate {
 	tb.Helper()
+	var cfg issueConfig
+	for _, o := range opts {
+		o.applyIssue(&cfg)
+	}
+	key := cfg.key
 	if key == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -96,7 +123,7 @@ func (p *PKI) Issue(tb TB, name string, server bool, key crypto.Signer) tls.Cert
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	if server {
+	if cfg.server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.DNSNames = []string{name}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
@@ -188,8 +215,8 @@ type Endpoints struct {
 func MutualTLS(tb TB) *Endpoints {
 	tb.Helper()
 	p := New(tb)
-	sc := p.Issue(tb, "localhost", true, nil)
-	cc := p.Issue(tb, "agent", false, nil)
+	sc := p.Issue(tb, "localhost", ServerAuth())
+	cc := p.Issue(tb, "agent")
 	c, s := Pair(tb, p.ClientConfig(&cc), p.ServerConfig(sc))
 	return &Endpoints{Client: c, Server: s, ClientCert: cc, ServerCert: sc, PKI: p}
 }

@@ -3,27 +3,51 @@ package postauthtest
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"sync/atomic"
 
 	"github.com/reattest/reattest/postauth"
-
 	"github.com/reattest/reattest/postauth/softeat"
 )
 
-// Software returns a software EAT attester with a fresh attestation key and
-// a verifier that trusts exactly that key (opts may be nil).
-func Software(tb TB, attOpts *softeat.AttesterOptions, verOpts *softeat.VerifierOptions) (*softeat.Attester, *softeat.Verifier) {
+// SoftwareKey is a fresh software EAT attestation key, with constructors for
+// an attester that signs with it and the verifier that trusts exactly it.
+type SoftwareKey struct {
+	Key *ecdsa.PrivateKey
+}
+
+// NewSoftwareKey returns a SoftwareKey with a fresh ECDSA P-256 key.
+func NewSoftwareKey(tb TB) *SoftwareKey {
 	tb.Helper()
-	key := NewKey(tb)
-	att, err := softeat.NewAttester(key, attOpts)
+	return &SoftwareKey{Key: NewKey(tb)}
+}
+
+// Attester returns a software EAT attester signing with the key.
+func (k *SoftwareKey) Attester(tb TB, opts ...softeat.AttesterOption) *softeat.Attester {
+	tb.Helper()
+	att, err := softeat.NewAttester(k.Key, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ver, err := softeat.NewVerifier([]crypto.PublicKey{key.Public()}, verOpts)
+	return att
+}
+
+// Verifier returns a software EAT verifier that trusts exactly the key.
+func (k *SoftwareKey) Verifier(tb TB, opts ...softeat.VerifierOption) *softeat.Verifier {
+	tb.Helper()
+	ver, err := softeat.NewVerifier([]crypto.PublicKey{k.Key.Public()}, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return att, ver
+	return ver
+}
+
+// Software returns a software EAT attester with a fresh attestation key and
+// a verifier that trusts exactly that key, both with default options.
+func Software(tb TB) (*softeat.Attester, *softeat.Verifier) {
+	tb.Helper()
+	k := NewSoftwareKey(tb)
+	return k.Attester(tb), k.Verifier(tb)
 }
 
 // CountingAttester wraps an Attester and counts the attestations it makes
@@ -42,3 +66,14 @@ func (c *CountingAttester) Attest(ctx context.Context, ch postauth.Challenge) (p
 
 // Count is the number of attestations made so far.
 func (c *CountingAttester) Count() int64 { return c.n.Load() }
+
+// RelyingParty returns postauth.NewRelyingParty(v, opts...), failing tb on
+// error.
+func RelyingParty(tb TB, v postauth.Verifier, opts ...postauth.Option) *postauth.RelyingParty {
+	tb.Helper()
+	rp, err := postauth.NewRelyingParty(v, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rp
+}

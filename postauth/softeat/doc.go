@@ -32,13 +32,15 @@
 //
 // # Use
 //
-//	att, err := softeat.NewAttester(key, nil) // key: *ecdsa.PrivateKey (P-256) or another crypto.Signer
-//	answer, err := postauth.Respond(ctx, ch, postauth.RoleClient, req, id, att, nil)
+//	att, err := softeat.NewAttester(key, softeat.WithPosture(tracker)) // key: an ECDSA P-256 crypto.Signer
+//	responder, err := postauth.NewResponder(id, att)
+//	answer, err := responder.Respond(ctx, ch, postauth.RoleClient, req)
 //
-//	v, err := softeat.NewVerifier([]crypto.PublicKey{trustedKey}, &softeat.VerifierOptions{
-//		MachineIDs: [][]byte{expectedUEID}, // optional: the machines you mean to reach
-//	})
-//	res, err := requester.Verify(ctx, answer, scope, nil, &postauth.Policy{Verifier: v})
+//	v, err := softeat.NewVerifier([]crypto.PublicKey{trustedKey},
+//		softeat.WithMachineIDs(expectedUEID)) // optional: the machines you mean to reach
+//	rp, err := postauth.NewRelyingParty(v)
+//	requester, err := rp.NewRequester(ch, postauth.RoleClient)
+//	res, err := requester.Verify(ctx, answer, nil)
 //
 // Attesters and Verifiers are safe for concurrent use.
 package softeat

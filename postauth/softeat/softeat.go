@@ -23,7 +23,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
 
-	"github.com/reattest/reattest/internal/cborutil"
+	"github.com/reattest/reattest/internal/detcbor"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/posture"
 )
@@ -71,46 +71,128 @@ type claims struct {
 	Posture  *postureClaim  `cbor:"-70001,keyasint,omitempty"`
 }
 
-// PostureSource supplies the measured posture the Evidence covers.
-// *posture.Tracker implements it.
-type PostureSource interface {
-	Snapshot() (*posture.Snapshot, error)
+// AttesterOption configures an [Attester].
+type AttesterOption interface{ applyAttester(*attesterConfig) }
+
+// VerifierOption configures a [Verifier].
+type VerifierOption interface{ applyVerifier(*verifierConfig) }
+
+// Option configures both an [Attester] and a [Verifier].
+type Option interface {
+	AttesterOption
+	VerifierOption
 }
 
-// AttesterOptions configure an [Attester]. The zero value is valid.
-type AttesterOptions struct {
-	// UEID is the machine identifier (EAT ueid, 7 to 33 bytes, first byte
-	// the UEID type). Nil derives a RAND-type UEID from the key:
-	// 0x01 || SHA-256(SPKI)[:16].
-	UEID []byte
-	// Posture, if set, puts the agent's measured posture (register value
-	// and log) into every token.
-	Posture PostureSource
-	// Time is the current time; nil means time.Now.
-	Time func() time.Time
-	// Rand is passed to the signer; nil means crypto/rand.
-	Rand io.Reader
+type attesterConfig struct {
+	ueid    []byte
+	posture posture.Source
+	now     func() time.Time
+	rand    io.Reader
+}
+
+type verifierConfig struct {
+	maxAge         time.Duration
+	skew           time.Duration
+	now            func() time.Time
+	requirePosture bool
+	machineIDs     [][]byte
+}
+
+type attesterOption func(*attesterConfig)
+
+func (f attesterOption) applyAttester(c *attesterConfig) { f(c) }
+
+type verifierOption func(*verifierConfig)
+
+func (f verifierOption) applyVerifier(c *verifierConfig) { f(c) }
+
+type clockOption func() time.Time
+
+func (f clockOption) applyAttester(c *attesterConfig) { c.now = f }
+func (f clockOption) applyVerifier(c *verifierConfig) { c.now = f }
+
+// WithClock sets the clock: the attester's iat, the verifier's window.
+// Nil means time.Now.
+func WithClock(now func() time.Time) Option {
+	if now == nil {
+		now = time.Now
+	}
+	return clockOption(now)
+}
+
+// WithUEID sets the machine identifier the Attester puts in its tokens (EAT
+// ueid, 7 to 33 bytes, first byte the UEID type). The default derives a
+// RAND-type UEID from the attestation key: 0x01 || SHA-256(SPKI)[:16].
+func WithUEID(ueid []byte) AttesterOption {
+	id := slices.Clone(ueid)
+	return attesterOption(func(c *attesterConfig) { c.ueid = id })
+}
+
+// WithPosture puts the agent's measured posture (register value and log)
+// from src into every token. *posture.Tracker is a Source.
+func WithPosture(src posture.Source) AttesterOption {
+	return attesterOption(func(c *attesterConfig) { c.posture = src })
+}
+
+// WithRand sets the signer's randomness. Nil means crypto/rand.
+func WithRand(r io.Reader) AttesterOption {
+	return attesterOption(func(c *attesterConfig) {
+		if r != nil {
+			c.rand = r
+		}
+	})
+}
+
+// WithMaxAge sets how old iat may be. Zero or less means DefaultMaxAge.
+// Freshness comes from the binder; this only bounds how long an attester
+// may sit on a challenge.
+func WithMaxAge(d time.Duration) VerifierOption {
+	return verifierOption(func(c *verifierConfig) {
+		if d > 0 {
+			c.maxAge = d
+		}
+	})
+}
+
+// WithSkew sets how far in the future iat may be. Zero or less means
+// DefaultSkew.
+func WithSkew(d time.Duration) VerifierOption {
+	return verifierOption(func(c *verifierConfig) {
+		if d > 0 {
+			c.skew = d
+		}
+	})
+}
+
+// RequirePosture makes the Verifier reject tokens without a posture claim
+// ([postauth.ReasonPostureMissing]).
+func RequirePosture() VerifierOption {
+	return verifierOption(func(c *verifierConfig) { c.requirePosture = true })
+}
+
+// WithMachineIDs restricts the accepted UEIDs to ids (the machines the
+// relying party means to reach; a defence against diversion).
+func WithMachineIDs(ids ...[]byte) VerifierOption {
+	cp := make([][]byte, len(ids))
+	for i, id := range ids {
+		cp[i] = slices.Clone(id)
+	}
+	return verifierOption(func(c *verifierConfig) { c.machineIDs = cp })
 }
 
 // Attester produces software EAT Evidence signed with an ECDSA P-256 key
 // held by the process. It is safe for concurrent use.
 type Attester struct {
-	signer  cose.Signer
-	kid     []byte
-	ueid    []byte
-	posture PostureSource
-	now     func() time.Time
-	rand    io.Reader
+	signer cose.Signer
+	kid    []byte
+	cfg    attesterConfig
 }
 
 var _ postauth.Attester = (*Attester)(nil)
 
 // NewAttester returns an Attester signing with key, which must be an ECDSA
 // P-256 key (ES256).
-func NewAttester(key crypto.Signer, opts *AttesterOptions) (*Attester, error) {
-	if opts == nil {
-		opts = &AttesterOptions{}
-	}
+func NewAttester(key crypto.Signer, opts ...AttesterOption) (*Attester, error) {
 	if key == nil {
 		return nil, errors.New("softeat: nil key")
 	}
@@ -122,30 +204,28 @@ func NewAttester(key crypto.Signer, opts *AttesterOptions) (*Attester, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Attester{signer: es256Signer{key}, kid: kid, posture: opts.Posture, now: opts.Time, rand: opts.Rand}
-	if a.now == nil {
-		a.now = time.Now
+	cfg := attesterConfig{now: time.Now, rand: rand.Reader}
+	for _, o := range opts {
+		if o != nil {
+			o.applyAttester(&cfg)
+		}
 	}
-	if a.rand == nil {
-		a.rand = rand.Reader
-	}
-	a.ueid = slices.Clone(opts.UEID)
-	if a.ueid == nil {
+	if cfg.ueid == nil {
 		spki, err := x509.MarshalPKIXPublicKey(pub)
 		if err != nil {
 			return nil, err
 		}
 		sum := sha256.Sum256(spki)
-		a.ueid = append([]byte{0x01}, sum[:16]...)
+		cfg.ueid = append([]byte{0x01}, sum[:16]...)
 	}
-	if err := eat.UEID(a.ueid).Validate(); err != nil {
+	if err := eat.UEID(cfg.ueid).Validate(); err != nil {
 		return nil, fmt.Errorf("softeat: ueid: %w", err)
 	}
-	return a, nil
+	return &Attester{signer: es256Signer{key}, kid: kid, cfg: cfg}, nil
 }
 
 // UEID is the machine identifier the Attester puts in its tokens.
-func (a *Attester) UEID() []byte { return slices.Clone(a.ueid) }
+func (a *Attester) UEID() []byte { return slices.Clone(a.cfg.ueid) }
 
 // Attest returns a COSE_Sign1-signed EAT whose eat_nonce is ch.Binder and
 // which carries ch.KeyHash, the time, the UEID and, if configured, the
@@ -163,20 +243,20 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 		return postauth.Evidence{}, fmt.Errorf("softeat: binder: %w", err)
 	}
 	c := claims{
-		IssuedAt: a.now().Unix(),
+		IssuedAt: a.cfg.now().Unix(),
 		Nonce:    nonce,
-		UEID:     a.ueid,
+		UEID:     a.cfg.ueid,
 		Profile:  Profile,
 		KeyHash:  posture.Digest{Alg: alg, Value: ch.KeyHash},
 	}
-	if a.posture != nil {
-		snap, err := a.posture.Snapshot()
+	if a.cfg.posture != nil {
+		snap, err := a.cfg.posture.Snapshot()
 		if err != nil {
 			return postauth.Evidence{}, fmt.Errorf("softeat: posture: %w", err)
 		}
 		c.Posture = &postureClaim{Head: posture.Digest{Alg: posture.AlgID(snap.Alg), Value: snap.Head}, Log: snap.Log}
 	}
-	payload, err := cborutil.Enc.Marshal(c)
+	payload, err := detcbor.Enc.Marshal(c)
 	if err != nil {
 		return postauth.Evidence{}, fmt.Errorf("softeat: encoding claims: %w", err)
 	}
@@ -187,7 +267,7 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 		}},
 		Payload: payload,
 	}
-	if err := msg.Sign(a.rand, nil, a.signer); err != nil {
+	if err := msg.Sign(a.cfg.rand, nil, a.signer); err != nil {
 		return postauth.Evidence{}, fmt.Errorf("softeat: signing: %w", err)
 	}
 	tok, err := msg.MarshalCBOR()
@@ -197,47 +277,24 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 	return postauth.Evidence{Type: MediaType, Value: tok}, nil
 }
 
-// VerifierOptions configure a [Verifier]. The zero value is valid.
-type VerifierOptions struct {
-	// MaxAge is how old iat may be. Zero means DefaultMaxAge. Freshness
-	// comes from the binder; this only bounds how long an attester may sit
-	// on a challenge.
-	MaxAge time.Duration
-	// Skew is how far in the future iat may be. Zero means DefaultSkew.
-	Skew time.Duration
-	// Time is the current time; nil means time.Now.
-	Time func() time.Time
-	// RequirePosture rejects tokens without a posture claim.
-	RequirePosture bool
-	// MachineIDs, if not nil, lists the accepted UEIDs (the machines the
-	// relying party means to reach; a defence against diversion).
-	MachineIDs [][]byte
-}
-
 // Verifier checks software EAT Evidence against trusted attestation keys.
 // It is safe for concurrent use.
 type Verifier struct {
 	keys map[string]cose.Verifier // by key id
-	opts VerifierOptions
+	cfg  verifierConfig
 }
 
 var _ postauth.Verifier = (*Verifier)(nil)
 
 // NewVerifier returns a Verifier that trusts tokens signed by any of keys
 // (ECDSA P-256 public keys).
-func NewVerifier(keys []crypto.PublicKey, opts *VerifierOptions) (*Verifier, error) {
+func NewVerifier(keys []crypto.PublicKey, opts ...VerifierOption) (*Verifier, error) {
 	v := &Verifier{keys: make(map[string]cose.Verifier)}
-	if opts != nil {
-		v.opts = *opts
-	}
-	if v.opts.MaxAge <= 0 {
-		v.opts.MaxAge = DefaultMaxAge
-	}
-	if v.opts.Skew <= 0 {
-		v.opts.Skew = DefaultSkew
-	}
-	if v.opts.Time == nil {
-		v.opts.Time = time.Now
+	v.cfg = verifierConfig{maxAge: DefaultMaxAge, skew: DefaultSkew, now: time.Now}
+	for _, o := range opts {
+		if o != nil {
+			o.applyVerifier(&v.cfg)
+		}
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("softeat: no trusted keys")
@@ -260,48 +317,53 @@ func NewVerifier(keys []crypto.PublicKey, opts *VerifierOptions) (*Verifier, err
 	return v, nil
 }
 
+// MediaTypes is the media type the Verifier accepts ([postauth.MediaTyper]).
+func (v *Verifier) MediaTypes() []string { return []string{MediaType} }
+
 // evidenceErr is a CodeInvalid error with a wire-safe reason.
-func evidenceErr(reason string, cause error) error {
+func evidenceErr(reason postauth.Reason, cause error) error {
 	return postauth.NewError(postauth.CodeInvalid, reason, cause)
 }
 
 // Verify checks the token's signature, profile, eat_nonce (must equal the
-// binder), key hash, iat window and UEID, replays the posture log against
-// the signed register value, and returns the appraisal.
+// binder), key hash, iat window and UEID, and returns the appraisal with the
+// signed posture register value and log. It does not replay the log: the
+// relying party does that once ([postauth.RelyingParty.Verify]); a caller
+// that uses a Verifier on its own must call [posture.Verify].
 func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if postauth.BaseMediaType(ev.Type) != MediaType {
-		return nil, evidenceErr("format_not_accepted", fmt.Errorf("softeat: media type %q", ev.Type))
+		return nil, evidenceErr(postauth.ReasonFormatNotAccepted, fmt.Errorf("softeat: media type %q", ev.Type))
 	}
 	c, err := v.verifyToken(ev.Value)
 	if err != nil {
 		return nil, err
 	}
 	if c.Profile != Profile {
-		return nil, evidenceErr("evidence_invalid", errors.New("softeat: wrong eat_profile"))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: wrong eat_profile"))
 	}
 	if c.Nonce.Len() != 1 {
-		return nil, evidenceErr("evidence_invalid", errors.New("softeat: want exactly one eat_nonce"))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: want exactly one eat_nonce"))
 	}
 	nonce := c.Nonce.GetI(0)
-	if !bytes.Equal(nonce, ch.Binder) {
-		return nil, evidenceErr("binder_mismatch", postauth.ErrBinderMismatch)
+	if !bytes.Equal(nonce, ch.Binder) { // mutation: softeat binder compare
+		return nil, evidenceErr(postauth.ReasonBinderMismatch, postauth.ErrBinderMismatch)
 	}
-	if posture.AlgHash(c.KeyHash.Alg) != ch.Hash || !bytes.Equal(c.KeyHash.Value, ch.KeyHash) {
-		return nil, evidenceErr("key_hash_mismatch", postauth.ErrKeyHashMismatch)
+	if posture.AlgHash(c.KeyHash.Alg) != ch.Hash || !bytes.Equal(c.KeyHash.Value, ch.KeyHash) { // mutation: softeat keyhash compare
+		return nil, evidenceErr(postauth.ReasonKeyHashMismatch, postauth.ErrKeyHashMismatch)
 	}
 	if err := c.UEID.Validate(); err != nil {
-		return nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: ueid: %w", err))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: ueid: %w", err))
 	}
-	if v.opts.MachineIDs != nil && !slices.ContainsFunc(v.opts.MachineIDs, func(id []byte) bool { return bytes.Equal(id, c.UEID) }) {
-		return nil, evidenceErr("unknown_machine", errors.New("softeat: ueid not in the accepted machine ids"))
+	if v.cfg.machineIDs != nil && !slices.ContainsFunc(v.cfg.machineIDs, func(id []byte) bool { return bytes.Equal(id, c.UEID) }) {
+		return nil, evidenceErr(postauth.ReasonUnknownMachine, errors.New("softeat: ueid not in the accepted machine ids"))
 	}
-	now := v.opts.Time()
+	now := v.cfg.now()
 	iat := time.Unix(c.IssuedAt, 0)
-	if iat.After(now.Add(v.opts.Skew)) || now.Sub(iat) > v.opts.MaxAge {
-		return nil, postauth.NewError(postauth.CodeStale, "evidence_stale", fmt.Errorf("softeat: iat %v outside the accepted window", iat.UTC()))
+	if iat.After(now.Add(v.cfg.skew)) || now.Sub(iat) > v.cfg.maxAge {
+		return nil, postauth.NewError(postauth.CodeStale, postauth.ReasonEvidenceStale, fmt.Errorf("softeat: iat %v outside the accepted window", iat.UTC()))
 	}
 	app := &postauth.Appraisal{
 		Format:     Format,
@@ -312,49 +374,48 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	}
 	switch {
 	case c.Posture != nil:
+		// The relying party replays the log against the signed head
+		// (postauth.RelyingParty.Verify); here only the head's form.
 		alg := posture.AlgHash(c.Posture.Head.Alg)
 		if alg == 0 || len(c.Posture.Head.Value) != alg.Size() {
-			return nil, evidenceErr("posture_invalid", errors.New("softeat: bad posture register value"))
-		}
-		if _, err := posture.VerifyRegister(alg, c.Posture.Log, c.Posture.Head.Value); err != nil {
-			return nil, evidenceErr("posture_invalid", err)
+			return nil, evidenceErr(postauth.ReasonPostureInvalid, errors.New("softeat: bad posture register value"))
 		}
 		app.PostureHead = c.Posture.Head.Value
 		app.PostureLog = c.Posture.Log
-	case v.opts.RequirePosture:
-		return nil, evidenceErr("posture_missing", errors.New("softeat: token carries no posture"))
+	case v.cfg.requirePosture:
+		return nil, evidenceErr(postauth.ReasonPostureMissing, errors.New("softeat: token carries no posture"))
 	}
 	return app, nil
 }
 
 func (v *Verifier) verifyToken(tok []byte) (*claims, error) {
 	if len(tok) == 0 || len(tok) > MaxTokenLen {
-		return nil, evidenceErr("evidence_invalid", errors.New("softeat: token size out of range"))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: token size out of range"))
 	}
 	var msg cose.Sign1Message
 	if err := msg.UnmarshalCBOR(tok); err != nil {
-		return nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: COSE_Sign1: %w", err))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: COSE_Sign1: %w", err))
 	}
 	alg, err := msg.Headers.Protected.Algorithm()
 	if err != nil || alg != cose.AlgorithmES256 {
-		return nil, evidenceErr("evidence_invalid", errors.New("softeat: protected alg must be ES256"))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: protected alg must be ES256"))
 	}
 	kid, ok := msg.Headers.Protected[cose.HeaderLabelKeyID].([]byte)
 	if !ok {
-		return nil, evidenceErr("evidence_invalid", errors.New("softeat: no protected kid"))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: no protected kid"))
 	}
 	cv, ok := v.keys[string(kid)]
 	if !ok {
-		return nil, evidenceErr("untrusted_attester", errors.New("softeat: attestation key not trusted"))
+		return nil, evidenceErr(postauth.ReasonUntrustedAttester, errors.New("softeat: attestation key not trusted"))
 	}
 	if err := msg.Verify(nil, cv); err != nil {
-		return nil, evidenceErr("bad_evidence_signature", fmt.Errorf("softeat: %w", err))
+		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, fmt.Errorf("softeat: %w", err))
 	}
 	var c claims
 	// The profile has no tagged claims (iat is an untagged NumericDate,
 	// RFC 8392); the posture log inside is untagged too.
-	if err := cborutil.DecNoTags.Unmarshal(msg.Payload, &c); err != nil {
-		return nil, evidenceErr("evidence_invalid", fmt.Errorf("softeat: claims: %w", err))
+	if err := detcbor.DecNoTags.Unmarshal(msg.Payload, &c); err != nil {
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: claims: %w", err))
 	}
 	return &c, nil
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -26,23 +27,17 @@ import (
 )
 
 type fixture struct {
-	key  *ecdsa.PrivateKey
-	att  *softeat.Attester
-	ver  *softeat.Verifier
-	now  time.Time
-	chal postauth.Challenge
+	key   *postauthtest.SoftwareKey
+	att   *softeat.Attester
+	ver   *softeat.Verifier
+	clock *postauthtest.Clock
+	chal  postauth.Challenge
 }
 
 func newFixture(t testing.TB) *fixture {
-	f := &fixture{key: postauthtest.NewKey(t), now: time.Unix(1_800_000_000, 0)}
-	var err error
-	clock := func() time.Time { return f.now }
-	if f.att, err = softeat.NewAttester(f.key, &softeat.AttesterOptions{Time: clock}); err != nil {
-		t.Fatal(err)
-	}
-	if f.ver, err = softeat.NewVerifier([]crypto.PublicKey{f.key.Public()}, &softeat.VerifierOptions{Time: clock}); err != nil {
-		t.Fatal(err)
-	}
+	f := &fixture{key: postauthtest.NewSoftwareKey(t), clock: postauthtest.NewClock(time.Unix(1_800_000_000, 0))}
+	f.att = f.key.Attester(t, softeat.WithClock(f.clock.Now))
+	f.ver = f.key.Verifier(t, softeat.WithClock(f.clock.Now))
 	binder := sha256.Sum256([]byte("binder"))
 	kh := sha256.Sum256([]byte("spki"))
 	f.chal = postauth.Challenge{Binder: binder[:], KeyHash: kh[:], Hash: crypto.SHA256, Role: postauth.RoleClient}
@@ -56,8 +51,8 @@ func (f *fixture) sign(t testing.TB, claims map[int64]any) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kid, _ := softeat.KeyID(f.key.Public())
-	signer, _ := cose.NewSigner(cose.AlgorithmES256, f.key)
+	kid, _ := softeat.KeyID(f.key.Key.Public())
+	signer, _ := cose.NewSigner(cose.AlgorithmES256, f.key.Key)
 	msg := cose.Sign1Message{Headers: cose.Headers{Protected: cose.ProtectedHeader{cose.HeaderLabelAlgorithm: cose.AlgorithmES256, cose.HeaderLabelKeyID: kid}}, Payload: payload}
 	if err := msg.Sign(rand.Reader, nil, signer); err != nil {
 		t.Fatal(err)
@@ -66,11 +61,14 @@ func (f *fixture) sign(t testing.TB, claims map[int64]any) []byte {
 	return b
 }
 
-func (f *fixture) claims() map[int64]any {
+func (f *fixture) claims() map[int64]any { return f.claimsFor(f.chal) }
+
+// claimsFor returns the claims of a genuine token for ch.
+func (f *fixture) claimsFor(ch postauth.Challenge) map[int64]any {
 	ueid := append([]byte{1}, bytes.Repeat([]byte{7}, 16)...)
 	return map[int64]any{
-		6: f.now.Unix(), 10: f.chal.Binder, 256: ueid, 265: softeat.Profile,
-		-70000: []any{1, f.chal.KeyHash},
+		6: f.clock.Now().Unix(), 10: ch.Binder, 256: ueid, 265: softeat.Profile,
+		-70000: []any{posture.AlgID(ch.Hash), ch.KeyHash},
 	}
 }
 
@@ -79,12 +77,62 @@ func (f *fixture) verify(tok []byte) error {
 	return err
 }
 
-func reasonOf(err error) string {
-	var pe *postauth.Error
-	if errors.As(err, &pe) {
-		return pe.Reason
+// claimsAttester signs, with the fixture's trusted key, the claims of a
+// genuine token for the Challenge it is given, changed by mutate: an
+// attester that lies about what it signs.
+type claimsAttester struct {
+	f      *fixture
+	t      testing.TB
+	mutate func(map[int64]any)
+}
+
+func (a claimsAttester) Attest(_ context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
+	c := a.f.claimsFor(ch)
+	a.mutate(c)
+	return postauth.Evidence{Type: softeat.MediaType, Value: a.f.sign(a.t, c)}, nil
+}
+
+// exchange runs one attestation end to end on a real mutual TLS 1.3
+// connection: the server's relying party (with the fixture's verifier)
+// asks, the client answers with att's Evidence, the relying party
+// verifies.
+func (f *fixture) exchange(t testing.TB, att postauth.Attester) (*postauth.Result, error) {
+	t.Helper()
+	ep := postauthtest.MutualTLS(t)
+	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
+	clientCh, err := postauth.NewChannel(&ccs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ""
+	serverCh, err := postauth.NewChannel(&scs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := postauth.IdentityFromTLS(&ep.ClientCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := postauth.NewRelyingParty(f.ver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqr, err := rp.NewRequester(serverCh, postauth.RoleClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	responder, err := postauth.NewResponder(id, att)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := reqr.NewRequest(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := responder.Respond(context.Background(), clientCh, postauth.RoleClient, req)
+	if err != nil {
+		t.Fatalf("Respond: %v", err)
+	}
+	return reqr.Verify(context.Background(), raw, nil)
 }
 
 func TestAttestVerify(t *testing.T) {
@@ -98,7 +146,7 @@ func TestAttestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(app.Nonce, f.chal.Binder) || !bytes.Equal(app.KeyHash, f.chal.KeyHash) ||
-		!bytes.Equal(app.MachineID, f.att.UEID()) || !app.AttestedAt.Equal(f.now) || app.HardwareBacked || app.Format != softeat.Format {
+		!bytes.Equal(app.MachineID, f.att.UEID()) || !app.AttestedAt.Equal(f.clock.Now()) || app.HardwareBacked || app.Format != softeat.Format {
 		t.Fatalf("appraisal %+v", app)
 	}
 	// The handcrafted token of the same claims verifies too.
@@ -109,6 +157,7 @@ func TestAttestVerify(t *testing.T) {
 
 func TestVerifierRejects(t *testing.T) {
 	f := newFixture(t)
+	now := f.clock.Now()
 	mutate := func(m func(map[int64]any)) []byte {
 		c := f.claims()
 		m(c)
@@ -117,67 +166,114 @@ func TestVerifierRejects(t *testing.T) {
 	cases := []struct {
 		name   string
 		tok    []byte
-		reason string
+		reason postauth.Reason
 		code   postauth.Code
 	}{
-		{"tagged-iat", mutate(func(c map[int64]any) { c[6] = cbor.Tag{Number: 1, Content: f.now.Unix()} }), "evidence_invalid", postauth.CodeInvalid},
-		{"stale", mutate(func(c map[int64]any) { c[6] = f.now.Add(-time.Hour).Unix() }), "evidence_stale", postauth.CodeStale},
-		{"future", mutate(func(c map[int64]any) { c[6] = f.now.Add(time.Hour).Unix() }), "evidence_stale", postauth.CodeStale},
-		{"profile", mutate(func(c map[int64]any) { c[265] = "tag:example.com,2026:other" }), "evidence_invalid", postauth.CodeInvalid},
-		{"two-nonces", mutate(func(c map[int64]any) { c[10] = []any{f.chal.Binder, f.chal.Binder} }), "evidence_invalid", postauth.CodeInvalid},
-		{"nonce", mutate(func(c map[int64]any) { c[10] = bytes.Repeat([]byte{1}, 32) }), "binder_mismatch", postauth.CodeInvalid},
-		{"key-hash", mutate(func(c map[int64]any) { c[-70000] = []any{1, bytes.Repeat([]byte{1}, 32)} }), "key_hash_mismatch", postauth.CodeInvalid},
-		{"key-hash-alg", mutate(func(c map[int64]any) { c[-70000] = []any{7, f.chal.KeyHash} }), "key_hash_mismatch", postauth.CodeInvalid},
-		{"no-key-hash", mutate(func(c map[int64]any) { delete(c, -70000) }), "key_hash_mismatch", postauth.CodeInvalid},
-		{"bad-ueid", mutate(func(c map[int64]any) { c[256] = []byte{9, 9, 9} }), "evidence_invalid", postauth.CodeInvalid},
-		{"unknown-claim", mutate(func(c map[int64]any) { c[-70099] = 1 }), "evidence_invalid", postauth.CodeInvalid},
-		{"bad-posture", mutate(func(c map[int64]any) {
-			c[-70001] = map[int]any{1: []any{1, bytes.Repeat([]byte{1}, 32)}, 2: map[int]any{1: 1, 2: []any{}}}
-		}), "posture_invalid", postauth.CodeInvalid},
+		{"tagged-iat", mutate(func(c map[int64]any) { c[6] = cbor.Tag{Number: 1, Content: now.Unix()} }), postauth.ReasonEvidenceInvalid, postauth.CodeInvalid},
+		{"stale", mutate(func(c map[int64]any) { c[6] = now.Add(-time.Hour).Unix() }), postauth.ReasonEvidenceStale, postauth.CodeStale},
+		{"future", mutate(func(c map[int64]any) { c[6] = now.Add(time.Hour).Unix() }), postauth.ReasonEvidenceStale, postauth.CodeStale},
+		{"profile", mutate(func(c map[int64]any) { c[265] = "tag:example.com,2026:other" }), postauth.ReasonEvidenceInvalid, postauth.CodeInvalid},
+		{"two-nonces", mutate(func(c map[int64]any) { c[10] = []any{f.chal.Binder, f.chal.Binder} }), postauth.ReasonEvidenceInvalid, postauth.CodeInvalid},
+		{"nonce", mutate(func(c map[int64]any) { c[10] = bytes.Repeat([]byte{1}, 32) }), postauth.ReasonBinderMismatch, postauth.CodeInvalid},
+		{"key-hash", mutate(func(c map[int64]any) { c[-70000] = []any{1, bytes.Repeat([]byte{1}, 32)} }), postauth.ReasonKeyHashMismatch, postauth.CodeInvalid},
+		{"key-hash-alg", mutate(func(c map[int64]any) { c[-70000] = []any{7, f.chal.KeyHash} }), postauth.ReasonKeyHashMismatch, postauth.CodeInvalid},
+		{"no-key-hash", mutate(func(c map[int64]any) { delete(c, -70000) }), postauth.ReasonKeyHashMismatch, postauth.CodeInvalid},
+		{"bad-ueid", mutate(func(c map[int64]any) { c[256] = []byte{9, 9, 9} }), postauth.ReasonEvidenceInvalid, postauth.CodeInvalid},
+		{"unknown-claim", mutate(func(c map[int64]any) { c[-70099] = 1 }), postauth.ReasonEvidenceInvalid, postauth.CodeInvalid},
+		// The verifier checks the form of the signed posture register
+		// value; replaying the log against it is the relying party's job
+		// (the bad-posture subtest below).
+		{"bad-posture-head-length", mutate(func(c map[int64]any) {
+			c[-70001] = map[int]any{1: []any{1, bytes.Repeat([]byte{1}, 20)}, 2: map[int]any{1: 1, 2: []any{}}}
+		}), postauth.ReasonPostureInvalid, postauth.CodeInvalid},
+		{"bad-posture-head-alg", mutate(func(c map[int64]any) {
+			c[-70001] = map[int]any{1: []any{99, bytes.Repeat([]byte{1}, 32)}, 2: map[int]any{1: 1, 2: []any{}}}
+		}), postauth.ReasonPostureInvalid, postauth.CodeInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := f.verify(tc.tok)
-			if err == nil || reasonOf(err) != tc.reason || postauth.CodeOf(err) != tc.code {
-				t.Fatalf("want %s/%v, got %v", tc.reason, tc.code, err)
-			}
+			postauthtest.WantError(t, f.verify(tc.tok), tc.code, tc.reason)
 		})
 	}
 	t.Run("untrusted-key", func(t *testing.T) {
 		other := newFixture(t)
 		other.chal = f.chal
-		err := f.verify(other.sign(t, f.claims()))
-		if reasonOf(err) != "untrusted_attester" {
-			t.Fatalf("got %v", err)
-		}
+		postauthtest.WantError(t, f.verify(other.sign(t, f.claims())), postauth.CodeInvalid, postauth.ReasonUntrustedAttester)
 	})
 	t.Run("bad-signature", func(t *testing.T) {
 		tok := f.sign(t, f.claims())
 		tok[len(tok)-1] ^= 1
-		if reasonOf(f.verify(tok)) != "bad_evidence_signature" {
-			t.Fatal("tampered signature accepted")
-		}
+		postauthtest.WantError(t, f.verify(tok), postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature)
 	})
 	t.Run("media-type", func(t *testing.T) {
 		_, err := f.ver.Verify(context.Background(), f.chal, postauth.Evidence{Type: "application/eat+jwt", Value: f.sign(t, f.claims())})
-		if reasonOf(err) != "format_not_accepted" {
-			t.Fatalf("got %v", err)
-		}
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonFormatNotAccepted)
 	})
 	t.Run("require-posture", func(t *testing.T) {
-		v, _ := softeat.NewVerifier([]crypto.PublicKey{f.key.Public()}, &softeat.VerifierOptions{Time: func() time.Time { return f.now }, RequirePosture: true})
+		v := f.key.Verifier(t, softeat.WithClock(f.clock.Now), softeat.RequirePosture())
 		_, err := v.Verify(context.Background(), f.chal, postauth.Evidence{Type: softeat.MediaType, Value: f.sign(t, f.claims())})
-		if reasonOf(err) != "posture_missing" {
-			t.Fatalf("got %v", err)
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonPostureMissing)
+	})
+	t.Run("aged", func(t *testing.T) {
+		g := newFixture(t)
+		ev, err := g.att.Attest(context.Background(), g.chal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.clock.Advance(softeat.DefaultMaxAge)
+		if _, err := g.ver.Verify(context.Background(), g.chal, ev); err != nil {
+			t.Fatalf("at the maximum age: %v", err)
+		}
+		g.clock.Advance(time.Second)
+		_, err = g.ver.Verify(context.Background(), g.chal, ev)
+		postauthtest.WantError(t, err, postauth.CodeStale, postauth.ReasonEvidenceStale)
+		v := g.key.Verifier(t, softeat.WithClock(g.clock.Now), softeat.WithMaxAge(time.Hour))
+		if _, err := v.Verify(context.Background(), g.chal, ev); err != nil {
+			t.Fatalf("WithMaxAge: %v", err)
+		}
+	})
+	// A posture log that does not replay to the signed register value.
+	// The relying party replays it (not the Evidence verifier), so the
+	// attack is run end to end: a genuinely signed token, bound to the
+	// connection, whose log is not the one that produced its head.
+	t.Run("bad-posture", func(t *testing.T) {
+		other, _ := posture.NewTracker()
+		if err := other.EnableTool(context.Background(), posture.Tool{Name: "shell", Digest: posture.DigestOf([]byte("sh"))}); err != nil {
+			t.Fatal(err)
+		}
+		otherSnap, _ := other.Snapshot()
+		for name, claim := range map[string]map[int]any{
+			"empty-log":   {1: []any{1, bytes.Repeat([]byte{1}, 32)}, 2: map[int]any{1: 1, 2: []any{}}},
+			"other-log":   {1: []any{1, bytes.Repeat([]byte{1}, 32)}, 2: cbor.RawMessage(otherSnap.Log)},
+			"undecodable": {1: []any{1, otherSnap.Head}, 2: map[int]any{1: 1}},
+			"log-alg":     {1: []any{1, otherSnap.Head}, 2: map[int]any{1: 7, 2: []any{}}},
+		} {
+			t.Run(name, func(t *testing.T) {
+				res, err := f.exchange(t, claimsAttester{f, t, func(c map[int64]any) { c[-70001] = claim }})
+				if res != nil {
+					t.Fatal("a posture log that does not replay passed")
+				}
+				postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonPostureInvalid)
+			})
+		}
+		// The honest claim, built the same way, passes.
+		res, err := f.exchange(t, claimsAttester{f, t, func(c map[int64]any) {
+			c[-70001] = map[int]any{1: []any{1, otherSnap.Head}, 2: cbor.RawMessage(otherSnap.Log)}
+		}})
+		if err != nil {
+			t.Fatalf("honest posture claim: %v", err)
+		}
+		if _, ok := res.Posture().Tool("shell"); !ok {
+			t.Fatal("posture not replayed")
 		}
 	})
 }
 
 func TestPostureRidesInEvidence(t *testing.T) {
 	f := newFixture(t)
-	tr, _ := posture.NewTracker(nil)
+	tr, _ := posture.NewTracker()
 	tr.SetModel(context.Background(), posture.Model{Name: "m", Digest: posture.DigestOf([]byte("w"))})
-	att, _ := softeat.NewAttester(f.key, &softeat.AttesterOptions{Time: func() time.Time { return f.now }, Posture: tr})
+	att := f.key.Attester(t, softeat.WithClock(f.clock.Now), softeat.WithPosture(tr))
 	ev, err := att.Attest(context.Background(), f.chal)
 	if err != nil {
 		t.Fatal(err)
@@ -189,13 +285,60 @@ func TestPostureRidesInEvidence(t *testing.T) {
 	if !bytes.Equal(app.PostureHead, tr.Head()) || app.PostureLog == nil {
 		t.Fatal("posture not carried")
 	}
+	// End to end, the relying party replays the log to the tracker's state.
+	res, err := f.exchange(t, att)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := res.Posture(); st == nil || !reflect.DeepEqual(st, tr.State()) {
+		t.Fatalf("posture %+v, want %+v", st, tr.State())
+	}
+}
+
+func TestAttesterOptions(t *testing.T) {
+	f := newFixture(t)
+	ueid := append([]byte{1}, bytes.Repeat([]byte{9}, 16)...)
+	att := f.key.Attester(t, softeat.WithUEID(ueid), softeat.WithClock(f.clock.Now))
+	if !bytes.Equal(att.UEID(), ueid) {
+		t.Fatalf("ueid %x", att.UEID())
+	}
+	ev, err := att.Attest(context.Background(), f.chal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := f.ver.Verify(context.Background(), f.chal, ev)
+	if err != nil || !bytes.Equal(app.MachineID, ueid) {
+		t.Fatalf("machine id %x: %v", app.MachineID, err)
+	}
+	// The default UEID derives from the attestation key.
+	kid, _ := softeat.KeyID(f.key.Key.Public())
+	if !bytes.Equal(f.att.UEID(), append([]byte{0x01}, kid...)) {
+		t.Fatalf("default ueid %x", f.att.UEID())
+	}
+	// The verifier accepts only the machines it is given.
+	v := f.key.Verifier(t, softeat.WithClock(f.clock.Now), softeat.WithMachineIDs(ueid))
+	if _, err := v.Verify(context.Background(), f.chal, ev); err != nil {
+		t.Fatalf("listed machine: %v", err)
+	}
+	ev, _ = f.att.Attest(context.Background(), f.chal)
+	_, err = v.Verify(context.Background(), f.chal, ev)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonUnknownMachine)
+	if _, err := softeat.NewAttester(f.key.Key, softeat.WithUEID([]byte{1, 2})); err == nil {
+		t.Fatal("short ueid accepted")
+	}
+	// A canceled context gets no Evidence.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.att.Attest(ctx, f.chal); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: %v", err)
+	}
 }
 
 func TestKeys(t *testing.T) {
-	if _, err := softeat.NewAttester(must384(t), nil); err == nil {
+	if _, err := softeat.NewAttester(must384(t)); err == nil {
 		t.Fatal("P-384 attestation key accepted for ES256")
 	}
-	if _, err := softeat.NewVerifier(nil, nil); err == nil {
+	if _, err := softeat.NewVerifier(nil); err == nil {
 		t.Fatal("verifier without trusted keys")
 	}
 	dir := t.TempDir()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/go-tdx-guest/pcs"
+	"github.com/reattest/reattest/postauth"
 )
 
 // CollateralSource supplies the collateral a Verifier needs for a
@@ -242,14 +243,14 @@ func isRevoked(set map[string]struct{}, serial *big.Int) bool {
 // collateralError is a failure of the collateral itself (not of the
 // Evidence), with the reason the Verifier reports.
 type collateralError struct {
-	reason string
+	reason postauth.Reason
 	err    error
 }
 
 func (e *collateralError) Error() string { return e.err.Error() }
 func (e *collateralError) Unwrap() error { return e.err }
 
-func collErr(reason, format string, args ...any) error {
+func collErr(reason postauth.Reason, format string, args ...any) error {
 	return &collateralError{reason: reason, err: fmt.Errorf("tdx: collateral: "+format, args...)}
 }
 
@@ -268,12 +269,12 @@ func collErr(reason, format string, args ...any) error {
 func (c *Collateral) check(root, pca *x509.Certificate, now time.Time, grace time.Duration) error {
 	for _, s := range []*x509.Certificate{c.tcbSigner, c.qeSigner} {
 		if now.Before(s.NotBefore) || now.After(s.NotAfter) {
-			return collErr(ReasonCollateralExpired, "signing certificate not valid at %v", now)
+			return collErr(postauth.ReasonCollateralExpired, "signing certificate not valid at %v", now)
 		}
 	}
 	for name, next := range map[string]time.Time{"TCB info": c.tcbInfo.NextUpdate, "QE identity": c.qe.NextUpdate, "PCK CRL": c.pckCRL.NextUpdate, "root CA CRL": c.rootCRL.NextUpdate} {
-		if now.After(next.Add(grace)) { // mutation: collateral expiry
-			return collErr(ReasonCollateralExpired, "%s expired at %v (grace %v)", name, next, grace)
+		if now.After(next.Add(grace)) { // mutation: tdx collateral expiry
+			return collErr(postauth.ReasonCollateralExpired, "%s expired at %v (grace %v)", name, next, grace)
 		}
 	}
 	key := sha256.Sum256(append(slices.Clone(root.Raw), pca.Raw...))
@@ -307,23 +308,23 @@ func (c *Collateral) checkSignatures(root, pca *x509.Certificate) error {
 	}
 	for _, d := range docs {
 		if d.signer.Subject.CommonName != tcbSigningCN || !bytes.Equal(d.signer.RawIssuer, root.RawSubject) {
-			return collErr(ReasonCollateralInvalid, "%s signer is not a TCB signing certificate of the quote's root", d.name)
+			return collErr(postauth.ReasonCollateralInvalid, "%s signer is not a TCB signing certificate of the quote's root", d.name)
 		}
-		if err := d.signer.CheckSignatureFrom(root); err != nil { // mutation: collateral signer chain
-			return collErr(ReasonCollateralInvalid, "%s signer: %v", d.name, err)
+		if err := d.signer.CheckSignatureFrom(root); err != nil { // mutation: tdx collateral signer chain
+			return collErr(postauth.ReasonCollateralInvalid, "%s signer: %v", d.name, err)
 		}
 		if isRevoked(c.rootRevd, d.signer.SerialNumber) {
-			return collErr(ReasonCollateralInvalid, "%s signer is revoked", d.name)
+			return collErr(postauth.ReasonCollateralInvalid, "%s signer is revoked", d.name)
 		}
-		if !verifyP256(d.signer, d.body, d.sig) { // mutation: collateral signature
-			return collErr(ReasonCollateralInvalid, "%s signature does not verify", d.name)
+		if !verifyP256(d.signer, d.body, d.sig) { // mutation: tdx collateral signature
+			return collErr(postauth.ReasonCollateralInvalid, "%s signature does not verify", d.name)
 		}
 	}
-	if !bytes.Equal(c.pckCRL.RawIssuer, pca.RawSubject) || c.pckCRL.CheckSignatureFrom(pca) != nil { // mutation: PCK CRL signature
-		return collErr(ReasonCollateralInvalid, "PCK CRL is not signed by the quote's PCK CA")
+	if !bytes.Equal(c.pckCRL.RawIssuer, pca.RawSubject) || c.pckCRL.CheckSignatureFrom(pca) != nil { // mutation: tdx pck crl signature
+		return collErr(postauth.ReasonCollateralInvalid, "PCK CRL is not signed by the quote's PCK CA")
 	}
 	if !bytes.Equal(c.rootCRL.RawIssuer, root.RawSubject) || c.rootCRL.CheckSignatureFrom(root) != nil {
-		return collErr(ReasonCollateralInvalid, "root CA CRL is not signed by the quote's root")
+		return collErr(postauth.ReasonCollateralInvalid, "root CA CRL is not signed by the quote's root")
 	}
 	return nil
 }

@@ -13,18 +13,13 @@ import (
 	"time"
 
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/tdx"
 	"github.com/reattest/reattest/postauth/tdx/tdxtest"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+// setClock moves clk forward to t.
+func setClock(clk *postauthtest.Clock, t time.Time) { clk.Advance(t.Sub(clk.Now())) }
 
 func fmspcOf(p *tdxtest.Platform) string { return hex.EncodeToString(p.Config().FMSPC) }
 
@@ -175,13 +170,13 @@ func (s *countingSource) Collateral(ctx context.Context, fmspc, ca string) (*tdx
 func TestCacheExpiry(t *testing.T) {
 	env := tdxtest.NewEnv(t, nil)
 	src := &countingSource{inner: env.Source}
-	clk := &clock{t: time.Now()}
-	cache, err := tdx.NewCache(src, tdx.WithClock(clk.now), tdx.WithFailureBackoff(time.Minute))
+	clk := postauthtest.NewClock(time.Now())
+	cache, err := tdx.NewCache(src, tdx.WithClock(clk.Now), tdx.WithFailureBackoff(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := tdx.NewVerifier(cache, tdx.WithTrustedRoots(env.CA.Roots()...), tdx.WithClock(clk.now))
-	vGrace, _ := tdx.NewVerifier(cache, tdx.WithTrustedRoots(env.CA.Roots()...), tdx.WithClock(clk.now), tdx.WithCollateralGrace(24*time.Hour))
+	v, _ := tdx.NewVerifier(cache, tdx.WithTrustedRoots(env.CA.Roots()...), tdx.WithClock(clk.Now))
+	vGrace, _ := tdx.NewVerifier(cache, tdx.WithTrustedRoots(env.CA.Roots()...), tdx.WithClock(clk.Now), tdx.WithCollateralGrace(24*time.Hour))
 	ctx := context.Background()
 	verify := func(v *tdx.Verifier) error {
 		ch := challenge(crypto.SHA256)
@@ -200,16 +195,16 @@ func TestCacheExpiry(t *testing.T) {
 	// Past nextUpdate, with the source working: fetched again (the test
 	// source serves the same collateral, still expired, so the Verifier
 	// refuses it; the point is the fetch).
-	clk.set(col.NextUpdate().Add(time.Hour))
-	wantReason(t, verify(v), postauth.CodeUnavailable, tdx.ReasonCollateralExpired)
+	setClock(clk, col.NextUpdate().Add(time.Hour))
+	postauthtest.WantError(t, verify(v), postauth.CodeUnavailable, postauth.ReasonCollateralExpired)
 	if n := src.n.Load(); n != 2 {
 		t.Fatalf("%d fetches after expiry, want 2", n)
 	}
 	// The source fails: the expired entry is served; only a grace lets
 	// it pass; no new fetch within the backoff.
 	src.fail.Store(true)
-	clk.set(col.NextUpdate().Add(2 * time.Hour))
-	wantReason(t, verify(v), postauth.CodeUnavailable, tdx.ReasonCollateralExpired)
+	setClock(clk, col.NextUpdate().Add(2*time.Hour))
+	postauthtest.WantError(t, verify(v), postauth.CodeUnavailable, postauth.ReasonCollateralExpired)
 	if err := verify(vGrace); err != nil {
 		t.Fatalf("within grace: %v", err)
 	}
@@ -217,13 +212,13 @@ func TestCacheExpiry(t *testing.T) {
 		t.Fatalf("%d fetches, want 3 (one failed, then the backoff)", n)
 	}
 	// Past the grace too: refused.
-	clk.set(col.NextUpdate().Add(25 * time.Hour))
-	wantReason(t, verify(vGrace), postauth.CodeUnavailable, tdx.ReasonCollateralExpired)
+	setClock(clk, col.NextUpdate().Add(25*time.Hour))
+	postauthtest.WantError(t, verify(vGrace), postauth.CodeUnavailable, postauth.ReasonCollateralExpired)
 
 	// A cache with nothing and a failing source: unavailable.
-	empty, _ := tdx.NewCache(src, tdx.WithClock(clk.now))
+	empty, _ := tdx.NewCache(src, tdx.WithClock(clk.Now))
 	v2, _ := tdx.NewVerifier(empty, tdx.WithTrustedRoots(env.CA.Roots()...))
-	wantReason(t, verify(v2), postauth.CodeUnavailable, tdx.ReasonCollateralUnavailable)
+	postauthtest.WantError(t, verify(v2), postauth.CodeUnavailable, postauth.ReasonCollateralUnavailable)
 }
 
 // TestCacheSharesFetches: concurrent requests for one platform share one

@@ -25,7 +25,8 @@
 //   - the reported MRTD, RTMRs, MRCONFIGID, MROWNER, MROWNERCONFIG, TD
 //     attributes and XFAM are the TD's, and satisfy the measurement
 //     policy; the TD is not a debug TD unless the policy allows it;
-//   - with posture, the posture log replays to the quoted RTMR3.
+//   - with posture, the posture log replays to the quoted RTMR3 (the
+//     Verifier reports both; the relying party replays the log).
 //
 // # What it does not guarantee
 //
@@ -69,7 +70,9 @@
 //	cache, err := tdx.NewCache(pcs)            // in memory, until nextUpdate
 //	pol, err := tdx.LoadPolicy("tdx-policy.yaml")
 //	v, err := tdx.NewVerifier(cache, tdx.WithPolicy(pol))
-//	res, err := requester.Verify(ctx, answer, scope, nil, &postauth.Policy{Verifier: v})
+//	rp, err := postauth.NewRelyingParty(v)      // accepts v.MediaTypes(): TDX Evidence only
+//	reqr, err := rp.NewRequester(ch, postauth.RoleClient)
+//	res, err := reqr.Verify(ctx, answer, binding) // res.Posture(): the replayed posture
 //
 // Attesters, Verifiers, PCS clients and Caches are safe for concurrent
 // use.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/reattest/reattest/internal/cborutil"
+	"github.com/reattest/reattest/internal/detcbor"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/posture"
 )
@@ -94,7 +94,7 @@ func (e *Evidence) Marshal() ([]byte, error) {
 	if err := w.check(); err != nil {
 		return nil, err
 	}
-	b, err := cborutil.Enc.Marshal(w)
+	b, err := detcbor.Enc.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("tdx: encoding evidence: %w", err)
 	}
@@ -115,7 +115,7 @@ func DecodeEvidence(b []byte) (*Evidence, error) {
 		return nil, errors.New("tdx: evidence size out of range")
 	}
 	var w wireEvidence
-	if err := cborutil.Dec.Unmarshal(b, &w); err != nil {
+	if err := detcbor.Dec.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("tdx: decoding evidence: %w", err)
 	}
 	if err := w.check(); err != nil {
@@ -123,7 +123,7 @@ func DecodeEvidence(b []byte) (*Evidence, error) {
 	}
 	// One byte form per value: the decoder would also take, for example,
 	// an array of small integers for a byte string.
-	if enc, err := cborutil.Enc.Marshal(w); err != nil || !bytes.Equal(enc, b) {
+	if enc, err := detcbor.Enc.Marshal(w); err != nil || !bytes.Equal(enc, b) {
 		return nil, errors.New("tdx: evidence is not canonically encoded")
 	}
 	e := &Evidence{Quote: w.Quote}

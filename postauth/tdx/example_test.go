@@ -13,7 +13,8 @@ import (
 )
 
 // A TD attests with its posture in RTMR3; the verifier checks the quote,
-// the collateral, the policy and the posture log. The platform is
+// the collateral and the policy, and reports RTMR3 and the posture log
+// for the relying party to replay. The platform is
 // simulated (package tdxtest): the result is labelled as coming from a
 // test root, not hardware.
 func Example() {
@@ -22,7 +23,7 @@ func Example() {
 		panic(err)
 	}
 	ctx := context.Background()
-	tracker, err := posture.NewTracker(env.Platform.RTMR(tdx.PostureRTMR))
+	tracker, err := posture.NewTracker(posture.WithRegister(env.Platform.RTMR(tdx.PostureRTMR)))
 	if err != nil {
 		panic(err)
 	}

@@ -15,14 +15,15 @@ import (
 	"github.com/reattest/reattest/postauth/tdx/tdxtest"
 )
 
-// wantReason fails unless err is a *postauth.Error with code and reason.
-func wantReason(t testing.TB, err error, code postauth.Code, reason string) *postauth.Error {
+// wantViolations fails unless err is a policy denial with reason whose
+// Violations are want.
+func wantViolations(t testing.TB, err error, reason postauth.Reason, want []string) {
 	t.Helper()
+	postauthtest.WantError(t, err, postauth.CodePolicyDenied, reason)
 	var pe *postauth.Error
-	if !errors.As(err, &pe) || pe.Code != code || pe.Reason != reason {
-		t.Fatalf("want %v/%s, got %v", code, reason, err)
+	if !errors.As(err, &pe) || !slices.Equal(pe.Violations, want) {
+		t.Fatalf("violations of %v, want %q", err, want)
 	}
-	return pe
 }
 
 // challenge returns a Challenge with a random binder of h's size.
@@ -84,7 +85,7 @@ func measurement(t testing.TB, ms []postauth.Measurement, name string) postauth.
 }
 
 // fixedClock returns a clock stopped at t.
-func fixedClock(t time.Time) func() time.Time { return func() time.Time { return t } }
+func fixedClock(t time.Time) func() time.Time { return postauthtest.NewClock(t).Now }
 
 // fixedAttester returns the same Evidence whatever the Challenge (a relay).
 type fixedAttester struct{ ev postauth.Evidence }
@@ -94,13 +95,10 @@ func (f fixedAttester) Attest(context.Context, postauth.Challenge) (postauth.Evi
 }
 
 // conn is one real mutual TLS 1.3 connection on loopback
-// (postauthtest.MutualTLS) with the server's Requester, the client's
-// channel and its authenticator identity.
-//
-// Every end-to-end use of the core API (postauth.NewChannel,
-// IdentityFromTLS, NewRequester, Respond, Requester.Verify, Policy) is in
-// newConn and conn.exchange: the core API is being reshaped, and this is
-// the one place to follow it.
+// (postauthtest.MutualTLS): the server's Requester, of a RelyingParty
+// with the Verifier under test and no WithFormats (so it accepts exactly
+// the Verifier's MediaTypes, tdx.MediaType), and the client's channel and
+// authenticator identity, answering through a postauth.Responder.
 type conn struct {
 	tb       testing.TB
 	clientCh *postauth.Channel
@@ -109,7 +107,7 @@ type conn struct {
 	pending  *postauth.Request
 }
 
-func newConn(tb testing.TB) *conn {
+func newConn(tb testing.TB, v postauth.Verifier) *conn {
 	tb.Helper()
 	ep := postauthtest.MutualTLS(tb)
 	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
@@ -125,7 +123,7 @@ func newConn(tb testing.TB) *conn {
 	if c.clientID, err = postauth.IdentityFromTLS(&ep.ClientCert); err != nil {
 		tb.Fatal(err)
 	}
-	if c.reqr, err = postauth.NewRequester(serverCh, postauth.RoleClient, nil); err != nil {
+	if c.reqr, err = postauthtest.RelyingParty(tb, v).NewRequester(serverCh, postauth.RoleClient); err != nil {
 		tb.Fatal(err)
 	}
 	return c
@@ -136,7 +134,7 @@ func newConn(tb testing.TB) *conn {
 // Evidence to.
 func (c *conn) challenge() postauth.Challenge {
 	c.tb.Helper()
-	req, err := c.reqr.NewRequest("pay", nil)
+	req, err := c.reqr.NewRequest(nil)
 	if err != nil {
 		c.tb.Fatal(err)
 	}
@@ -151,23 +149,28 @@ func (c *conn) challenge() postauth.Challenge {
 
 // exchange runs one attestation on c: a request from the server (the one
 // issued by challenge, if any, else a new one), the client's answer with
-// att's Evidence (postauth.Respond), and the server's verification with v
-// (Requester.Verify, accepting only TDX Evidence).
-func (c *conn) exchange(att postauth.Attester, v postauth.Verifier) (*postauth.Result, error) {
+// att's Evidence (Responder.Respond), and the server's verification
+// (Requester.Verify: the authenticator, the Verifier's appraisal, the
+// binder and key hash, and the replay of the posture log).
+func (c *conn) exchange(att postauth.Attester) (*postauth.Result, error) {
 	c.tb.Helper()
 	req := c.pending
 	c.pending = nil
 	if req == nil {
 		var err error
-		if req, err = c.reqr.NewRequest("pay", nil); err != nil {
+		if req, err = c.reqr.NewRequest(nil); err != nil {
 			c.tb.Fatal(err)
 		}
 	}
-	raw, err := postauth.Respond(context.Background(), c.clientCh, postauth.RoleClient, req, c.clientID, att, nil)
+	r, err := postauth.NewResponder(c.clientID, att)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	raw, err := r.Respond(context.Background(), c.clientCh, postauth.RoleClient, req)
 	if err != nil {
 		c.tb.Fatalf("Respond: %v", err)
 	}
-	return c.reqr.Verify(context.Background(), raw, "pay", nil, &postauth.Policy{Verifier: v, Formats: []string{tdx.MediaType}})
+	return c.reqr.Verify(context.Background(), raw, nil)
 }
 
 // keyHash is the key hash of c's authenticator key.

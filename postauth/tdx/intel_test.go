@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-tdx-guest/testing/testdata"
 
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/tdx"
 	"github.com/reattest/reattest/postauth/tdx/tdxtest"
 )
@@ -104,16 +105,16 @@ func TestIntelSampleBindingFailsClosed(t *testing.T) {
 		v := intelVerifier(t, v5, at)
 		quote := sampleQuote(t, v5)
 		ev := evidenceOf(t, quote, nil)
-		c := newConn(t)
-		_, err := c.exchange(fixedAttester{ev}, v)
-		wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBinderMismatch)
+		c := newConn(t, v)
+		_, err := c.exchange(fixedAttester{ev})
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 
 		// The chain and signature checks really ran before: a quote with
 		// one body byte changed fails them.
 		bad := slices.Clone(quote)
 		bad[48+200] ^= 1
 		_, err = v.Verify(context.Background(), challenge(crypto.SHA256), evidenceOf(t, bad, nil))
-		wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBadEvidenceSignature)
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature)
 	}
 }
 
@@ -143,16 +144,16 @@ func TestIntelSampleFullPipeline(t *testing.T) {
 	ch := sampleChallenge(t, quote)
 	ev := evidenceOf(t, quote, nil)
 	_, err := intelVerifier(t, false, sampleV4Time).Verify(context.Background(), ch, ev)
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonTCBNotSupported)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonTCBNotSupported)
 	// Ten days later the recorded QE identity and PCK CRL (nextUpdate
 	// 2023-07-08) have expired: without grace, collateral_expired before
 	// the TCB is looked at; a grace that covers the gap gets to the TCB
 	// again.
 	late := sampleV4Time.Add(10 * 24 * time.Hour)
 	_, err = intelVerifier(t, false, late).Verify(context.Background(), ch, ev)
-	wantReason(t, err, postauth.CodeUnavailable, tdx.ReasonCollateralExpired)
+	postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonCollateralExpired)
 	_, err = intelVerifier(t, false, late, tdx.WithCollateralGrace(7*24*time.Hour)).Verify(context.Background(), ch, ev)
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonTCBNotSupported)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonTCBNotSupported)
 	// Trusting only a test root, Intel's quote is untrusted.
 	ca := tdxtest.NewCA(t)
 	testOnly, err := tdx.NewVerifier(tdxtest.NewSource(t), tdx.WithTrustedRoots(ca.Roots()...), tdx.WithClock(fixedClock(sampleV4Time)))
@@ -160,7 +161,7 @@ func TestIntelSampleFullPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = testOnly.Verify(context.Background(), ch, ev)
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonUntrustedAttester)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonUntrustedAttester)
 }
 
 // TestIntelSampleV5ExpiredCollateral: the V5 sample verifies up to the
@@ -170,5 +171,5 @@ func TestIntelSampleV5ExpiredCollateral(t *testing.T) {
 	quote := sampleQuote(t, true)
 	v := intelVerifier(t, true, sampleV5Time)
 	_, err := v.Verify(context.Background(), sampleChallenge(t, quote), evidenceOf(t, quote, nil))
-	wantReason(t, err, postauth.CodeUnavailable, tdx.ReasonCollateralExpired)
+	postauthtest.WantError(t, err, postauth.CodeUnavailable, postauth.ReasonCollateralExpired)
 }

@@ -176,12 +176,12 @@ func (c *compiledPolicy) measurementViolations(q *Quote) []string {
 			out = append(out, name+" not allowed")
 		}
 	}
-	if q.Debug() && !c.allowDebug { // mutation: debug TD
+	if q.Debug() && !c.allowDebug { // mutation: tdx debug td
 		out = append(out, "td_attributes:debug forbidden")
 	}
-	check("mrtd", c.mrtd, q.MRTD) // mutation: mrtd policy
+	check("mrtd", c.mrtd, q.MRTD) // mutation: tdx mrtd policy
 	for i := range 4 {
-		check(fmt.Sprintf("rtmr:%d", i), c.rtmr[i], q.RTMRs[i]) // mutation: rtmr policy
+		check(fmt.Sprintf("rtmr:%d", i), c.rtmr[i], q.RTMRs[i]) // mutation: tdx rtmr policy
 	}
 	check("mrconfigid", c.mrconfigid, q.MRCONFIGID)
 	check("mrowner", c.mrowner, q.MROWNER)

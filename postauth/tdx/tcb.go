@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-tdx-guest/pcs"
 	pb "github.com/google/go-tdx-guest/proto/tdx"
+	"github.com/reattest/reattest/postauth"
 )
 
 // TCB statuses of Intel's TCB info and QE identity (PCS API v4).
@@ -49,14 +50,14 @@ type tcbResult struct {
 
 // tcbError is a TCB matching failure with its reason.
 type tcbError struct {
-	reason string
+	reason postauth.Reason
 	err    error
 }
 
 func (e *tcbError) Error() string { return e.err.Error() }
 func (e *tcbError) Unwrap() error { return e.err }
 
-func tcbErr(reason, format string, args ...any) error {
+func tcbErr(reason postauth.Reason, format string, args ...any) error {
 	return &tcbError{reason: reason, err: fmt.Errorf("tdx: "+format, args...)}
 }
 
@@ -73,17 +74,17 @@ func tcbErr(reason, format string, args ...any) error {
 // ISVSVN selects the QE's status.
 func evaluateTCB(c *Collateral, q *Quote, ext *pcs.PckExtensions) (*tcbResult, error) {
 	ti := &c.tcbInfo
-	if !strings.EqualFold(ti.Fmspc, ext.FMSPC) || !strings.EqualFold(ti.PceID, ext.PCEID) { // mutation: tcb info platform
-		return nil, collErr(ReasonCollateralInvalid, "TCB info is for FMSPC %s PCEID %s, the PCK certificate has %s %s", ti.Fmspc, ti.PceID, ext.FMSPC, ext.PCEID)
+	if !strings.EqualFold(ti.Fmspc, ext.FMSPC) || !strings.EqualFold(ti.PceID, ext.PCEID) { // mutation: tdx tcb info platform
+		return nil, collErr(postauth.ReasonCollateralInvalid, "TCB info is for FMSPC %s PCEID %s, the PCK certificate has %s %s", ti.Fmspc, ti.PceID, ext.FMSPC, ext.PCEID)
 	}
 	if !moduleMatches(ti.TdxModule.Mrsigner.Bytes, ti.TdxModule.Attributes.Bytes, ti.TdxModule.AttributesMask.Bytes, q) { // mutation: tdx module identity
-		return nil, tcbErr(ReasonTDXModuleMismatch, "MRSIGNERSEAM or SEAMATTRIBUTES differ from the TCB info's TDX module")
+		return nil, tcbErr(postauth.ReasonTDXModuleMismatch, "MRSIGNERSEAM or SEAMATTRIBUTES differ from the TCB info's TDX module")
 	}
 	svn := q.TEETCBSVN
 	var level *pcs.TcbLevel
 	for i := range ti.TcbLevels {
 		l := &ti.TcbLevels[i]
-		if componentsReach(ext.TCB.CPUSvnComponents, l.Tcb.SgxTcbcomponents, 0) && // mutation: tcb level match
+		if componentsReach(ext.TCB.CPUSvnComponents, l.Tcb.SgxTcbcomponents, 0) && // mutation: tdx tcb level match
 			ext.TCB.PCESvn >= l.Tcb.Pcesvn &&
 			componentsReach(svn, l.Tcb.TdxTcbcomponents, tdxStart(svn)) {
 			level = l
@@ -91,34 +92,34 @@ func evaluateTCB(c *Collateral, q *Quote, ext *pcs.PckExtensions) (*tcbResult, e
 		}
 	}
 	if level == nil {
-		return nil, tcbErr(ReasonTCBNotSupported, "no TCB level of the TCB info matches the platform")
+		return nil, tcbErr(postauth.ReasonTCBNotSupported, "no TCB level of the TCB info matches the platform")
 	}
 	res := &tcbResult{Status: string(level.TcbStatus), TCBDate: level.TcbDate, AdvisoryIDs: slices.Clone(level.AdvisoryIDs), EvaluationDataNumber: ti.TcbEvaluationDataNumber}
 	if svn[1] > 0 {
 		id := fmt.Sprintf("TDX_%02X", svn[1])
 		idx := slices.IndexFunc(ti.TdxModuleIdentities, func(m pcs.TdxModuleIdentity) bool { return strings.EqualFold(m.ID, id) })
 		if idx < 0 {
-			return nil, tcbErr(ReasonTCBNotSupported, "the TCB info has no TDX module identity %s", id)
+			return nil, tcbErr(postauth.ReasonTCBNotSupported, "the TCB info has no TDX module identity %s", id)
 		}
 		m := &ti.TdxModuleIdentities[idx]
 		if !moduleMatches(m.Mrsigner.Bytes, m.Attributes.Bytes, m.AttributesMask.Bytes, q) {
-			return nil, tcbErr(ReasonTDXModuleMismatch, "MRSIGNERSEAM or SEAMATTRIBUTES differ from TDX module identity %s", id)
+			return nil, tcbErr(postauth.ReasonTDXModuleMismatch, "MRSIGNERSEAM or SEAMATTRIBUTES differ from TDX module identity %s", id)
 		}
 		ml := slices.IndexFunc(m.TcbLevels, func(l pcs.TcbLevel) bool { return uint32(svn[0]) >= l.Tcb.Isvsvn })
 		if ml < 0 {
-			return nil, tcbErr(ReasonTCBNotSupported, "no TCB level of TDX module identity %s matches", id)
+			return nil, tcbErr(postauth.ReasonTCBNotSupported, "no TCB level of TDX module identity %s matches", id)
 		}
 		res.ModuleStatus = string(m.TcbLevels[ml].TcbStatus)
 		res.AdvisoryIDs = append(res.AdvisoryIDs, m.TcbLevels[ml].AdvisoryIDs...)
 		res.Status = converge(res.Status, res.ModuleStatus)
 	}
 	qe := q.qeReport()
-	if !qeMatches(&c.qe, qe) { // mutation: QE identity
-		return nil, tcbErr(ReasonQEIdentityMismatch, "the QE report does not match the TD QE identity")
+	if !qeMatches(&c.qe, qe) { // mutation: tdx qe identity
+		return nil, tcbErr(postauth.ReasonQEIdentityMismatch, "the QE report does not match the TD QE identity")
 	}
 	ql := slices.IndexFunc(c.qe.TcbLevels, func(l pcs.TcbLevel) bool { return qe.GetIsvSvn() >= l.Tcb.Isvsvn })
 	if ql < 0 {
-		return nil, tcbErr(ReasonTCBNotSupported, "no TCB level of the QE identity matches the QE's ISVSVN")
+		return nil, tcbErr(postauth.ReasonTCBNotSupported, "no TCB level of the QE identity matches the QE's ISVSVN")
 	}
 	res.QEStatus = string(c.qe.TcbLevels[ql].TcbStatus)
 	res.AdvisoryIDs = append(res.AdvisoryIDs, c.qe.TcbLevels[ql].AdvisoryIDs...)

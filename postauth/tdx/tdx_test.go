@@ -6,9 +6,11 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/tdx"
 	"github.com/reattest/reattest/postauth/tdx/tdxtest"
 	"github.com/reattest/reattest/posture"
@@ -23,8 +25,8 @@ func TestExchange(t *testing.T) {
 			mrtd := bytes.Repeat([]byte{0xa1}, 48)
 			cfgID := bytes.Repeat([]byte{0xc0}, 48)
 			env := tdxtest.NewEnv(t, &tdxtest.PlatformConfig{Version: version, TD: tdxtest.TD{MRTD: mrtd, MRCONFIGID: cfgID}})
-			c := newConn(t)
-			res, err := c.exchange(env.Attester, env.Verifier)
+			c := newConn(t, env.Verifier)
+			res, err := c.exchange(env.Attester)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,17 +62,17 @@ func TestExchange(t *testing.T) {
 // request it was made for, it passes.
 func TestRelay(t *testing.T) {
 	env := tdxtest.NewEnv(t, nil)
-	a, b := newConn(t), newConn(t)
+	a, b := newConn(t, env.Verifier), newConn(t, env.Verifier)
 	ev := attest(t, env.Attester, a.challenge())
-	_, err := b.exchange(fixedAttester{ev}, env.Verifier)
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBinderMismatch)
-	if _, err := a.exchange(fixedAttester{ev}, env.Verifier); err != nil {
+	_, err := b.exchange(fixedAttester{ev})
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
+	if _, err := a.exchange(fixedAttester{ev}); err != nil {
 		t.Fatalf("on A: %v", err)
 	}
 	// Replayed on A for a new request, it is stale: the binder covers
 	// the request's context.
-	_, err = a.exchange(fixedAttester{ev}, env.Verifier)
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBinderMismatch)
+	_, err = a.exchange(fixedAttester{ev})
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 }
 
 // TestBinderLayout: REPORTDATA is binder || zero padding for SHA-256 and
@@ -105,7 +107,7 @@ func TestBinderLayout(t *testing.T) {
 	ev := attest(t, env.Attester, ch)
 	short := postauth.Challenge{Binder: ch.Binder[:32], KeyHash: ch.KeyHash[:32], Hash: crypto.SHA256}
 	_, err := env.Verifier.Verify(context.Background(), short, ev)
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBinderMismatch)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 	if _, err := tdx.ReportData(make([]byte, 65)); err == nil {
 		t.Fatal("a 65-byte binder was accepted")
 	}
@@ -122,7 +124,7 @@ func TestTestRootRefusedByIntelRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = intel.Verify(context.Background(), ch, ev)
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonUntrustedAttester)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonUntrustedAttester)
 	app, err := env.Verifier.Verify(context.Background(), ch, ev)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +139,7 @@ func TestTestRootRefusedByIntelRoot(t *testing.T) {
 // relying party replays the log to it.
 func TestPostureInRTMR3(t *testing.T) {
 	env := tdxtest.NewEnv(t, nil)
-	tr, err := posture.NewTracker(env.Platform.RTMR(tdx.PostureRTMR))
+	tr, err := posture.NewTracker(posture.WithRegister(env.Platform.RTMR(tdx.PostureRTMR)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,8 +154,8 @@ func TestPostureInRTMR3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newConn(t)
-	res, err := c.exchange(att, env.Verifier)
+	c := newConn(t, env.Verifier)
+	res, err := c.exchange(att)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,9 +163,9 @@ func TestPostureInRTMR3(t *testing.T) {
 	if !bytes.Equal(res.PostureHead(), rtmr3) || !bytes.Equal(res.PostureHead(), tr.Head()) || len(rtmr3) != 48 {
 		t.Fatalf("posture head %x, RTMR3 %x, tracker %x", res.PostureHead(), rtmr3, tr.Head())
 	}
-	st, err := posture.FromResult(res)
-	if err != nil {
-		t.Fatal(err)
+	st := res.Posture()
+	if st == nil {
+		t.Fatal("no replayed posture in the result")
 	}
 	if _, ok := st.Tool("search"); !ok || st.Model == nil || st.Model.Name != "m" {
 		t.Fatalf("state %+v", st)
@@ -192,7 +194,7 @@ func TestRequirePosture(t *testing.T) {
 	env := tdxtest.NewEnv(t, nil, tdx.WithRequirePosture(true))
 	ch := challenge(crypto.SHA256)
 	_, err := env.Verifier.Verify(context.Background(), ch, attest(t, env.Attester, ch))
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonPostureMissing)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonPostureMissing)
 }
 
 // TestAttesterChecksItsProvider: an Attester refuses an empty quote and a
@@ -236,5 +238,82 @@ func TestTCBMeasurements(t *testing.T) {
 	}
 	if m := measurement(t, app.Measurements, "tcb_date"); len(m.Version) < 10 {
 		t.Fatalf("tcb date %q", m.Version)
+	}
+}
+
+// TestPostureReplayedByRelyingParty: the Verifier reports the posture log
+// with the quoted RTMR3 as its head and leaves the replay to the relying
+// party, which refuses a log that does not replay to RTMR3 (another log,
+// or one measured with SHA-256): posture_invalid, end to end.
+func TestPostureReplayedByRelyingParty(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	// The Verifier alone reports what the Evidence carries.
+	ch := challenge(crypto.SHA256)
+	ev, log := postureEvidence(t, env.Platform, ch)
+	app, err := env.Verifier.Verify(context.Background(), ch, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtmr3, _ := env.Platform.RTMR(tdx.PostureRTMR).Read(context.Background())
+	if !bytes.Equal(app.PostureHead, rtmr3) || !bytes.Equal(app.PostureLog, log) {
+		t.Fatalf("appraisal posture head %x log %d bytes, want RTMR3 %x and the log", app.PostureHead, len(app.PostureLog), rtmr3)
+	}
+	for _, tc := range []struct {
+		name string
+		log  []byte
+	}{
+		{"honest", log},
+		{"does-not-replay", otherLog(t, crypto.SHA384)},
+		{"sha256-log", otherLog(t, crypto.SHA256)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newConn(t, env.Verifier)
+			ch := c.challenge()
+			e, err := tdx.DecodeEvidence(attest(t, env.Attester, ch).Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.exchange(fixedAttester{evidenceOf(t, e.Quote, tc.log)})
+			if tc.name == "honest" {
+				if err != nil || res.Posture() == nil {
+					t.Fatalf("honest log: %v", err)
+				}
+				return
+			}
+			postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonPostureInvalid)
+		})
+	}
+}
+
+// countingVerifier counts the Evidence that reaches a tdx.Verifier; it
+// keeps its MediaTypes.
+type countingVerifier struct {
+	*tdx.Verifier
+	n atomic.Int64
+}
+
+func (c *countingVerifier) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+	c.n.Add(1)
+	return c.Verifier.Verify(ctx, ch, ev)
+}
+
+// TestFormatsFromVerifier: a RelyingParty built on a tdx.Verifier without
+// WithFormats accepts exactly the Verifier's MediaTypes: TDX Evidence
+// passes, software Evidence is refused by the relying party
+// (format_not_accepted) before it reaches the Verifier.
+func TestFormatsFromVerifier(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	v := &countingVerifier{Verifier: env.Verifier}
+	if got := postauthtest.RelyingParty(t, v).Formats(); !slices.Equal(got, []string{tdx.MediaType}) {
+		t.Fatalf("formats %q, want the tdx Verifier's", got)
+	}
+	if _, err := newConn(t, v).exchange(env.Attester); err != nil {
+		t.Fatal(err)
+	}
+	soft, _ := postauthtest.Software(t)
+	_, err := newConn(t, v).exchange(soft)
+	postauthtest.WantErrorIs(t, err, postauth.ErrFormatNotAccepted, postauth.CodeInvalid, postauth.ReasonFormatNotAccepted)
+	if n := v.n.Load(); n != 1 {
+		t.Fatalf("the Verifier saw %d Evidence, want 1 (the TDX one)", n)
 	}
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/google/go-tdx-guest/verify"
 
 	"github.com/reattest/reattest/postauth"
-	"github.com/reattest/reattest/posture"
 )
 
 //go:embed intel_sgx_root_ca.pem
@@ -55,8 +54,8 @@ const (
 // Verifier checks TDX quote Evidence: the quote with go-tdx-guest's
 // verify package against the trusted roots, the binding to the
 // connection, Intel's collateral from a [CollateralSource], the TCB
-// status and measurement policy, and the posture log against RTMR3. It is
-// safe for concurrent use.
+// status and measurement policy; it reports the posture log with RTMR3 as
+// its head, for the relying party to replay. It is safe for concurrent use.
 type Verifier struct {
 	src            CollateralSource
 	roots          []*x509.Certificate
@@ -104,14 +103,6 @@ func NewVerifier(src CollateralSource, opts ...VerifierOption) (*Verifier, error
 // MediaTypes returns the CMW media types the Verifier accepts.
 func (v *Verifier) MediaTypes() []string { return []string{MediaType} }
 
-func invalid(reason string, cause error) error {
-	return postauth.NewError(postauth.CodeInvalid, reason, cause)
-}
-
-func unavailable(reason string, cause error) error {
-	return postauth.NewError(postauth.CodeUnavailable, reason, cause)
-}
-
 // Verify checks the Evidence in the order of docs/tdx.md section 5:
 //
 //  1. the media type (format_not_accepted);
@@ -134,8 +125,9 @@ func unavailable(reason string, cause error) error {
 //  8. the TDX module (tdx_module_mismatch) and the quoting enclave
 //     (qe_identity_mismatch) are Intel's, and a TCB level matches
 //     (tcb_not_supported);
-//  9. the posture log, if any, replays to RTMR3 (posture_invalid), or is
-//     required (posture_missing);
+//  9. the posture log, if any, is reported with RTMR3 as its head (the
+//     relying party replays it: posture_invalid), or is required
+//     (posture_missing);
 //  10. the TCB status policy (tcb_status_denied, CodePolicyDenied);
 //  11. the measurement policy (tdx_policy_denied, CodePolicyDenied).
 //
@@ -148,15 +140,15 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		return nil, err
 	}
 	if postauth.BaseMediaType(ev.Type) != MediaType {
-		return nil, invalid(ReasonFormatNotAccepted, fmt.Errorf("tdx: media type %q", ev.Type))
+		return nil, postauth.ErrorFor(postauth.ReasonFormatNotAccepted, fmt.Errorf("tdx: media type %q", ev.Type))
 	}
 	e, err := DecodeEvidence(ev.Value)
 	if err != nil {
-		return nil, invalid(ReasonEvidenceInvalid, err)
+		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, err)
 	}
 	q, err := ParseQuote(e.Quote)
 	if err != nil {
-		return nil, invalid(ReasonEvidenceInvalid, err)
+		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, err)
 	}
 	now := v.now()
 	k, err := v.verifyQuote(ctx, q, now)
@@ -164,22 +156,22 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		return nil, err
 	}
 	chain := k.chain
-	if !isIntelQE(q.QEVendorID) { // mutation: qe vendor
-		return nil, invalid(ReasonQEIdentityMismatch, errors.New("tdx: the quote's QE vendor id is not Intel's"))
+	if !isIntelQE(q.QEVendorID) { // mutation: tdx qe vendor
+		return nil, postauth.ErrorFor(postauth.ReasonQEIdentityMismatch, errors.New("tdx: the quote's QE vendor id is not Intel's"))
 	}
 	nonce := binderFromReportData(q.ReportData, len(ch.Binder))
 	if nonce == nil || subtle.ConstantTimeCompare(nonce, ch.Binder) != 1 { // mutation: tdx binder compare
-		return nil, invalid(ReasonBinderMismatch, postauth.ErrBinderMismatch)
+		return nil, postauth.ErrorFor(postauth.ReasonBinderMismatch, postauth.ErrBinderMismatch)
 	}
 	col, err := v.collateral(ctx, k, now)
 	if err != nil {
 		return nil, err
 	}
-	if isRevoked(col.revoked, chain.PCKCertificate.SerialNumber) { // mutation: pck revocation
-		return nil, invalid(ReasonPCKRevoked, errors.New("tdx: the PCK certificate is revoked"))
+	if isRevoked(col.revoked, chain.PCKCertificate.SerialNumber) { // mutation: tdx pck revocation
+		return nil, postauth.ErrorFor(postauth.ReasonPCKRevoked, errors.New("tdx: the PCK certificate is revoked"))
 	}
-	if isRevoked(col.rootRevd, chain.IntermediateCertificate.SerialNumber) { // mutation: pck ca revocation
-		return nil, invalid(ReasonPCKRevoked, errors.New("tdx: the PCK CA certificate is revoked"))
+	if isRevoked(col.rootRevd, chain.IntermediateCertificate.SerialNumber) { // mutation: tdx pck ca revocation
+		return nil, postauth.ErrorFor(postauth.ReasonPCKRevoked, errors.New("tdx: the PCK CA certificate is revoked"))
 	}
 	tcb, err := evaluateTCB(col, q, k.ext)
 	if err != nil {
@@ -187,11 +179,11 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		var ce *collateralError
 		switch {
 		case errors.As(err, &te):
-			return nil, invalid(te.reason, err)
+			return nil, postauth.ErrorFor(te.reason, err)
 		case errors.As(err, &ce):
-			return nil, unavailable(ce.reason, err)
+			return nil, postauth.ErrorFor(ce.reason, err)
 		}
-		return nil, invalid(ReasonEvidenceInvalid, err)
+		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, err)
 	}
 	app := &postauth.Appraisal{
 		Nonce:        slices.Clone(nonce),
@@ -203,20 +195,21 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	app.Format, app.HardwareBacked = v.formatOf(k.root)
 	switch {
 	case e.Posture != nil:
-		if _, err := posture.VerifyRegister(crypto.SHA384, e.Posture.Log, q.RTMRs[PostureRTMR]); err != nil { // mutation: posture replay
-			return nil, invalid(ReasonPostureInvalid, err)
-		}
+		// The relying party replays the log to this head
+		// (postauth.RelyingParty.Verify). The head's form is fixed: RTMR3
+		// is a SHA-384 register, 48 bytes (ParseQuote checked the size),
+		// and a log measured with another hash cannot replay to it.
 		app.PostureHead = slices.Clone(q.RTMRs[PostureRTMR])
 		app.PostureLog = slices.Clone(e.Posture.Log)
 	case v.requirePosture:
-		return nil, invalid(ReasonPostureMissing, errors.New("tdx: evidence carries no posture"))
+		return nil, postauth.ErrorFor(postauth.ReasonPostureMissing, errors.New("tdx: evidence carries no posture"))
 	}
 	viol, warnings := v.policy.tcbViolations(tcb)
-	if len(viol) > 0 { // mutation: tcb status policy
-		return nil, &postauth.Error{Code: postauth.CodePolicyDenied, Reason: ReasonTCBStatusDenied, Violations: viol, Err: errors.New("tdx: TCB status not allowed by policy")}
+	if len(viol) > 0 { // mutation: tdx tcb status policy
+		return nil, &postauth.Error{Code: postauth.CodePolicyDenied, Reason: postauth.ReasonTCBStatusDenied, Violations: viol, Err: errors.New("tdx: TCB status not allowed by policy")}
 	}
-	if viol := v.policy.measurementViolations(q); len(viol) > 0 { // mutation: measurement policy
-		return nil, &postauth.Error{Code: postauth.CodePolicyDenied, Reason: ReasonTDXPolicyDenied, Violations: viol, Err: errors.New("tdx: TD refused by the measurement policy")}
+	if viol := v.policy.measurementViolations(q); len(viol) > 0 { // mutation: tdx measurement policy
+		return nil, &postauth.Error{Code: postauth.CodePolicyDenied, Reason: postauth.ReasonTDXPolicyDenied, Violations: viol, Err: errors.New("tdx: TD refused by the measurement policy")}
 	}
 	if len(warnings) > 0 {
 		for _, w := range warnings {
@@ -273,10 +266,10 @@ func (v *Verifier) verifyQuote(ctx context.Context, q *Quote, now time.Time) (*p
 	v.mu.Unlock()
 	if k != nil {
 		if err := k.validAt(now); err != nil {
-			return nil, invalid(ReasonUntrustedAttester, err)
+			return nil, postauth.ErrorFor(postauth.ReasonUntrustedAttester, err)
 		}
-		if !verifySig(k.ak, q.signed, q.sig) { // mutation: quote signature (known signer)
-			return nil, invalid(ReasonBadEvidenceSignature, errors.New("tdx: quote signature does not verify"))
+		if !verifySig(k.ak, q.signed, q.sig) { // mutation: tdx quote signature (known signer)
+			return nil, postauth.ErrorFor(postauth.ReasonBadEvidenceSignature, errors.New("tdx: quote signature does not verify"))
 		}
 		return k, nil
 	}
@@ -284,7 +277,7 @@ func (v *Verifier) verifyQuote(ctx context.Context, q *Quote, now time.Time) (*p
 		TrustedRoots: v.pool,
 		Now:          &verify.TimeSet{PckCertChain: now, TcbInfo: now, QeIdentity: now, PckCrl: now, RootCaCrl: now},
 	}
-	if err := verify.TdxQuoteContext(ctx, q.proto, opts); err != nil { // mutation: quote verification
+	if err := verify.TdxQuoteContext(ctx, q.proto, opts); err != nil { // mutation: tdx quote verification
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr
 		}
@@ -292,23 +285,23 @@ func (v *Verifier) verifyQuote(ctx context.Context, q *Quote, now time.Time) (*p
 		// from a bad signature by checking the chain alone (failure path
 		// only).
 		if chainErr := v.checkChain(q, now); chainErr != nil {
-			return nil, invalid(ReasonUntrustedAttester, fmt.Errorf("tdx: PCK chain: %w", chainErr))
+			return nil, postauth.ErrorFor(postauth.ReasonUntrustedAttester, fmt.Errorf("tdx: PCK chain: %w", chainErr))
 		}
-		return nil, invalid(ReasonBadEvidenceSignature, fmt.Errorf("tdx: quote: %w", err))
+		return nil, postauth.ErrorFor(postauth.ReasonBadEvidenceSignature, fmt.Errorf("tdx: quote: %w", err))
 	}
 	k = &platformKey{}
 	var err error
 	if k.chain, err = verify.ExtractChainFromQuote(q.proto); err != nil {
-		return nil, invalid(ReasonEvidenceInvalid, err)
+		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, err)
 	}
 	if k.root = v.rootOf(k.chain); k.root == nil {
-		return nil, invalid(ReasonUntrustedAttester, errors.New("tdx: PCK chain does not end at a trusted root"))
+		return nil, postauth.ErrorFor(postauth.ReasonUntrustedAttester, errors.New("tdx: PCK chain does not end at a trusted root"))
 	}
 	if k.ext, err = pcs.PckCertificateExtensions(k.chain.PCKCertificate); err != nil {
-		return nil, invalid(ReasonEvidenceInvalid, fmt.Errorf("tdx: PCK certificate extensions: %w", err))
+		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, fmt.Errorf("tdx: PCK certificate extensions: %w", err))
 	}
 	if k.ak, err = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append([]byte{4}, q.certified[:64]...)); err != nil {
-		return nil, invalid(ReasonEvidenceInvalid, fmt.Errorf("tdx: attestation key: %w", err))
+		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, fmt.Errorf("tdx: attestation key: %w", err))
 	}
 	v.mu.Lock()
 	if len(v.signers) >= maxPlatformKeys {
@@ -348,7 +341,7 @@ func (v *Verifier) checkChain(q *Quote, now time.Time) error {
 // formatOf returns the Format and HardwareBacked of a quote whose PCK
 // chain ends at root: hardware-backed only for Intel's SGX Root CA.
 func (v *Verifier) formatOf(root *x509.Certificate) (string, bool) {
-	if bytes.Equal(root.Raw, v.intel) { // mutation: hardware-backed only for Intel's root
+	if bytes.Equal(root.Raw, v.intel) { // mutation: tdx hardware-backed only for Intel's root
 		return Format, true
 	}
 	return FormatTestRoot, false
@@ -387,17 +380,17 @@ func (v *Verifier) collateral(ctx context.Context, k *platformKey, now time.Time
 		if err == nil {
 			err = errors.New("no collateral")
 		}
-		return nil, unavailable(ReasonCollateralUnavailable, fmt.Errorf("tdx: collateral for FMSPC %s: %w", fmspc, err))
+		return nil, postauth.ErrorFor(postauth.ReasonCollateralUnavailable, fmt.Errorf("tdx: collateral for FMSPC %s: %w", fmspc, err))
 	}
-	if col.FMSPC() != fmspc || col.CA() != ca { // mutation: collateral platform
-		return nil, unavailable(ReasonCollateralInvalid, fmt.Errorf("tdx: collateral for FMSPC %s/%s, want %s/%s", col.FMSPC(), col.CA(), fmspc, ca))
+	if col.FMSPC() != fmspc || col.CA() != ca { // mutation: tdx collateral platform
+		return nil, postauth.ErrorFor(postauth.ReasonCollateralInvalid, fmt.Errorf("tdx: collateral for FMSPC %s/%s, want %s/%s", col.FMSPC(), col.CA(), fmspc, ca))
 	}
 	if err := col.check(k.root, chain.IntermediateCertificate, now, v.grace); err != nil {
 		var ce *collateralError
 		if errors.As(err, &ce) {
-			return nil, unavailable(ce.reason, err)
+			return nil, postauth.ErrorFor(ce.reason, err)
 		}
-		return nil, unavailable(ReasonCollateralInvalid, err)
+		return nil, postauth.ErrorFor(postauth.ReasonCollateralInvalid, err)
 	}
 	return col, nil
 }

@@ -7,11 +7,11 @@ import (
 	"math/big"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/tdx"
 	"github.com/reattest/reattest/postauth/tdx/tdxtest"
 	"github.com/reattest/reattest/posture"
@@ -32,7 +32,7 @@ func verifierFor(t testing.TB, ca *tdxtest.CA, raw tdx.RawCollateral, opts ...td
 // posture log, and the log.
 func postureEvidence(t testing.TB, p *tdxtest.Platform, ch postauth.Challenge) (postauth.Evidence, []byte) {
 	t.Helper()
-	tr, err := posture.NewTracker(p.RTMR(tdx.PostureRTMR))
+	tr, err := posture.NewTracker(posture.WithRegister(p.RTMR(tdx.PostureRTMR)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func otherLog(t testing.TB, alg crypto.Hash) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := posture.NewTracker(reg)
+	tr, err := posture.NewTracker(posture.WithRegister(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestVerifierRejects(t *testing.T) {
 		name       string
 		setup      func(t *testing.T) setup
 		code       postauth.Code
-		reason     string
+		reason     postauth.Reason
 		violations []string
 	}{
 		// Encoding.
@@ -124,37 +124,37 @@ func TestVerifierRejects(t *testing.T) {
 			_, _, s := std(t, nil, nil)
 			s.ev.Type = "application/eat+cwt"
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonFormatNotAccepted, nil},
+		}, postauth.CodeInvalid, postauth.ReasonFormatNotAccepted, nil},
 		{"garbage", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil)
 			s.ev.Value = []byte{0xa0}
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonEvidenceInvalid, nil},
+		}, postauth.CodeInvalid, postauth.ReasonEvidenceInvalid, nil},
 		{"quote-truncated", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil)
 			return withQuote(t, s, func(q []byte) []byte { return q[:len(q)-1] })
-		}, postauth.CodeInvalid, tdx.ReasonEvidenceInvalid, nil},
+		}, postauth.CodeInvalid, postauth.ReasonEvidenceInvalid, nil},
 		{"quote-trailing-bytes", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil)
 			return withQuote(t, s, func(q []byte) []byte { return append(q, 0) })
-		}, postauth.CodeInvalid, tdx.ReasonEvidenceInvalid, nil},
+		}, postauth.CodeInvalid, postauth.ReasonEvidenceInvalid, nil},
 		// Signatures and chain.
 		{"body-byte-changed", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil)
 			return withQuote(t, s, flip(48+200))
-		}, postauth.CodeInvalid, tdx.ReasonBadEvidenceSignature, nil},
+		}, postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature, nil},
 		{"quote-signature-changed", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil)
 			return withQuote(t, s, flip(48+584+4+10))
-		}, postauth.CodeInvalid, tdx.ReasonBadEvidenceSignature, nil},
+		}, postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature, nil},
 		{"qe-report-changed", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil)
 			return withQuote(t, s, flip(48+584+4+128+6+20))
-		}, postauth.CodeInvalid, tdx.ReasonBadEvidenceSignature, nil},
+		}, postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature, nil},
 		{"qe-report-signature-changed", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil)
 			return withQuote(t, s, flip(48+584+4+128+6+384+5))
-		}, postauth.CodeInvalid, tdx.ReasonBadEvidenceSignature, nil},
+		}, postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature, nil},
 		{"chain-not-rooted-in-trusted-root", func(t *testing.T) setup {
 			// An attacker's PKI with Intel's names: its quotes are
 			// well-formed and correctly signed, its collateral too.
@@ -164,21 +164,21 @@ func TestVerifierRejects(t *testing.T) {
 			s.ev = evidenceOf(t, quoteFor(t, ep, s.ch, nil), nil)
 			s.v = verifierFor(t, ca, evil.Collateral(t, ep, nil))
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonUntrustedAttester, nil},
+		}, postauth.CodeInvalid, postauth.ReasonUntrustedAttester, nil},
 		{"pck-expired", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil, tdx.WithClock(fixedClock(time.Now().Add(11*365*24*time.Hour))))
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonUntrustedAttester, nil},
+		}, postauth.CodeInvalid, postauth.ReasonUntrustedAttester, nil},
 		{"qe-vendor", func(t *testing.T) setup {
 			_, _, s := std(t, &tdxtest.PlatformConfig{QEVendorID: bytes.Repeat([]byte{1}, 16)}, nil)
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonQEIdentityMismatch, nil},
+		}, postauth.CodeInvalid, postauth.ReasonQEIdentityMismatch, nil},
 		// Binding.
 		{"other-binder", func(t *testing.T) setup {
 			_, _, s := std(t, nil, nil)
 			s.ch = challenge(crypto.SHA256)
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonBinderMismatch, nil},
+		}, postauth.CodeInvalid, postauth.ReasonBinderMismatch, nil},
 		{"padding-not-zero", func(t *testing.T) setup {
 			_, p, s := std(t, nil, nil)
 			rd, _ := tdx.ReportData(s.ch.Binder)
@@ -189,18 +189,18 @@ func TestVerifierRejects(t *testing.T) {
 			}
 			s.ev = evidenceOf(t, q, nil)
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonBinderMismatch, nil},
+		}, postauth.CodeInvalid, postauth.ReasonBinderMismatch, nil},
 		// Collateral.
 		{"collateral-expired", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{IssueDate: time.Now().Add(-40 * 24 * time.Hour), NextUpdate: time.Now().Add(-time.Minute)})
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralExpired, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralExpired, nil},
 		{"collateral-missing", func(t *testing.T) setup {
 			ca, _, s := std(t, nil, nil)
 			other := ca.NewPlatform(t, &tdxtest.PlatformConfig{FMSPC: []byte{1, 2, 3, 4, 5, 6}})
 			s.v = verifierFor(t, ca, ca.Collateral(t, other, nil))
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralUnavailable, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralUnavailable, nil},
 		{"collateral-signed-by-another-root", func(t *testing.T) setup {
 			// Both roots are trusted, but the collateral's signer is not
 			// of the quote's root.
@@ -214,21 +214,21 @@ func TestVerifierRejects(t *testing.T) {
 			}
 			s.v = v
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralInvalid, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralInvalid, nil},
 		{"collateral-tcb-info-tampered", func(t *testing.T) setup {
 			ca, p, s := std(t, nil, nil)
 			raw := ca.Collateral(t, p, &tdxtest.CollateralConfig{TCBStatus: tdx.StatusOutOfDate})
 			raw.TCBInfo = bytes.Replace(raw.TCBInfo, []byte(`"OutOfDate"`), []byte(`"UpToDate"`), 1)
 			s.v = verifierFor(t, ca, raw)
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralInvalid, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralInvalid, nil},
 		{"collateral-qe-identity-tampered", func(t *testing.T) setup {
 			ca, p, s := std(t, nil, nil)
 			raw := ca.Collateral(t, p, &tdxtest.CollateralConfig{QEStatus: tdx.StatusOutOfDate})
 			raw.QEIdentity = bytes.Replace(raw.QEIdentity, []byte(`"OutOfDate"`), []byte(`"UpToDate"`), 1)
 			s.v = verifierFor(t, ca, raw)
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralInvalid, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralInvalid, nil},
 		{"tcb-signer-from-another-root", func(t *testing.T) setup {
 			// The TCB info and QE identity of another PKI (same names,
 			// same FMSPC), the CRLs of the quote's: only the signer's
@@ -240,7 +240,7 @@ func TestVerifierRejects(t *testing.T) {
 			raw.TCBInfo, raw.TCBInfoIssuerChain, raw.QEIdentity, raw.QEIdentityIssuerChain = oraw.TCBInfo, oraw.TCBInfoIssuerChain, oraw.QEIdentity, oraw.QEIdentityIssuerChain
 			s.v = verifierFor(t, ca, raw)
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralInvalid, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralInvalid, nil},
 		{"collateral-for-another-platform", func(t *testing.T) setup {
 			ca, _, s := std(t, nil, nil)
 			other := ca.NewPlatform(t, &tdxtest.PlatformConfig{FMSPC: []byte{1, 2, 3, 4, 5, 6}})
@@ -253,7 +253,7 @@ func TestVerifierRejects(t *testing.T) {
 			}
 			s.v = v
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralInvalid, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralInvalid, nil},
 		{"collateral-for-another-ca", func(t *testing.T) setup {
 			// The right FMSPC, but collateral (PCK CRL) for the processor
 			// CA while the PCK was issued by the platform CA.
@@ -269,11 +269,11 @@ func TestVerifierRejects(t *testing.T) {
 			}
 			s.v = v
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralInvalid, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralInvalid, nil},
 		{"tcb-info-other-pceid", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{PCEID: []byte{0, 1}})
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralInvalid, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralInvalid, nil},
 		{"pck-crl-from-another-ca", func(t *testing.T) setup {
 			ca, p, s := std(t, nil, nil)
 			raw := ca.Collateral(t, p, nil)
@@ -281,85 +281,70 @@ func TestVerifierRejects(t *testing.T) {
 			raw.PCKCRL = other.Collateral(t, other.NewPlatform(t, nil), &tdxtest.CollateralConfig{}).PCKCRL
 			s.v = verifierFor(t, ca, raw)
 			return s
-		}, postauth.CodeUnavailable, tdx.ReasonCollateralInvalid, nil},
+		}, postauth.CodeUnavailable, postauth.ReasonCollateralInvalid, nil},
 		// Revocation.
 		{"pck-revoked", func(t *testing.T) setup {
 			ca, p, s := std(t, nil, nil)
 			s.v = verifierFor(t, ca, ca.Collateral(t, p, &tdxtest.CollateralConfig{RevokedPCKs: []*big.Int{p.Revoke()}}))
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonPCKRevoked, nil},
+		}, postauth.CodeInvalid, postauth.ReasonPCKRevoked, nil},
 		{"pck-ca-revoked", func(t *testing.T) setup {
 			ca, p, s := std(t, nil, nil)
 			s.v = verifierFor(t, ca, ca.Collateral(t, p, &tdxtest.CollateralConfig{RevokePlatformCA: true}))
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonPCKRevoked, nil},
+		}, postauth.CodeInvalid, postauth.ReasonPCKRevoked, nil},
 		// TCB matching.
 		{"tcb-level-unmatched", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{UnmatchedLevel: true})
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonTCBNotSupported, nil},
+		}, postauth.CodeInvalid, postauth.ReasonTCBNotSupported, nil},
 		{"tdx-module-signer", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{ModuleMRSIGNER: bytes.Repeat([]byte{9}, 48)})
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonTDXModuleMismatch, nil},
+		}, postauth.CodeInvalid, postauth.ReasonTDXModuleMismatch, nil},
 		{"qe-identity-signer", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{QEMRSIGNER: bytes.Repeat([]byte{9}, 32)})
 			return s
-		}, postauth.CodeInvalid, tdx.ReasonQEIdentityMismatch, nil},
-		// Posture.
-		{"posture-log-does-not-replay", func(t *testing.T) setup {
-			_, p, s := std(t, nil, nil)
-			ev, _ := postureEvidence(t, p, s.ch)
-			e, _ := tdx.DecodeEvidence(ev.Value)
-			s.ev = evidenceOf(t, e.Quote, otherLog(t, crypto.SHA384))
-			return s
-		}, postauth.CodeInvalid, tdx.ReasonPostureInvalid, nil},
-		{"posture-log-sha256", func(t *testing.T) setup {
-			_, p, s := std(t, nil, nil)
-			ev, _ := postureEvidence(t, p, s.ch)
-			e, _ := tdx.DecodeEvidence(ev.Value)
-			s.ev = evidenceOf(t, e.Quote, otherLog(t, crypto.SHA256))
-			return s
-		}, postauth.CodeInvalid, tdx.ReasonPostureInvalid, nil},
+		}, postauth.CodeInvalid, postauth.ReasonQEIdentityMismatch, nil},
 		// TCB status policy.
 		{"tcb-out-of-date", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{TCBStatus: tdx.StatusOutOfDate})
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTCBStatusDenied, []string{"tcb:platform OutOfDate not allowed"}},
+		}, postauth.CodePolicyDenied, postauth.ReasonTCBStatusDenied, []string{"tcb:platform OutOfDate not allowed"}},
 		{"tcb-revoked-even-if-allowed-otherwise", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{TCBStatus: tdx.StatusRevoked},
 				policy(&tdx.Policy{TCB: tdx.TCBPolicy{Allow: []string{tdx.StatusOutOfDate}, Warn: []string{tdx.StatusSWHardeningNeeded}}}))
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTCBStatusDenied, []string{"tcb:platform Revoked not allowed"}},
+		}, postauth.CodePolicyDenied, postauth.ReasonTCBStatusDenied, []string{"tcb:platform Revoked not allowed"}},
 		{"qe-out-of-date", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{QEStatus: tdx.StatusOutOfDate})
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTCBStatusDenied, []string{"tcb:qe OutOfDate not allowed"}},
+		}, postauth.CodePolicyDenied, postauth.ReasonTCBStatusDenied, []string{"tcb:qe OutOfDate not allowed"}},
 		{"tdx-module-out-of-date", func(t *testing.T) setup {
 			// TEE_TCB_SVN[1] = 3: the module identity TDX_03 decides, and
 			// its OutOfDate makes the UpToDate platform level OutOfDate.
 			_, _, s := std(t, &tdxtest.PlatformConfig{TD: tdxtest.TD{TEETCBSVN: []byte{5, 3, 4}}}, &tdxtest.CollateralConfig{ModuleStatus: tdx.StatusOutOfDate})
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTCBStatusDenied, []string{"tcb:platform OutOfDate not allowed"}},
+		}, postauth.CodePolicyDenied, postauth.ReasonTCBStatusDenied, []string{"tcb:platform OutOfDate not allowed"}},
 		{"sw-hardening-needed-by-default", func(t *testing.T) setup {
 			_, _, s := std(t, nil, &tdxtest.CollateralConfig{TCBStatus: tdx.StatusSWHardeningNeeded})
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTCBStatusDenied, []string{"tcb:platform SWHardeningNeeded not allowed"}},
+		}, postauth.CodePolicyDenied, postauth.ReasonTCBStatusDenied, []string{"tcb:platform SWHardeningNeeded not allowed"}},
 		// Measurement policy.
 		{"debug-td", func(t *testing.T) setup {
 			_, _, s := std(t, &tdxtest.PlatformConfig{TD: tdxtest.TD{TDAttributes: []byte{1}}}, nil)
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTDXPolicyDenied, []string{"td_attributes:debug forbidden"}},
+		}, postauth.CodePolicyDenied, postauth.ReasonTDXPolicyDenied, []string{"td_attributes:debug forbidden"}},
 		{"wrong-mrtd", func(t *testing.T) setup {
 			_, _, s := std(t, &tdxtest.PlatformConfig{TD: tdxtest.TD{MRTD: bytes.Repeat([]byte{1}, 48)}}, nil,
 				policy(&tdx.Policy{MRTD: []string{strings.Repeat("02", 48), strings.Repeat("03", 48)}}))
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTDXPolicyDenied, []string{"mrtd not allowed"}},
+		}, postauth.CodePolicyDenied, postauth.ReasonTDXPolicyDenied, []string{"mrtd not allowed"}},
 		{"wrong-rtmr", func(t *testing.T) setup {
 			_, _, s := std(t, &tdxtest.PlatformConfig{TD: tdxtest.TD{RTMRs: [4][]byte{nil, bytes.Repeat([]byte{7}, 48)}}}, nil,
 				policy(&tdx.Policy{RTMR1: []string{strings.Repeat("00", 48)}, RTMR2: []string{strings.Repeat("00", 48)}}))
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTDXPolicyDenied, []string{"rtmr:1 not allowed"}},
+		}, postauth.CodePolicyDenied, postauth.ReasonTDXPolicyDenied, []string{"rtmr:1 not allowed"}},
 		{"every-measurement-violation", func(t *testing.T) setup {
 			_, _, s := std(t, &tdxtest.PlatformConfig{TD: tdxtest.TD{TDAttributes: []byte{1}, TEETCBSVN: []byte{3, 0, 4}}}, nil,
 				policy(&tdx.Policy{
@@ -368,7 +353,7 @@ func TestVerifierRejects(t *testing.T) {
 					MRSEAM: []string{strings.Repeat("ab", 48)}, XFAM: []string{"0000000000000000"}, MinTEETCBSVN: "03000500000000000000000000000000",
 				}))
 			return s
-		}, postauth.CodePolicyDenied, tdx.ReasonTDXPolicyDenied, []string{
+		}, postauth.CodePolicyDenied, postauth.ReasonTDXPolicyDenied, []string{
 			"td_attributes:debug forbidden", "mrtd not allowed", "rtmr:0 not allowed", "rtmr:3 not allowed", "mrconfigid not allowed",
 			"mrowner not allowed", "mrownerconfig not allowed", "mrseam not allowed", "xfam not allowed", "tee_tcb_svn:2 below minimum",
 		}},
@@ -377,9 +362,9 @@ func TestVerifierRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.setup(t)
 			_, err := s.v.Verify(context.Background(), s.ch, s.ev)
-			pe := wantReason(t, err, tc.code, tc.reason)
-			if tc.violations != nil && !slices.Equal(pe.Violations, tc.violations) {
-				t.Fatalf("violations %q, want %q", pe.Violations, tc.violations)
+			postauthtest.WantError(t, err, tc.code, tc.reason)
+			if tc.violations != nil {
+				wantViolations(t, err, tc.reason, tc.violations)
 			}
 		})
 	}
@@ -389,10 +374,8 @@ func TestVerifierRejects(t *testing.T) {
 // Verifier remembers the signer, and still checks every later quote's own
 // signature, and the chain's validity at the time of each quote.
 func TestKnownSignerStillChecked(t *testing.T) {
-	now := time.Now()
-	clock := now
-	var mu sync.Mutex
-	env := tdxtest.NewEnv(t, nil, tdx.WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }))
+	clk := postauthtest.NewClock(time.Now())
+	env := tdxtest.NewEnv(t, nil, tdx.WithClock(clk.Now))
 	ch := challenge(crypto.SHA256)
 	ev := attest(t, env.Attester, ch)
 	if _, err := env.Verifier.Verify(context.Background(), ch, ev); err != nil {
@@ -403,7 +386,7 @@ func TestKnownSignerStillChecked(t *testing.T) {
 		q := slices.Clone(e.Quote)
 		q[off] ^= 1
 		_, err := env.Verifier.Verify(context.Background(), ch, evidenceOf(t, q, nil))
-		wantReason(t, err, postauth.CodeInvalid, tdx.ReasonBadEvidenceSignature)
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature)
 	}
 	// Another, honest quote by the same signer passes.
 	ch2 := challenge(crypto.SHA256)
@@ -411,11 +394,9 @@ func TestKnownSignerStillChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once the PCK certificate expired, the known signer is refused.
-	mu.Lock()
-	clock = env.Platform.PCK().NotAfter.Add(time.Second)
-	mu.Unlock()
+	clk.Advance(env.Platform.PCK().NotAfter.Add(time.Second).Sub(clk.Now()))
 	_, err := env.Verifier.Verify(context.Background(), ch, ev)
-	wantReason(t, err, postauth.CodeInvalid, tdx.ReasonUntrustedAttester)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonUntrustedAttester)
 }
 
 // TestTCBWarnings: a status on the policy's warn list passes, is reported

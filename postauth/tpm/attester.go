@@ -69,51 +69,18 @@ var (
 	ErrPostureMismatch = errors.New("tpm: the posture PCR does not match the posture log")
 )
 
-// PostureSource supplies the measured posture the Evidence covers: a
-// [posture.Tracker] whose register is a [PCRRegister] on the same TPM.
-type PostureSource interface {
-	Snapshot() (*posture.Snapshot, error)
-}
-
-// AttesterOptions configure an [Attester]. The zero value is valid.
-type AttesterOptions struct {
-	// PCRs is the PCR selection (SHA-256 bank) to quote, indices 0 to 23.
-	// Nil means PCRs 0 to 7 (the firmware and boot measurements). The
-	// posture PCR is added when Posture is set.
-	PCRs []int
-	// Posture, if set, puts the agent's posture log into every Evidence
-	// and the posture PCR into every quote. Its register must be the
-	// posture PCR: use a posture.Tracker over a [PCRRegister] that shares
-	// the Attester's *Locked.
-	Posture PostureSource
-	// PosturePCR is the posture PCR's index. Zero means the index of the
-	// Tracker's PCRRegister if Posture exposes one (as *posture.Tracker
-	// does), else DefaultPosturePCR.
-	PosturePCR int
-	// AKHandle, if set, is the persistent handle (0x81xxxxxx) of an
-	// existing attestation key to use, which must be an ECC P-256
-	// restricted signing key with fixedTPM and an empty authorization
-	// value. Zero means: create the primary key of AKTemplate under the
-	// endorsement hierarchy (the same key each time on the same TPM, since
-	// primary keys derive from the hierarchy seed and the template).
-	AKHandle tpm2.TPMHandle
-	// EndorsementAuth is the endorsement hierarchy's authorization value
-	// (empty by default on most TPMs); used only to create the AK.
-	EndorsementAuth []byte
-}
-
 // Attester produces TPM 2.0 quote Evidence. Attest quotes the configured
 // PCRs with the Challenge's binder as qualifying data and signs with the
 // attestation key (AK). It is safe for concurrent use: TPM commands are
-// serialized through its *Locked.
+// serialized through its *SharedTPM.
 type Attester struct {
-	tpm        *Locked
+	tpm        *SharedTPM
 	ak         tpm2.TPMHandle
 	akName     tpm2.TPM2BName
 	akPub      []byte // TPMT_PUBLIC, as the TPM returned it
 	transient  bool   // the AK was created by NewAttester: Close flushes it
 	pcrs       []int  // ascending
-	posture    PostureSource
+	posture    posture.Source
 	posturePCR int
 	maxData    int // largest TPM2B_DATA the TPM accepts (TPM_PT_MAX_DIGEST)
 	closed     atomic.Bool
@@ -124,30 +91,34 @@ var _ postauth.Attester = (*Attester)(nil)
 // NewAttester loads or creates the attestation key on the TPM behind t and
 // returns an Attester. t is not closed by the Attester; Close flushes a
 // created AK. If a PCRRegister (posture) uses the same TPM, pass both the
-// same *Locked (see [Lock]).
-func NewAttester(ctx context.Context, t transport.TPM, opts *AttesterOptions) (*Attester, error) {
+// same *SharedTPM (see [Share]). Options: [WithPCRs], [WithPosture],
+// [WithPosturePCR], [WithAKHandle], [WithEndorsementAuth].
+func NewAttester(ctx context.Context, t transport.TPM, opts ...AttesterOption) (*Attester, error) {
 	if t == nil {
 		return nil, errors.New("tpm: nil transport")
 	}
-	if opts == nil {
-		opts = &AttesterOptions{}
+	var cfg attesterConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyAttester(&cfg)
+		}
 	}
-	a := &Attester{tpm: Lock(t), posture: opts.Posture}
-	pcrs := opts.PCRs
+	a := &Attester{tpm: Share(t), posture: cfg.posture}
+	pcrs := cfg.pcrs
 	if pcrs == nil {
 		pcrs = []int{0, 1, 2, 3, 4, 5, 6, 7}
 	}
-	if opts.Posture != nil {
-		pcr := opts.PosturePCR
-		if rs, ok := opts.Posture.(interface{ Register() posture.Register }); ok {
+	if cfg.posture != nil {
+		pcr := cfg.posturePCR
+		if rs, ok := cfg.posture.(interface{ Register() posture.Register }); ok {
 			if reg, ok := rs.Register().(*PCRRegister); ok {
 				if reg.tpm != a.tpm {
-					return nil, errors.New("tpm: the posture PCRRegister uses another lock: give the Attester and the PCRRegister the same *tpm.Locked (tpm.Lock)")
+					return nil, errors.New("tpm: the posture PCRRegister uses another lock: give the Attester and the PCRRegister the same *tpm.SharedTPM (tpm.Share)")
 				}
 				if pcr == 0 {
 					pcr = reg.pcr
 				} else if pcr != reg.pcr {
-					return nil, fmt.Errorf("tpm: PosturePCR %d but the posture register is PCR %d", pcr, reg.pcr)
+					return nil, fmt.Errorf("tpm: posture PCR %d but the posture register is PCR %d", pcr, reg.pcr)
 				}
 			}
 		}
@@ -172,10 +143,10 @@ func NewAttester(ctx context.Context, t transport.TPM, opts *AttesterOptions) (*
 		if a.maxData, err = maxDigest(t); err != nil {
 			return err
 		}
-		if opts.AKHandle != 0 {
-			return a.loadAK(t, opts.AKHandle)
+		if cfg.akHandle != 0 {
+			return a.loadAK(t, cfg.akHandle)
 		}
-		return a.createAK(t, opts.EndorsementAuth)
+		return a.createAK(t, cfg.endorsementAuth)
 	})
 	if err != nil {
 		return nil, err

@@ -4,12 +4,10 @@ package tpm_test
 
 import (
 	"context"
-	"crypto"
 	"testing"
 
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/postauthtest"
-	"github.com/reattest/reattest/postauth/softeat"
 )
 
 // BenchmarkTPMExchange is one attested exchange on a real TLS 1.3
@@ -19,40 +17,35 @@ import (
 // the same run. A hardware TPM quotes far more slowly than the simulator
 // (tens to hundreds of milliseconds).
 func BenchmarkTPMExchange(b *testing.B) {
-	att := newAttester(b, nil)
-	benchExchange(b, att, newVerifier(b, nil, att.AKPublic()))
+	att := newAttester(b)
+	benchExchange(b, att, newVerifier(b, [][]byte{att.AKPublic()}))
 }
 
 // BenchmarkSoftEATExchange is the same exchange with software EAT
 // Evidence: the baseline.
 func BenchmarkSoftEATExchange(b *testing.B) {
-	key := postauthtest.NewKey(b)
-	att, err := softeat.NewAttester(key, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := softeat.NewVerifier([]crypto.PublicKey{key.Public()}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	att, v := postauthtest.Software(b)
 	benchExchange(b, att, v)
 }
 
 func benchExchange(b *testing.B, att postauth.Attester, v postauth.Verifier) {
-	e := newTLSEnv(b)
+	e := newTLSEnv(b, v)
 	ctx := context.Background()
-	policy := &postauth.Policy{Verifier: v}
+	responder, err := postauth.NewResponder(e.clientID, att)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
-		req, err := e.reqr.NewRequest("pay", nil)
+		req, err := e.reqr.NewRequest(nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		raw, err := postauth.Respond(ctx, e.clientCh, postauth.RoleClient, req, e.clientID, att, nil)
+		raw, err := responder.Respond(ctx, e.clientCh, postauth.RoleClient, req)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := e.reqr.Verify(ctx, raw, "pay", nil, policy); err != nil {
+		if _, err := e.reqr.Verify(ctx, raw, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

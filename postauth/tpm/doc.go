@@ -22,8 +22,9 @@
 //     format carries no separate key hash);
 //   - the reported PCR values are the values the TPM quoted (their
 //     SHA-256 digest is the signed PCR digest), and they satisfy the
-//     optional PCR policy ([VerifierOptions.PCRs]);
-//   - with posture, the posture log replays to the quoted posture PCR.
+//     optional PCR policy ([WithPCRPolicy]);
+//   - with posture, the posture log replays to the quoted posture PCR (the
+//     relying party replays it: [postauth.RelyingParty.Verify]).
 //
 // It does not guarantee that the AK belongs to a real TPM: pinning an AK
 // ([NewVerifier]) is the relying party's trust decision and must follow an
@@ -67,20 +68,21 @@
 //
 // # Use
 //
-//	dev := tpm.Lock(rwc) // rwc: a transport.TPM, e.g. linuxtpm.Open("/dev/tpmrm0")
-//	reg, err := tpm.NewPCRRegister(ctx, dev, nil) // resets PCR 23
-//	tracker, err := posture.NewTracker(reg)
-//	att, err := tpm.NewAttester(ctx, dev, &tpm.AttesterOptions{Posture: tracker})
+//	dev := tpm.Share(rwc) // rwc: a transport.TPM, e.g. linuxtpm.Open("/dev/tpmrm0")
+//	reg, err := tpm.NewPCRRegister(ctx, dev) // resets PCR 23
+//	tracker, err := posture.NewTracker(posture.WithRegister(reg))
+//	att, err := tpm.NewAttester(ctx, dev, tpm.WithPosture(tracker))
 //	defer att.Close()
 //	enrol(att.AKPublic()) // the relying party pins it
 //
-//	v, err := tpm.NewVerifier([][]byte{akPublic}, &tpm.VerifierOptions{
-//		PCRs:           map[int][][]byte{7: {secureBootPCR7}}, // optional
-//		RequirePosture: true,
-//	})
-//	res, err := requester.Verify(ctx, answer, scope, nil, &postauth.Policy{Verifier: v})
+//	v, err := tpm.NewVerifier([][]byte{akPublic},
+//		tpm.WithPCRPolicy(map[int][][]byte{7: {secureBootPCR7}}), // optional
+//		tpm.RequirePosture())
+//	rp, err := postauth.NewRelyingParty(v)
+//	requester, err := rp.NewRequester(ch, postauth.RoleClient)
+//	res, err := requester.Verify(ctx, answer, nil)
 //
 // Attesters, PCRRegisters and Verifiers are safe for concurrent use. An
-// Attester and a PCRRegister on the same TPM must share one *[Locked],
+// Attester and a PCRRegister on the same TPM must share one *[SharedTPM],
 // which serializes their commands.
 package tpm

@@ -12,7 +12,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"golang.org/x/crypto/cryptobyte"
 
-	"github.com/reattest/reattest/internal/cborutil"
+	"github.com/reattest/reattest/internal/detcbor"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/posture"
 )
@@ -125,7 +125,7 @@ func (e *Evidence) Marshal() ([]byte, error) {
 	if err := w.check(); err != nil {
 		return nil, err
 	}
-	b, err := cborutil.Enc.Marshal(w)
+	b, err := detcbor.Enc.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("tpm: encoding evidence: %w", err)
 	}
@@ -144,7 +144,7 @@ func DecodeEvidence(b []byte) (*Evidence, error) {
 		return nil, errors.New("tpm: evidence size out of range")
 	}
 	var w wireEvidence
-	if err := cborutil.Dec.Unmarshal(b, &w); err != nil {
+	if err := detcbor.Dec.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("tpm: decoding evidence: %w", err)
 	}
 	if err := w.check(); err != nil {

@@ -20,8 +20,8 @@ func TestGoldenUpdate(t *testing.T) {
 	ctx := context.Background()
 	_, tr := postureSetup(t)
 	changePosture(t, tr, 1)
-	plain := newAttester(t, nil)
-	withPosture := newAttester(t, &tpm.AttesterOptions{Posture: tr})
+	plain := newAttester(t)
+	withPosture := newAttester(t, tpm.WithPosture(tr))
 	binders := goldenBinders()
 	var gs []golden
 	for _, name := range []string{"sha256", "sha384", "posture"} {

@@ -3,6 +3,7 @@ package tpm_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/tpm"
+	"github.com/reattest/reattest/posture"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/golden.json with the TPM simulator (needs cgo)")
@@ -96,7 +98,11 @@ func writeGolden(tb testing.TB, gs []golden) {
 func TestGolden(t *testing.T) {
 	for _, g := range loadGolden(t) {
 		t.Run(g.name, func(t *testing.T) {
-			v, err := tpm.NewVerifier([][]byte{g.ak}, &tpm.VerifierOptions{RequirePosture: g.name == "posture"})
+			var opts []tpm.VerifierOption
+			if g.name == "posture" {
+				opts = append(opts, tpm.RequirePosture())
+			}
+			v, err := tpm.NewVerifier([][]byte{g.ak}, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,6 +117,16 @@ func TestGolden(t *testing.T) {
 			}
 			if (app.PostureLog != nil) != (g.name == "posture") {
 				t.Fatal("posture presence")
+			}
+			// The recorded posture log replays to the quoted PCR 23 (the
+			// relying party's check).
+			if app.PostureLog != nil {
+				if _, err := posture.VerifyRegister(crypto.SHA256, app.PostureLog, app.PostureHead); err != nil {
+					t.Fatalf("posture log: %v", err)
+				}
+				if !bytes.Equal(app.PostureHead, g.decode.PCRs[tpm.DefaultPosturePCR]) {
+					t.Fatal("posture head is not the quoted PCR 23")
+				}
 			}
 			at, err := tpm.ParseAttest(g.decode.Quote)
 			if err != nil {

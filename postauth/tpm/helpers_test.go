@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"maps"
 	"testing"
 
@@ -14,25 +13,6 @@ import (
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/tpm"
 )
-
-func reasonOf(err error) string {
-	var pe *postauth.Error
-	if errors.As(err, &pe) {
-		return pe.Reason
-	}
-	return ""
-}
-
-// wantReason fails unless err is a *postauth.Error with code and reason.
-func wantReason(t *testing.T, err error, code postauth.Code, reason string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("want %v/%s, got nil", code, reason)
-	}
-	if postauth.CodeOf(err) != code || reasonOf(err) != reason {
-		t.Fatalf("want %v/%s, got %v", code, reason, err)
-	}
-}
 
 // softwareAK returns a TPMT_PUBLIC with the AK template's attributes for a
 // software key: it looks like an AK, but no TPM holds it.

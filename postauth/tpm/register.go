@@ -13,14 +13,6 @@ import (
 	"github.com/reattest/reattest/posture"
 )
 
-// PCRRegisterOptions configure a [PCRRegister]. The zero value is valid.
-type PCRRegisterOptions struct {
-	// PCR is the PCR index. Zero means DefaultPosturePCR (23). It must be
-	// a PCR that TPM2_PCR_Reset may reset from the caller's locality (on a
-	// PC Client TPM at locality 0: PCR 16, the debug PCR, and 23).
-	PCR int
-}
-
 // PCRRegister is a [posture.Register] over a TPM PCR of the SHA-256 bank,
 // so that a TPM quote covers the agent's posture log. Extend is
 // TPM2_PCR_Extend of the SHA-256 bank only (PCR = SHA-256(PCR || digest)).
@@ -34,7 +26,7 @@ type PCRRegisterOptions struct {
 //
 // A PCRRegister is safe for concurrent use.
 type PCRRegister struct {
-	tpm *Locked
+	tpm *SharedTPM
 	pcr int
 }
 
@@ -42,23 +34,28 @@ var _ posture.Register = (*PCRRegister)(nil)
 
 // NewPCRRegister resets the PCR (TPM2_PCR_Reset), reads it back and checks
 // that it holds zeros, so that a [posture.Tracker] can start from the
-// initial state. It fails if the PCR cannot be reset. t may be a *Locked
-// shared with an [Attester] (see [Lock]); otherwise it is wrapped in one.
-func NewPCRRegister(ctx context.Context, t transport.TPM, opts *PCRRegisterOptions) (*PCRRegister, error) {
+// initial state. It fails if the PCR cannot be reset. t may be a *SharedTPM
+// shared with an [Attester] (see [Share]); otherwise it is wrapped in one.
+//
+// Options: [WithPCR] (default DefaultPosturePCR, 23).
+func NewPCRRegister(ctx context.Context, t transport.TPM, opts ...RegisterOption) (*PCRRegister, error) {
 	if t == nil {
 		return nil, errors.New("tpm: nil transport")
 	}
-	if opts == nil {
-		opts = &PCRRegisterOptions{}
+	var cfg registerConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyRegister(&cfg)
+		}
 	}
-	pcr := opts.PCR
+	pcr := cfg.pcr
 	if pcr == 0 {
 		pcr = DefaultPosturePCR
 	}
 	if pcr < 0 || pcr >= NumPCRs {
 		return nil, fmt.Errorf("tpm: PCR index %d out of range", pcr)
 	}
-	r := &PCRRegister{tpm: Lock(t), pcr: pcr}
+	r := &PCRRegister{tpm: Share(t), pcr: pcr}
 	err := r.tpm.do(ctx, func(t transport.TPM) error {
 		if _, err := (tpm2.PCRReset{PCRHandle: r.handle()}).Execute(t); err != nil {
 			return fmt.Errorf("tpm: resetting PCR %d: %w", pcr, err)

@@ -27,7 +27,7 @@ import (
 var sim struct {
 	once sync.Once
 	raw  transport.TPMCloser
-	dev  *tpm.Locked
+	dev  *tpm.SharedTPM
 	err  error
 }
 
@@ -39,13 +39,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// simTPM returns the shared simulator, behind one *tpm.Locked.
-func simTPM(tb testing.TB) *tpm.Locked {
+// simTPM returns the shared simulator, behind one *tpm.SharedTPM.
+func simTPM(tb testing.TB) *tpm.SharedTPM {
 	tb.Helper()
 	sim.once.Do(func() {
 		sim.raw, sim.err = simulator.OpenSimulator()
 		if sim.err == nil {
-			sim.dev = tpm.Lock(sim.raw)
+			sim.dev = tpm.Share(sim.raw)
 		}
 	})
 	if sim.err != nil {
@@ -56,9 +56,9 @@ func simTPM(tb testing.TB) *tpm.Locked {
 
 // newAttester returns an Attester on the simulator whose AK is flushed when
 // the test ends (the simulator holds only three transient objects).
-func newAttester(tb testing.TB, opts *tpm.AttesterOptions) *tpm.Attester {
+func newAttester(tb testing.TB, opts ...tpm.AttesterOption) *tpm.Attester {
 	tb.Helper()
-	a, err := tpm.NewAttester(context.Background(), simTPM(tb), opts)
+	a, err := tpm.NewAttester(context.Background(), simTPM(tb), opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -70,9 +70,9 @@ func newAttester(tb testing.TB, opts *tpm.AttesterOptions) *tpm.Attester {
 	return a
 }
 
-func newVerifier(tb testing.TB, opts *tpm.VerifierOptions, aks ...[]byte) *tpm.Verifier {
+func newVerifier(tb testing.TB, aks [][]byte, opts ...tpm.VerifierOption) *tpm.Verifier {
 	tb.Helper()
-	v, err := tpm.NewVerifier(aks, opts)
+	v, err := tpm.NewVerifier(aks, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -89,7 +89,8 @@ func challenge(h crypto.Hash) postauth.Challenge {
 }
 
 // tlsEnv is one real mutual TLS 1.3 connection on loopback: the server's
-// Requester asks, the client answers with TPM Evidence.
+// Requester (of a RelyingParty with the given Verifier) asks, the client
+// answers with TPM Evidence.
 type tlsEnv struct {
 	t        testing.TB
 	clientCh *postauth.Channel
@@ -97,7 +98,7 @@ type tlsEnv struct {
 	reqr     *postauth.Requester
 }
 
-func newTLSEnv(tb testing.TB) *tlsEnv {
+func newTLSEnv(tb testing.TB, v postauth.Verifier) *tlsEnv {
 	tb.Helper()
 	ep := postauthtest.MutualTLS(tb)
 	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
@@ -113,25 +114,41 @@ func newTLSEnv(tb testing.TB) *tlsEnv {
 	if e.clientID, err = postauth.IdentityFromTLS(&ep.ClientCert); err != nil {
 		tb.Fatal(err)
 	}
-	if e.reqr, err = postauth.NewRequester(serverCh, postauth.RoleClient, nil); err != nil {
+	// Without WithFormats the RelyingParty accepts the media types the
+	// Verifier declares (tpm.MediaType for a *tpm.Verifier).
+	rp, err := postauth.NewRelyingParty(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if e.reqr, err = rp.NewRequester(serverCh, postauth.RoleClient); err != nil {
 		tb.Fatal(err)
 	}
 	return e
 }
 
-// exchange runs one attestation: a request from the server, the client's
-// answer with att's Evidence, and the server's verification with v.
-func (e *tlsEnv) exchange(att postauth.Attester, v postauth.Verifier) (*postauth.Result, error) {
+// respond makes the client answer req with att's Evidence.
+func (e *tlsEnv) respond(att postauth.Attester, req *postauth.Request) []byte {
 	e.t.Helper()
-	req, err := e.reqr.NewRequest("pay", nil)
+	r, err := postauth.NewResponder(e.clientID, att)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	raw, err := postauth.Respond(context.Background(), e.clientCh, postauth.RoleClient, req, e.clientID, att, nil)
+	raw, err := r.Respond(context.Background(), e.clientCh, postauth.RoleClient, req)
 	if err != nil {
 		e.t.Fatalf("Respond: %v", err)
 	}
-	return e.reqr.Verify(context.Background(), raw, "pay", nil, &postauth.Policy{Verifier: v, Formats: []string{tpm.MediaType}})
+	return raw
+}
+
+// exchange runs one attestation: a request from the server, the client's
+// answer with att's Evidence, and the server's verification.
+func (e *tlsEnv) exchange(att postauth.Attester) (*postauth.Result, error) {
+	e.t.Helper()
+	req, err := e.reqr.NewRequest(nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.reqr.Verify(context.Background(), e.respond(att, req), nil)
 }
 
 // challengeFor returns the Challenge the client must bind Evidence to for

@@ -26,10 +26,10 @@ import (
 // the server, an answer carrying a quote from the simulator, and the
 // server's verification through Requester.Verify.
 func TestExchange(t *testing.T) {
-	att := newAttester(t, nil)
-	v := newVerifier(t, nil, att.AKPublic())
-	e := newTLSEnv(t)
-	res, err := e.exchange(att, v)
+	att := newAttester(t)
+	v := newVerifier(t, [][]byte{att.AKPublic()})
+	e := newTLSEnv(t, v)
+	res, err := e.exchange(att)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestExchange(t *testing.T) {
 	if len(ms) != 8 || ms[0].Name != "pcr/0" || ms[7].Name != "pcr/7" || ms[0].Alg != crypto.SHA256 {
 		t.Fatalf("measurements %+v", ms)
 	}
-	if res.PostureHead() != nil || res.PostureLog() != nil {
+	if res.PostureHead() != nil || res.PostureLog() != nil || res.Posture() != nil {
 		t.Fatal("posture reported without posture")
 	}
 }
@@ -55,10 +55,10 @@ func TestExchange(t *testing.T) {
 // TestRelay: Evidence made for connection A's binder, presented on
 // connection B, is rejected.
 func TestRelay(t *testing.T) {
-	att := newAttester(t, nil)
-	v := newVerifier(t, nil, att.AKPublic())
-	a, b := newTLSEnv(t), newTLSEnv(t)
-	reqA, err := a.reqr.NewRequest("pay", nil)
+	att := newAttester(t)
+	v := newVerifier(t, [][]byte{att.AKPublic()})
+	a, b := newTLSEnv(t, v), newTLSEnv(t, v)
+	reqA, err := a.reqr.NewRequest(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +66,11 @@ func TestRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.exchange(fixedAttester{ev}, v)
-	wantReason(t, err, postauth.CodeInvalid, "binder_mismatch")
+	_, err = b.exchange(fixedAttester{ev})
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 	// The same Evidence is good on A, for the request it was made for.
-	raw, err := postauth.Respond(context.Background(), a.clientCh, postauth.RoleClient, reqA, a.clientID, fixedAttester{ev}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.reqr.Verify(context.Background(), raw, "pay", nil, &postauth.Policy{Verifier: v}); err != nil {
+	raw := a.respond(fixedAttester{ev}, reqA)
+	if _, err := a.reqr.Verify(context.Background(), raw, nil); err != nil {
 		t.Fatalf("on A: %v", err)
 	}
 }
@@ -102,8 +99,8 @@ func encode(t *testing.T, d *tpm.Evidence) postauth.Evidence {
 }
 
 func TestVerifierRejects(t *testing.T) {
-	att := newAttester(t, nil)
-	v := newVerifier(t, nil, att.AKPublic())
+	att := newAttester(t)
+	v := newVerifier(t, [][]byte{att.AKPublic()})
 	ch := challenge(crypto.SHA256)
 	good, _ := attestDecoded(t, att, ch)
 	if _, err := v.Verify(context.Background(), ch, good); err != nil {
@@ -127,32 +124,32 @@ func TestVerifierRejects(t *testing.T) {
 		name   string
 		ch     postauth.Challenge
 		ev     postauth.Evidence
-		reason string
+		reason postauth.Reason
 	}{
-		{"media-type", ch, postauth.Evidence{Type: "application/eat+cwt", Value: good.Value}, "format_not_accepted"},
-		{"garbage", ch, postauth.Evidence{Type: tpm.MediaType, Value: []byte{0xa0}}, "evidence_invalid"},
-		{"unknown-key", ch, postauth.Evidence{Type: tpm.MediaType, Value: append([]byte{0xa6}, append(good.Value[1:], 0x06, 0x00)...)}, "evidence_invalid"},
-		{"other-binder", other, good, "binder_mismatch"},
-		{"quote-magic", ch, mutate(func(d *tpm.Evidence) { d.Quote = flip(d.Quote, 0) }), "bad_evidence_signature"},
-		{"quote-extra-data", ch, mutate(func(d *tpm.Evidence) { d.Quote = flip(d.Quote, 6+2+34+2+5) }), "bad_evidence_signature"},
-		{"quote-clock", ch, mutate(func(d *tpm.Evidence) { d.Quote = flip(d.Quote, len(d.Quote)-60) }), "bad_evidence_signature"},
-		{"quote-digest", ch, mutate(func(d *tpm.Evidence) { d.Quote = flip(d.Quote, len(d.Quote)-1) }), "bad_evidence_signature"},
-		{"signature-r", ch, mutate(func(d *tpm.Evidence) { d.Signature = flip(d.Signature, 10) }), "bad_evidence_signature"},
-		{"signature-s", ch, mutate(func(d *tpm.Evidence) { d.Signature = flip(d.Signature, len(d.Signature)-1) }), "bad_evidence_signature"},
-		{"signature-truncated", ch, mutate(func(d *tpm.Evidence) { d.Signature = d.Signature[:len(d.Signature)-1] }), "bad_evidence_signature"},
-		{"signature-scheme", ch, mutate(func(d *tpm.Evidence) { d.Signature = flip(d.Signature, 1) }), "bad_evidence_signature"},
-		{"pcr-value", ch, mutate(func(d *tpm.Evidence) { d.PCRs[3] = flip(d.PCRs[3], 0) }), "pcr_digest_mismatch"},
-		{"pcr-dropped", ch, mutate(func(d *tpm.Evidence) { delete(d.PCRs, 7) }), "pcr_selection_mismatch"},
-		{"pcr-added", ch, mutate(func(d *tpm.Evidence) { d.PCRs[8] = make([]byte, 32) }), "pcr_selection_mismatch"},
-		{"ak-swapped", ch, mutate(func(d *tpm.Evidence) { d.AK = flip(d.AK, len(d.AK)-1) }), "untrusted_attester"},
+		{"media-type", ch, postauth.Evidence{Type: "application/eat+cwt", Value: good.Value}, postauth.ReasonFormatNotAccepted},
+		{"garbage", ch, postauth.Evidence{Type: tpm.MediaType, Value: []byte{0xa0}}, postauth.ReasonEvidenceInvalid},
+		{"unknown-key", ch, postauth.Evidence{Type: tpm.MediaType, Value: append([]byte{0xa6}, append(good.Value[1:], 0x06, 0x00)...)}, postauth.ReasonEvidenceInvalid},
+		{"other-binder", other, good, postauth.ReasonBinderMismatch},
+		{"quote-magic", ch, mutate(func(d *tpm.Evidence) { d.Quote = flip(d.Quote, 0) }), postauth.ReasonBadEvidenceSignature},
+		{"quote-extra-data", ch, mutate(func(d *tpm.Evidence) { d.Quote = flip(d.Quote, 6+2+34+2+5) }), postauth.ReasonBadEvidenceSignature},
+		{"quote-clock", ch, mutate(func(d *tpm.Evidence) { d.Quote = flip(d.Quote, len(d.Quote)-60) }), postauth.ReasonBadEvidenceSignature},
+		{"quote-digest", ch, mutate(func(d *tpm.Evidence) { d.Quote = flip(d.Quote, len(d.Quote)-1) }), postauth.ReasonBadEvidenceSignature},
+		{"signature-r", ch, mutate(func(d *tpm.Evidence) { d.Signature = flip(d.Signature, 10) }), postauth.ReasonBadEvidenceSignature},
+		{"signature-s", ch, mutate(func(d *tpm.Evidence) { d.Signature = flip(d.Signature, len(d.Signature)-1) }), postauth.ReasonBadEvidenceSignature},
+		{"signature-truncated", ch, mutate(func(d *tpm.Evidence) { d.Signature = d.Signature[:len(d.Signature)-1] }), postauth.ReasonBadEvidenceSignature},
+		{"signature-scheme", ch, mutate(func(d *tpm.Evidence) { d.Signature = flip(d.Signature, 1) }), postauth.ReasonBadEvidenceSignature},
+		{"pcr-value", ch, mutate(func(d *tpm.Evidence) { d.PCRs[3] = flip(d.PCRs[3], 0) }), postauth.ReasonPCRDigestMismatch},
+		{"pcr-dropped", ch, mutate(func(d *tpm.Evidence) { delete(d.PCRs, 7) }), postauth.ReasonPCRSelectionMismatch},
+		{"pcr-added", ch, mutate(func(d *tpm.Evidence) { d.PCRs[8] = make([]byte, 32) }), postauth.ReasonPCRSelectionMismatch},
+		{"ak-swapped", ch, mutate(func(d *tpm.Evidence) { d.AK = flip(d.AK, len(d.AK)-1) }), postauth.ReasonUntrustedAttester},
 		{"posture-without-pcr", ch, mutate(func(d *tpm.Evidence) {
 			d.Posture = &tpm.PostureLog{PCR: 23, Log: []byte{0xa2, 0x01, 0x01, 0x02, 0x80}}
-		}), "posture_invalid"},
+		}), postauth.ReasonPostureInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := v.Verify(context.Background(), tc.ch, tc.ev)
-			wantReason(t, err, postauth.CodeInvalid, tc.reason)
+			postauthtest.WantError(t, err, postauth.CodeInvalid, tc.reason)
 		})
 	}
 }
@@ -161,26 +158,26 @@ func TestVerifierRejects(t *testing.T) {
 // pin, and a quote forged in software with a key shaped like an AK, are
 // both refused before anything else is looked at.
 func TestUntrustedAK(t *testing.T) {
-	att := newAttester(t, nil)
+	att := newAttester(t)
 	key := postauthtest.NewKey(t)
 	softAK := softwareAK(t, key)
-	v := newVerifier(t, nil, softAK)
+	v := newVerifier(t, [][]byte{softAK})
 	ch := challenge(crypto.SHA256)
 	ev, d := attestDecoded(t, att, ch)
 	_, err := v.Verify(context.Background(), ch, ev)
-	wantReason(t, err, postauth.CodeInvalid, "untrusted_attester")
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonUntrustedAttester)
 
 	// A forged quote over PCR values of our choice, signed by the software
 	// key: refused by a verifier that pins the real AK ...
 	forged := forgeQuote(t, key, ch.Binder, d.PCRs)
-	vReal := newVerifier(t, nil, att.AKPublic())
+	vReal := newVerifier(t, [][]byte{att.AKPublic()})
 	_, err = vReal.Verify(context.Background(), ch, forged)
-	wantReason(t, err, postauth.CodeInvalid, "untrusted_attester")
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonUntrustedAttester)
 	// ... and it claiming the real AK does not help: the signature fails.
 	fd, _ := tpm.DecodeEvidence(forged.Value)
 	fd.AK = att.AKPublic()
 	_, err = vReal.Verify(context.Background(), ch, encode(t, fd))
-	wantReason(t, err, postauth.CodeInvalid, "bad_evidence_signature")
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature)
 	// Pinning is the trust decision: a verifier that pins the software key
 	// accepts what it signs. The relying party must pin only AKs enrolled
 	// from a real TPM.
@@ -192,8 +189,8 @@ func TestUntrustedAK(t *testing.T) {
 // TestNotAQuote: a TPMS_ATTEST of another type (TPM2_GetTime), genuinely
 // signed by the pinned AK over the right binder, is not a quote.
 func TestNotAQuote(t *testing.T) {
-	att := newAttester(t, nil)
-	v := newVerifier(t, nil, att.AKPublic())
+	att := newAttester(t)
+	v := newVerifier(t, [][]byte{att.AKPublic()})
 	ch := challenge(crypto.SHA256)
 	_, d := attestDecoded(t, att, ch)
 	dev := simTPM(t)
@@ -211,7 +208,7 @@ func TestNotAQuote(t *testing.T) {
 	d.Quote = rsp.TimeInfo.Bytes()
 	d.Signature = tpm2.Marshal(rsp.Signature)
 	_, err = v.Verify(context.Background(), ch, encode(t, d))
-	wantReason(t, err, postauth.CodeInvalid, "evidence_invalid")
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonEvidenceInvalid)
 }
 
 // akHandle finds the transient handle of att's AK (the only transient
@@ -237,18 +234,18 @@ func akHandle(t *testing.T, att *tpm.Attester) tpm2.TPMHandle {
 }
 
 func TestPCRPolicy(t *testing.T) {
-	att := newAttester(t, nil)
+	att := newAttester(t)
 	ch := challenge(crypto.SHA256)
 	ev, d := attestDecoded(t, att, ch)
 	allow := func(i int) [][]byte { return [][]byte{d.PCRs[i]} }
-	v := newVerifier(t, &tpm.VerifierOptions{PCRs: map[int][][]byte{0: allow(0), 7: {make([]byte, 32), d.PCRs[7]}}}, att.AKPublic())
+	v := newVerifier(t, [][]byte{att.AKPublic()}, tpm.WithPCRPolicy(map[int][][]byte{0: allow(0), 7: {make([]byte, 32), d.PCRs[7]}}))
 	if _, err := v.Verify(context.Background(), ch, ev); err != nil {
 		t.Fatalf("allowed values: %v", err)
 	}
 	bad := bytes.Repeat([]byte{0xee}, 32)
-	v = newVerifier(t, &tpm.VerifierOptions{PCRs: map[int][][]byte{0: allow(0), 4: {bad}, 7: {bad}, 16: {bad}}}, att.AKPublic())
+	v = newVerifier(t, [][]byte{att.AKPublic()}, tpm.WithPCRPolicy(map[int][][]byte{0: allow(0), 4: {bad}, 7: {bad}, 16: {bad}}))
 	_, err := v.Verify(context.Background(), ch, ev)
-	wantReason(t, err, postauth.CodePolicyDenied, "pcr_policy_denied")
+	postauthtest.WantError(t, err, postauth.CodePolicyDenied, postauth.ReasonPCRPolicyDenied)
 	var pe *postauth.Error
 	errors.As(err, &pe)
 	want := []string{"pcr:4 value not allowed", "pcr:7 value not allowed", "pcr:16 not quoted"}
@@ -257,7 +254,7 @@ func TestPCRPolicy(t *testing.T) {
 	}
 	// Bad policies are configuration errors.
 	for _, p := range []map[int][][]byte{{24: {bad}}, {-1: {bad}}, {3: nil}, {3: {bad[:20]}}} {
-		if _, err := tpm.NewVerifier([][]byte{att.AKPublic()}, &tpm.VerifierOptions{PCRs: p}); err == nil {
+		if _, err := tpm.NewVerifier([][]byte{att.AKPublic()}, tpm.WithPCRPolicy(p)); err == nil {
 			t.Fatalf("policy %v accepted", p)
 		}
 	}
@@ -268,8 +265,8 @@ func TestPCRPolicy(t *testing.T) {
 // TPM whose largest digest is SHA-256 gets SHA-256(binder), which the
 // verifier accepts too.
 func TestSHA384Binder(t *testing.T) {
-	att := newAttester(t, nil)
-	v := newVerifier(t, nil, att.AKPublic())
+	att := newAttester(t)
+	v := newVerifier(t, [][]byte{att.AKPublic()})
 	ch := challenge(crypto.SHA384)
 	ev, d := attestDecoded(t, att, ch)
 	at, err := tpm.ParseAttest(d.Quote)
@@ -298,18 +295,18 @@ func TestSHA384Binder(t *testing.T) {
 	sum = sha256.Sum256(ch32.Binder)
 	ev, _ = attestDecoded(t, att, postauth.Challenge{Binder: sum[:]})
 	_, err = v.Verify(context.Background(), ch32, ev)
-	wantReason(t, err, postauth.CodeInvalid, "binder_mismatch")
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 }
 
 // postureSetup returns a Tracker over a fresh PCRRegister (PCR 23) on the
 // shared simulator.
 func postureSetup(t *testing.T) (*tpm.PCRRegister, *posture.Tracker) {
 	t.Helper()
-	reg, err := tpm.NewPCRRegister(context.Background(), simTPM(t), nil)
+	reg, err := tpm.NewPCRRegister(context.Background(), simTPM(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := posture.NewTracker(reg)
+	tr, err := posture.NewTracker(posture.WithRegister(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,8 +321,34 @@ func changePosture(t testing.TB, tr *posture.Tracker, n int) {
 	}
 }
 
+// tamperedAttester attests with inner and then rewrites the Evidence it
+// got, which the quote signature does not cover entirely (the posture log
+// rides next to the quoted PCR values): a lying agent runtime.
+type tamperedAttester struct {
+	inner  postauth.Attester
+	mutate func(d *tpm.Evidence)
+}
+
+func (a tamperedAttester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.Evidence, error) {
+	ev, err := a.inner.Attest(ctx, ch)
+	if err != nil {
+		return ev, err
+	}
+	d, err := tpm.DecodeEvidence(ev.Value)
+	if err != nil {
+		return ev, err
+	}
+	a.mutate(d)
+	b, err := d.Marshal()
+	if err != nil {
+		return ev, err
+	}
+	return postauth.Evidence{Type: ev.Type, Value: b}, nil
+}
+
 // TestPosture: the agent's posture log is extended into PCR 23, the quote
-// covers PCR 23, and the verifier replays the log against the quoted value.
+// covers PCR 23, and the relying party replays the log against the quoted
+// value.
 func TestPosture(t *testing.T) {
 	ctx := context.Background()
 	_, tr := postureSetup(t)
@@ -333,61 +356,71 @@ func TestPosture(t *testing.T) {
 		t.Fatal(err)
 	}
 	changePosture(t, tr, 1)
-	att := newAttester(t, &tpm.AttesterOptions{Posture: tr})
+	att := newAttester(t, tpm.WithPosture(tr))
 	if !slices.Equal(att.PCRs(), []int{0, 1, 2, 3, 4, 5, 6, 7, 23}) {
 		t.Fatalf("selection %v", att.PCRs())
 	}
-	v := newVerifier(t, &tpm.VerifierOptions{RequirePosture: true}, att.AKPublic())
-	e := newTLSEnv(t)
-	res, err := e.exchange(att, v)
+	v := newVerifier(t, [][]byte{att.AKPublic()}, tpm.RequirePosture())
+	e := newTLSEnv(t, v)
+	res, err := e.exchange(att)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(res.PostureHead(), tr.Head()) {
 		t.Fatal("posture head is not the tracker's")
 	}
-	st, err := posture.FromResult(res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Model == nil || st.Model.Version != "1" || len(st.Tools) != 1 {
+	st := res.Posture()
+	if st == nil || st.Model == nil || st.Model.Version != "1" || len(st.Tools) != 1 {
 		t.Fatalf("state %+v", st)
 	}
 
 	// The posture changes: the next Evidence covers the new log.
 	changePosture(t, tr, 2)
-	res, err = e.exchange(att, v)
+	res, err = e.exchange(att)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(res.PostureHead(), tr.Head()) {
-		t.Fatal("posture head not updated")
+	if !bytes.Equal(res.PostureHead(), tr.Head()) || res.Posture().Model.Version != "2" {
+		t.Fatal("posture not updated")
 	}
 
 	ch := challenge(crypto.SHA256)
 	ev, d := attestDecoded(t, att, ch)
 	// A log that does not reproduce the quoted PCR: the log of another
-	// agent, an event dropped, and a log for another PCR index.
-	other, _ := posture.NewTracker(nil)
+	// agent, an undecodable one. The relying party replays the log against
+	// the quoted PCR value, so these run end to end.
+	other, _ := posture.NewTracker()
 	changePosture(t, other, 2)
 	snap, _ := other.Snapshot()
 	logs := map[string]func(d *tpm.Evidence){
 		"other-log":   func(d *tpm.Evidence) { d.Posture.Log = snap.Log },
-		"other-pcr":   func(d *tpm.Evidence) { d.Posture.PCR = 7 },
 		"undecodable": func(d *tpm.Evidence) { d.Posture.Log = []byte{0xa0} },
 	}
 	for name, f := range logs {
 		t.Run(name, func(t *testing.T) {
-			dd, _ := tpm.DecodeEvidence(ev.Value)
-			f(dd)
-			_, err := v.Verify(ctx, ch, encode(t, dd))
-			wantReason(t, err, postauth.CodeInvalid, "posture_invalid")
+			res, err := e.exchange(tamperedAttester{att, f})
+			if res != nil {
+				t.Fatal("a posture log that does not replay passed")
+			}
+			postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonPostureInvalid)
 		})
 	}
+	// The tampering is what fails: the same path, untouched, passes.
+	if _, err := e.exchange(tamperedAttester{att, func(*tpm.Evidence) {}}); err != nil {
+		t.Fatalf("untouched Evidence through the tampering path: %v", err)
+	}
+	// A log for another PCR index: the verifier accepts only its posture
+	// PCR.
+	t.Run("other-pcr", func(t *testing.T) {
+		dd, _ := tpm.DecodeEvidence(ev.Value)
+		dd.Posture.PCR = 7
+		_, err := v.Verify(ctx, ch, encode(t, dd))
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonPostureInvalid)
+	})
 	t.Run("missing", func(t *testing.T) {
 		d.Posture = nil
 		_, err := v.Verify(ctx, ch, encode(t, d))
-		wantReason(t, err, postauth.CodeInvalid, "posture_missing")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonPostureMissing)
 	})
 }
 
@@ -397,7 +430,7 @@ func TestPostureDiverged(t *testing.T) {
 	ctx := context.Background()
 	reg, tr := postureSetup(t)
 	changePosture(t, tr, 1)
-	att := newAttester(t, &tpm.AttesterOptions{Posture: tr})
+	att := newAttester(t, tpm.WithPosture(tr))
 	if err := reg.Extend(ctx, make([]byte, 32)); err != nil { // behind the tracker's back
 		t.Fatal(err)
 	}
@@ -408,7 +441,7 @@ func TestPostureDiverged(t *testing.T) {
 
 func TestPCRRegister(t *testing.T) {
 	ctx := context.Background()
-	reg, err := tpm.NewPCRRegister(ctx, simTPM(t), &tpm.PCRRegisterOptions{PCR: 16})
+	reg, err := tpm.NewPCRRegister(ctx, simTPM(t), tpm.WithPCR(16))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +463,7 @@ func TestPCRRegister(t *testing.T) {
 		t.Fatal("short digest extended")
 	}
 	// A new register on the same PCR starts from zero again.
-	reg, err = tpm.NewPCRRegister(ctx, simTPM(t), &tpm.PCRRegisterOptions{PCR: 16})
+	reg, err = tpm.NewPCRRegister(ctx, simTPM(t), tpm.WithPCR(16))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,26 +472,26 @@ func TestPCRRegister(t *testing.T) {
 	}
 	// PCR 0 cannot be reset from locality 0; PCR 24 does not exist.
 	for _, pcr := range []int{1, 24, -1} {
-		if _, err := tpm.NewPCRRegister(ctx, simTPM(t), &tpm.PCRRegisterOptions{PCR: pcr}); err == nil {
+		if _, err := tpm.NewPCRRegister(ctx, simTPM(t), tpm.WithPCR(pcr)); err == nil {
 			t.Fatalf("PCR %d accepted", pcr)
 		}
 	}
 }
 
 // TestSharedLock: an Attester and the posture PCRRegister must share one
-// *tpm.Locked; NewAttester refuses a register behind another lock.
+// *tpm.SharedTPM; NewAttester refuses a register behind another lock.
 func TestSharedLock(t *testing.T) {
 	simTPM(t)
-	reg, err := tpm.NewPCRRegister(context.Background(), tpm.Lock(sim.raw), nil)
+	reg, err := tpm.NewPCRRegister(context.Background(), tpm.Share(sim.raw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, _ := posture.NewTracker(reg)
-	if a, err := tpm.NewAttester(context.Background(), simTPM(t), &tpm.AttesterOptions{Posture: tr}); err == nil {
+	tr, _ := posture.NewTracker(posture.WithRegister(reg))
+	if a, err := tpm.NewAttester(context.Background(), simTPM(t), tpm.WithPosture(tr)); err == nil {
 		a.Close()
 		t.Fatal("attester accepted a register behind another lock")
 	}
-	if a, err := tpm.NewAttester(context.Background(), simTPM(t), &tpm.AttesterOptions{Posture: tr, PosturePCR: 16}); err == nil {
+	if a, err := tpm.NewAttester(context.Background(), simTPM(t), tpm.WithPosture(tr), tpm.WithPosturePCR(16)); err == nil {
 		a.Close()
 		t.Fatal("attester accepted a PosturePCR that is not the register's")
 	}
@@ -470,8 +503,8 @@ func TestSharedLock(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	ctx := context.Background()
 	_, tr := postureSetup(t)
-	att := newAttester(t, &tpm.AttesterOptions{Posture: tr})
-	v := newVerifier(t, &tpm.VerifierOptions{RequirePosture: true}, att.AKPublic())
+	att := newAttester(t, tpm.WithPosture(tr))
+	v := newVerifier(t, [][]byte{att.AKPublic()}, tpm.RequirePosture())
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok := 0
@@ -489,7 +522,14 @@ func TestConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, err := v.Verify(ctx, ch, ev); err != nil {
+				app, err := v.Verify(ctx, ch, ev)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// The log reproduces the quoted PCR (what the relying
+				// party checks).
+				if _, err := posture.VerifyRegister(crypto.SHA256, app.PostureLog, app.PostureHead); err != nil {
 					t.Error(err)
 					return
 				}
@@ -510,7 +550,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestContext(t *testing.T) {
-	att := newAttester(t, nil)
+	att := newAttester(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := att.Attest(ctx, challenge(crypto.SHA256)); !errors.Is(err, context.Canceled) {
@@ -525,23 +565,23 @@ func TestContext(t *testing.T) {
 
 func TestAttesterOptions(t *testing.T) {
 	ctx := context.Background()
-	att := newAttester(t, &tpm.AttesterOptions{PCRs: []int{9, 2, 2}})
+	att := newAttester(t, tpm.WithPCRs(9, 2, 2))
 	if !slices.Equal(att.PCRs(), []int{2, 9}) {
 		t.Fatalf("selection %v", att.PCRs())
 	}
 	// The AK is the primary key of AKTemplate under the endorsement
 	// hierarchy: the same key every time on the same TPM.
-	again := newAttester(t, nil)
+	again := newAttester(t)
 	if !bytes.Equal(att.AKPublic(), again.AKPublic()) {
 		t.Fatal("AK differs between attesters")
 	}
-	if _, err := tpm.NewAttester(ctx, simTPM(t), &tpm.AttesterOptions{PCRs: []int{24}}); err == nil {
+	if _, err := tpm.NewAttester(ctx, simTPM(t), tpm.WithPCRs(24)); err == nil {
 		t.Fatal("PCR 24 accepted")
 	}
-	if _, err := tpm.NewAttester(ctx, simTPM(t), &tpm.AttesterOptions{PCRs: []int{}}); err == nil {
+	if _, err := tpm.NewAttester(ctx, simTPM(t), tpm.WithPCRs([]int{}...)); err == nil {
 		t.Fatal("empty selection accepted")
 	}
-	if _, err := tpm.NewAttester(ctx, simTPM(t), &tpm.AttesterOptions{AKHandle: 0x81000123}); err == nil {
+	if _, err := tpm.NewAttester(ctx, simTPM(t), tpm.WithAKHandle(0x81000123)); err == nil {
 		t.Fatal("missing persistent AK accepted")
 	}
 	if err := again.Close(); err != nil {
@@ -552,13 +592,13 @@ func TestAttesterOptions(t *testing.T) {
 	for i := range all {
 		all[i] = i
 	}
-	wide := newAttester(t, &tpm.AttesterOptions{PCRs: all})
+	wide := newAttester(t, tpm.WithPCRs(all...))
 	ch := challenge(crypto.SHA256)
 	ev, d := attestDecoded(t, wide, ch)
 	if len(d.PCRs) != tpm.NumPCRs {
 		t.Fatalf("%d PCR values", len(d.PCRs))
 	}
-	if _, err := newVerifier(t, nil, wide.AKPublic()).Verify(ctx, ch, ev); err != nil {
+	if _, err := newVerifier(t, [][]byte{wide.AKPublic()}).Verify(ctx, ch, ev); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := again.Attest(ctx, challenge(crypto.SHA256)); !errors.Is(err, tpm.ErrClosed) {
@@ -570,11 +610,11 @@ func TestAttesterOptions(t *testing.T) {
 }
 
 // TestPersistentAK: an AK made persistent with EvictControl is used through
-// AttesterOptions.AKHandle and yields the same Evidence key.
+// tpm.WithAKHandle and yields the same Evidence key.
 func TestPersistentAK(t *testing.T) {
 	ctx := context.Background()
 	dev := simTPM(t)
-	created := newAttester(t, nil)
+	created := newAttester(t)
 	h := akHandle(t, created)
 	const persistent = tpm2.TPMHandle(0x81000101)
 	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)}
@@ -584,11 +624,11 @@ func TestPersistentAK(t *testing.T) {
 	t.Cleanup(func() {
 		tpm2.EvictControl{Auth: owner, ObjectHandle: &tpm2.NamedHandle{Handle: persistent, Name: tpm2.TPM2BName{Buffer: created.AKName()}}, PersistentHandle: persistent}.Execute(dev)
 	})
-	att := newAttester(t, &tpm.AttesterOptions{AKHandle: persistent})
+	att := newAttester(t, tpm.WithAKHandle(persistent))
 	if !bytes.Equal(att.AKName(), created.AKName()) {
 		t.Fatal("persistent AK differs")
 	}
-	v := newVerifier(t, nil, att.AKPublic())
+	v := newVerifier(t, [][]byte{att.AKPublic()})
 	ch := challenge(crypto.SHA256)
 	ev, err := att.Attest(ctx, ch)
 	if err != nil {

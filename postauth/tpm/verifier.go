@@ -13,25 +13,7 @@ import (
 	"slices"
 
 	"github.com/reattest/reattest/postauth"
-	"github.com/reattest/reattest/posture"
 )
-
-// VerifierOptions configure a [Verifier]. The zero value is valid.
-type VerifierOptions struct {
-	// PCRs is the expected-values policy: for each listed PCR index (0 to
-	// 23), the SHA-256 values it may hold. A listed PCR that the quote does
-	// not cover, or that holds another value, is a violation; all
-	// violations are reported together (CodePolicyDenied,
-	// pcr_policy_denied). Nil means no PCR policy: any values pass, and the
-	// Result reports them as Measurements.
-	PCRs map[int][][]byte
-	// RequirePosture rejects Evidence without a posture log
-	// (posture_missing).
-	RequirePosture bool
-	// PosturePCR is the only PCR accepted as the posture PCR. Zero means
-	// DefaultPosturePCR (23).
-	PosturePCR int
-}
 
 // Verifier checks TPM quote Evidence against pinned attestation keys. It
 // is safe for concurrent use.
@@ -54,14 +36,19 @@ var _ postauth.Verifier = (*Verifier)(nil)
 // AK public area from a trusted enrolment (for example credential
 // activation against a known EK). Certificate chains for AKs are future
 // work.
-func NewVerifier(aks [][]byte, opts *VerifierOptions) (*Verifier, error) {
+//
+// Options: [WithPCRPolicy], [RequirePosture], [WithPosturePCR].
+func NewVerifier(aks [][]byte, opts ...VerifierOption) (*Verifier, error) {
 	if len(aks) == 0 {
 		return nil, errors.New("tpm: no trusted attestation keys")
 	}
-	if opts == nil {
-		opts = &VerifierOptions{}
+	var cfg verifierConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyVerifier(&cfg)
+		}
 	}
-	v := &Verifier{aks: make(map[string]*ecdsa.PublicKey, len(aks)), reqPosture: opts.RequirePosture, posturePCR: opts.PosturePCR}
+	v := &Verifier{aks: make(map[string]*ecdsa.PublicKey, len(aks)), reqPosture: cfg.requirePosture, posturePCR: cfg.posturePCR}
 	if v.posturePCR == 0 {
 		v.posturePCR = DefaultPosturePCR
 	}
@@ -75,9 +62,9 @@ func NewVerifier(aks [][]byte, opts *VerifierOptions) (*Verifier, error) {
 		}
 		v.aks[string(name)] = key
 	}
-	if opts.PCRs != nil {
-		v.pcrs = make(map[int][][]byte, len(opts.PCRs))
-		for i, vals := range opts.PCRs {
+	if cfg.pcrPolicy != nil {
+		v.pcrs = make(map[int][][]byte, len(cfg.pcrPolicy))
+		for i, vals := range cfg.pcrPolicy {
 			if i < 0 || i >= NumPCRs {
 				return nil, fmt.Errorf("tpm: PCR policy: index %d out of range", i)
 			}
@@ -95,8 +82,11 @@ func NewVerifier(aks [][]byte, opts *VerifierOptions) (*Verifier, error) {
 	return v, nil
 }
 
+// MediaTypes is the media type the Verifier accepts ([postauth.MediaTyper]).
+func (v *Verifier) MediaTypes() []string { return []string{MediaType} }
+
 // evidenceErr is a CodeInvalid error with a wire-safe reason.
-func evidenceErr(reason string, cause error) error {
+func evidenceErr(reason postauth.Reason, cause error) error {
 	return postauth.NewError(postauth.CodeInvalid, reason, cause)
 }
 
@@ -114,37 +104,37 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		return nil, err
 	}
 	if postauth.BaseMediaType(ev.Type) != MediaType {
-		return nil, evidenceErr("format_not_accepted", fmt.Errorf("tpm: media type %q", ev.Type))
+		return nil, evidenceErr(postauth.ReasonFormatNotAccepted, fmt.Errorf("tpm: media type %q", ev.Type))
 	}
 	e, err := DecodeEvidence(ev.Value)
 	if err != nil {
-		return nil, evidenceErr("evidence_invalid", err)
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, err)
 	}
 	name := akName(e.AK)
 	key, ok := v.aks[string(name)]
 	if !ok {
-		return nil, evidenceErr("untrusted_attester", errors.New("tpm: attestation key not trusted"))
+		return nil, evidenceErr(postauth.ReasonUntrustedAttester, errors.New("tpm: attestation key not trusted"))
 	}
 	r, s, err := ecdsaSignature(e.Signature)
 	if err != nil {
-		return nil, evidenceErr("bad_evidence_signature", err)
+		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, err)
 	}
 	digest := sha256.Sum256(e.Quote)
 	if !ecdsa.Verify(key, digest[:], new(big.Int).SetBytes(r), new(big.Int).SetBytes(s)) {
-		return nil, evidenceErr("bad_evidence_signature", errors.New("tpm: quote signature invalid"))
+		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, errors.New("tpm: quote signature invalid"))
 	}
 	at, err := ParseAttest(e.Quote)
 	if err != nil {
-		return nil, evidenceErr("evidence_invalid", err)
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, err)
 	}
 	if !binderMatches(at.ExtraData, ch.Binder) {
-		return nil, evidenceErr("binder_mismatch", postauth.ErrBinderMismatch)
+		return nil, evidenceErr(postauth.ReasonBinderMismatch, postauth.ErrBinderMismatch)
 	}
 	if !slices.Equal(at.PCRs, slices.Sorted(maps.Keys(e.PCRs))) {
-		return nil, evidenceErr("pcr_selection_mismatch", errors.New("tpm: reported PCRs differ from the quoted selection"))
+		return nil, evidenceErr(postauth.ReasonPCRSelectionMismatch, errors.New("tpm: reported PCRs differ from the quoted selection"))
 	}
 	if !bytes.Equal(at.PCRDigest, PCRDigest(e.PCRs)) {
-		return nil, evidenceErr("pcr_digest_mismatch", errors.New("tpm: reported PCR values do not match the quoted digest"))
+		return nil, evidenceErr(postauth.ReasonPCRDigestMismatch, errors.New("tpm: reported PCR values do not match the quoted digest"))
 	}
 	app := &postauth.Appraisal{
 		Format:         Format,
@@ -161,16 +151,16 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	switch {
 	case e.Posture != nil:
 		if err := v.checkPosture(e); err != nil {
-			return nil, evidenceErr("posture_invalid", err)
+			return nil, evidenceErr(postauth.ReasonPostureInvalid, err)
 		}
 		app.PostureHead = slices.Clone(e.PCRs[e.Posture.PCR])
 		app.PostureLog = slices.Clone(e.Posture.Log)
 	case v.reqPosture:
-		return nil, evidenceErr("posture_missing", errors.New("tpm: evidence carries no posture"))
+		return nil, evidenceErr(postauth.ReasonPostureMissing, errors.New("tpm: evidence carries no posture"))
 	}
 	if viol := v.pcrViolations(e.PCRs); len(viol) > 0 {
 		return nil, &postauth.Error{
-			Code: postauth.CodePolicyDenied, Reason: "pcr_policy_denied", Violations: viol,
+			Code: postauth.CodePolicyDenied, Reason: postauth.ReasonPCRPolicyDenied, Violations: viol,
 			Err: errors.New("tpm: PCR values not allowed by policy"),
 		}
 	}
@@ -197,12 +187,12 @@ func (v *Verifier) checkPosture(e *Evidence) error {
 	if e.Posture.PCR != v.posturePCR {
 		return fmt.Errorf("tpm: posture PCR %d, want %d", e.Posture.PCR, v.posturePCR)
 	}
-	head, ok := e.PCRs[e.Posture.PCR]
-	if !ok {
+	if _, ok := e.PCRs[e.Posture.PCR]; !ok {
 		return errors.New("tpm: the posture PCR is not quoted")
 	}
-	_, err := posture.VerifyRegister(sha256Hash, e.Posture.Log, head)
-	return err
+	// The relying party replays the log against the quoted PCR value
+	// (postauth.RelyingParty.Verify).
+	return nil
 }
 
 // pcrViolations names every PCR of the policy that is not quoted or holds

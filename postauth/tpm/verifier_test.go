@@ -34,7 +34,7 @@ func fixedKey(tb testing.TB) *ecdsa.PrivateKey {
 // never sign these, but the parser must refuse them on its own.
 func TestForgedStructure(t *testing.T) {
 	key := postauthtest.NewKey(t)
-	v, err := tpm.NewVerifier([][]byte{softwareAK(t, key)}, nil)
+	v, err := tpm.NewVerifier([][]byte{softwareAK(t, key)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,33 +53,33 @@ func TestForgedStructure(t *testing.T) {
 	cases := []struct {
 		name   string
 		ev     postauth.Evidence
-		reason string
+		reason postauth.Reason
 	}{
-		{"magic", mod(func(q *attestFields) { q.magic = 0xff544348 }), "evidence_invalid"},
-		{"type-certify", mod(func(q *attestFields) { q.typ = 0x8017 }), "evidence_invalid"},
-		{"two-banks", mod(func(q *attestFields) { q.banks = []uint16{0x000B, 0x000B} }), "evidence_invalid"},
-		{"no-bank", mod(func(q *attestFields) { q.banks = nil }), "evidence_invalid"},
-		{"sha1-bank", mod(func(q *attestFields) { q.banks = []uint16{0x0004} }), "evidence_invalid"},
-		{"pcr-24", mod(func(q *attestFields) { q.sel = []byte{0x83, 0, 0, 1} }), "evidence_invalid"},
-		{"empty-selection", mod(func(q *attestFields) { q.sel = []byte{0, 0, 0} }), "evidence_invalid"},
-		{"short-digest", mod(func(q *attestFields) { q.digest = q.digest[:20] }), "evidence_invalid"},
-		{"trailer", mod(func(q *attestFields) { q.trailer = []byte{0} }), "evidence_invalid"},
-		{"extra-data", mod(func(q *attestFields) { q.extra = bytes.Repeat([]byte{8}, 32) }), "binder_mismatch"},
-		{"hashed-short-binder", mod(func(q *attestFields) { q.extra = sum[:] }), "binder_mismatch"},
-		{"empty-extra-data", mod(func(q *attestFields) { q.extra = nil }), "binder_mismatch"},
-		{"selection-differs", mod(func(q *attestFields) { q.sel = []byte{0x83, 1, 0} }), "pcr_selection_mismatch"},
-		{"digest-differs", mod(func(q *attestFields) { q.digest = make([]byte, 32) }), "pcr_digest_mismatch"},
+		{"magic", mod(func(q *attestFields) { q.magic = 0xff544348 }), postauth.ReasonEvidenceInvalid},
+		{"type-certify", mod(func(q *attestFields) { q.typ = 0x8017 }), postauth.ReasonEvidenceInvalid},
+		{"two-banks", mod(func(q *attestFields) { q.banks = []uint16{0x000B, 0x000B} }), postauth.ReasonEvidenceInvalid},
+		{"no-bank", mod(func(q *attestFields) { q.banks = nil }), postauth.ReasonEvidenceInvalid},
+		{"sha1-bank", mod(func(q *attestFields) { q.banks = []uint16{0x0004} }), postauth.ReasonEvidenceInvalid},
+		{"pcr-24", mod(func(q *attestFields) { q.sel = []byte{0x83, 0, 0, 1} }), postauth.ReasonEvidenceInvalid},
+		{"empty-selection", mod(func(q *attestFields) { q.sel = []byte{0, 0, 0} }), postauth.ReasonEvidenceInvalid},
+		{"short-digest", mod(func(q *attestFields) { q.digest = q.digest[:20] }), postauth.ReasonEvidenceInvalid},
+		{"trailer", mod(func(q *attestFields) { q.trailer = []byte{0} }), postauth.ReasonEvidenceInvalid},
+		{"extra-data", mod(func(q *attestFields) { q.extra = bytes.Repeat([]byte{8}, 32) }), postauth.ReasonBinderMismatch},
+		{"hashed-short-binder", mod(func(q *attestFields) { q.extra = sum[:] }), postauth.ReasonBinderMismatch},
+		{"empty-extra-data", mod(func(q *attestFields) { q.extra = nil }), postauth.ReasonBinderMismatch},
+		{"selection-differs", mod(func(q *attestFields) { q.sel = []byte{0x83, 1, 0} }), postauth.ReasonPCRSelectionMismatch},
+		{"digest-differs", mod(func(q *attestFields) { q.digest = make([]byte, 32) }), postauth.ReasonPCRDigestMismatch},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := v.Verify(context.Background(), ch, tc.ev)
-			wantReason(t, err, postauth.CodeInvalid, tc.reason)
+			postauthtest.WantError(t, err, postauth.CodeInvalid, tc.reason)
 		})
 	}
 	t.Run("empty-binder", func(t *testing.T) {
 		q := quoteFields(nil, pcrs)
 		_, err := v.Verify(context.Background(), postauth.Challenge{}, forge(t, key, q, pcrs))
-		wantReason(t, err, postauth.CodeInvalid, "binder_mismatch")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
 	})
 	t.Run("rsa-signature", func(t *testing.T) {
 		ev := forgeQuote(t, key, binder, pcrs)
@@ -87,7 +87,7 @@ func TestForgedStructure(t *testing.T) {
 		d.Signature[1] = 0x14 // TPM_ALG_RSASSA
 		b, _ := d.Marshal()
 		_, err := v.Verify(context.Background(), ch, postauth.Evidence{Type: tpm.MediaType, Value: b})
-		wantReason(t, err, postauth.CodeInvalid, "bad_evidence_signature")
+		postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBadEvidenceSignature)
 	})
 	t.Run("canceled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -131,21 +131,21 @@ func TestNewVerifierRejects(t *testing.T) {
 		}),
 	}
 	for name, ak := range cases {
-		if _, err := tpm.NewVerifier([][]byte{ak}, nil); err == nil {
+		if _, err := tpm.NewVerifier([][]byte{ak}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := tpm.NewVerifier(nil, nil); err == nil {
+	if _, err := tpm.NewVerifier(nil); err == nil {
 		t.Error("no AKs accepted")
 	}
-	if _, err := tpm.NewVerifier([][]byte{good}, &tpm.VerifierOptions{PosturePCR: 24}); err == nil {
+	if _, err := tpm.NewVerifier([][]byte{good}, tpm.WithPosturePCR(24)); err == nil {
 		t.Error("posture PCR 24 accepted")
 	}
 	nullScheme := edit(func(p *tpm2.TPMTPublic) {
 		parms, _ := p.Parameters.ECCDetail()
 		parms.Scheme = tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull}
 	})
-	if _, err := tpm.NewVerifier([][]byte{nullScheme}, nil); err != nil {
+	if _, err := tpm.NewVerifier([][]byte{nullScheme}); err != nil {
 		t.Errorf("AK with a NULL scheme: %v", err)
 	}
 }
@@ -232,7 +232,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(binder, forged.Value)
 	fd, _ := tpm.DecodeEvidence(forged.Value)
 	signed[string(fd.Quote)] = true
-	v, err := tpm.NewVerifier(aks, &tpm.VerifierOptions{PCRs: map[int][][]byte{0: {make([]byte, 32)}}})
+	v, err := tpm.NewVerifier(aks, tpm.WithPCRPolicy(map[int][][]byte{0: {make([]byte, 32)}}))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func FuzzVerify(f *testing.F) {
 // quote: decoding, the AK lookup, ECDSA P-256 verification and the checks.
 func BenchmarkVerify(b *testing.B) {
 	g := loadGolden(b)[0]
-	v, err := tpm.NewVerifier([][]byte{g.ak}, nil)
+	v, err := tpm.NewVerifier([][]byte{g.ak})
 	if err != nil {
 		b.Fatal(err)
 	}

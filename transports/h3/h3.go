@@ -1,19 +1,14 @@
-// Package h3 carries reattest over HTTP/3 and QUIC. It is the only package
-// of the module besides the examples that imports quic-go, so that users of
-// package transports and middleware never link it.
+// Package h3 is the client side of reattest over HTTP/3 and QUIC. It and
+// its server counterpart, middleware/h3attest, are the packages of the
+// module that import quic-go, so that users of package transports and
+// middleware never link it.
 //
-// Client: [New] returns a [transports.Transport] whose pinned connections
+// [NewTransport] returns a [transports.Transport] whose pinned connections
 // are HTTP/3 over QUIC; everything else (challenges answered on the same
 // connection, shared attestation, pre-arming, server attestation) is the
-// same as over HTTP/1.1 and HTTP/2.
-//
-// Server: the middleware runs unchanged behind an [http3.Server], which
-// fills r.TLS from the QUIC connection. [ConfigureServer] gives every QUIC
-// connection its own attestation state and turns 0-RTT off: a request that
-// arrives as 0-RTT data can be replayed, and reaches handlers with
-// r.TLS.HandshakeComplete false; the middleware answers such requests on
-// high-impact routes with 425 Too Early, but it is better not to accept
-// them at all.
+// same as over HTTP/1.1 and HTTP/2. [Dialer] opens such connections for
+// [transports.WithDialer]. It returns only once the QUIC handshake is
+// complete: a 0-RTT request is replayable and never carries attestation.
 //
 // Raw QUIC: [Channel] gives the attestation channel of a QUIC connection
 // once its handshake is complete, for protocols other than HTTP/3.
@@ -30,15 +25,14 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/transports"
 )
 
-// New returns a Transport that sends https requests over HTTP/3 with
-// tlsConf (QUIC is always TLS 1.3). quicConf may be nil.
-func New(tlsConf *tls.Config, quicConf *quic.Config, opts ...transports.Option) (*transports.Transport, error) {
-	return transports.New(nil, append([]transports.Option{transports.WithDialer(Dialer(tlsConf, quicConf))}, opts...)...)
+// NewTransport returns a Transport that sends https requests over HTTP/3
+// with tlsConf (QUIC is always TLS 1.3). quicConf may be nil.
+func NewTransport(tlsConf *tls.Config, quicConf *quic.Config, opts ...transports.Option) (*transports.Transport, error) {
+	return transports.NewTransport(nil, append([]transports.Option{transports.WithDialer(Dialer(tlsConf, quicConf))}, opts...)...)
 }
 
 // Dialer returns a DialFunc that opens HTTP/3 connections. It returns only
@@ -111,28 +105,6 @@ func (b *doneBody) Close() error {
 		b.done()
 	}
 	return b.ReadCloser.Close()
-}
-
-// ConfigureServer prepares srv for attestation: each QUIC connection gets
-// its own attestation state (ConnContext; it dies with the connection), and
-// 0-RTT is turned off in srv.QUICConfig. Existing ConnContext hooks run
-// first. Call it before the server starts. srv.QUICConfig applies to
-// listeners the server creates (ListenAndServe, Serve): a listener you make
-// yourself for ServeListener needs its own quic.Config with Allow0RTT false.
-func ConfigureServer(srv *http3.Server) {
-	prev := srv.ConnContext
-	srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context {
-		if prev != nil {
-			ctx = prev(ctx, c)
-		}
-		return middleware.ContextWithConnState(ctx)
-	}
-	qc := &quic.Config{}
-	if srv.QUICConfig != nil {
-		qc = srv.QUICConfig.Clone()
-	}
-	qc.Allow0RTT = false
-	srv.QUICConfig = qc
 }
 
 // Channel waits for the QUIC handshake of c to complete and returns its

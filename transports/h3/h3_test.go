@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reattest/reattest/middleware/h3attest"
+
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/reattest/reattest/internal/wire"
+	"github.com/reattest/reattest/internal/httpbind"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/postauthtest"
@@ -37,12 +39,12 @@ type h3Env struct {
 func newH3Env(t *testing.T, allow0RTT bool, extra ...func(*h3Env) middleware.Option) *h3Env {
 	t.Helper()
 	e := &h3Env{pki: postauthtest.New(t)}
-	e.server = e.pki.Issue(t, "localhost", true, nil)
-	e.agent = e.pki.Issue(t, "agent", false, nil)
+	e.server = e.pki.Issue(t, "localhost", postauthtest.ServerAuth())
+	e.agent = e.pki.Issue(t, "agent")
 	attKey := postauthtest.NewKey(t)
-	att, _ := softeat.NewAttester(attKey, nil)
+	att, _ := softeat.NewAttester(attKey)
 	e.attester = &postauthtest.CountingAttester{Inner: att}
-	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, nil)
+	v, _ := softeat.NewVerifier([]crypto.PublicKey{attKey.Public()})
 	opts := []middleware.Option{
 		middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation}),
 		middleware.WithRoute("PUT /config", middleware.Route{}),
@@ -66,7 +68,7 @@ func newH3Env(t *testing.T, allow0RTT bool, extra ...func(*h3Env) middleware.Opt
 	})
 	tlsConf := e.pki.ServerConfig(e.server)
 	srv := &http3.Server{Handler: guard.Middleware(mux), TLSConfig: http3.ConfigureTLSConfig(tlsConf)}
-	h3.ConfigureServer(srv)
+	h3attest.ConfigureServer(srv)
 	if allow0RTT {
 		srv.QUICConfig.Allow0RTT = true // deliberately unsafe, to test the middleware's 425
 		srv.TLSConfig.SessionTicketsDisabled = false
@@ -84,7 +86,7 @@ func newH3Env(t *testing.T, allow0RTT bool, extra ...func(*h3Env) middleware.Opt
 func (e *h3Env) client(t *testing.T, opts ...transports.Option) *http.Client {
 	t.Helper()
 	id, _ := postauth.IdentityFromTLS(&e.agent)
-	tr, err := h3.New(e.pki.ClientConfig(&e.agent), nil, append([]transports.Option{transports.WithAttester(id, e.attester, nil), transports.WithAttestTo("127.0.0.1")}, opts...)...)
+	tr, err := h3.NewTransport(e.pki.ClientConfig(&e.agent), nil, append([]transports.Option{transports.WithAttester(id, e.attester), transports.WithAttestTo("127.0.0.1")}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,17 +158,18 @@ func TestHTTP3Relay(t *testing.T) {
 		return resp
 	}
 	chal := rt(a, "")
-	raw, _, err := wire.DecodeBytes(chal.Header.Get(middleware.HeaderAttestationRequest), wire.MaxRequestHeader)
+	raw, _, err := httpbind.DecodeBytes(chal.Header.Get(middleware.HeaderAttestationRequest), httpbind.MaxRequestHeader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req, _ := postauth.ParseRequest(raw)
 	id, _ := postauth.IdentityFromTLS(&e.agent)
-	out, err := postauth.Respond(context.Background(), chA, postauth.RoleClient, req, id, e.attester, nil)
+	responder, _ := postauth.NewResponder(id, e.attester)
+	out, err := responder.Respond(context.Background(), chA, postauth.RoleClient, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hdr := wire.EncodeBytes(out)
+	hdr := httpbind.EncodeBytes(out)
 	rt(b, "")
 	if r := rt(b, hdr); r.StatusCode != 401 {
 		t.Fatalf("relayed to another QUIC connection: %d", r.StatusCode)
@@ -231,7 +234,7 @@ func TestHTTP3EarlyDataRefused(t *testing.T) {
 
 func TestConfigureServerTurnsOff0RTT(t *testing.T) {
 	srv := &http3.Server{QUICConfig: &quic.Config{Allow0RTT: true}}
-	h3.ConfigureServer(srv)
+	h3attest.ConfigureServer(srv)
 	if srv.QUICConfig.Allow0RTT || srv.ConnContext == nil {
 		t.Fatal("0-RTT still allowed or no per-connection state")
 	}
@@ -239,17 +242,17 @@ func TestConfigureServerTurnsOff0RTT(t *testing.T) {
 
 func TestHTTP3ServerAttests(t *testing.T) {
 	serverKey := postauthtest.NewKey(t)
-	serverAtt, _ := softeat.NewAttester(serverKey, nil)
+	serverAtt, _ := softeat.NewAttester(serverKey)
 	e := newH3Env(t, false, func(e *h3Env) middleware.Option {
 		id, _ := postauth.IdentityFromTLS(&e.server)
 		return middleware.WithServerAttestation(id, serverAtt)
 	})
-	trusted, _ := softeat.NewVerifier([]crypto.PublicKey{serverKey.Public()}, nil)
+	trusted, _ := softeat.NewVerifier([]crypto.PublicKey{serverKey.Public()})
 	var attested atomic.Int64
 	c := e.client(t,
-		transports.WithServerAttestation(func(r *http.Request) bool { return r.URL.Path == "/config" }, &postauth.Policy{Verifier: trusted}, time.Minute),
-		transports.WithObserver(func(ev transports.Event) {
-			if ev.Kind == transports.EventServerAttested {
+		transports.WithServerAttestation(func(r *http.Request) bool { return r.URL.Path == "/config" }, postauthtest.RelyingParty(t, trusted), time.Minute),
+		transports.WithObserver(func(ev transports.Activity) {
+			if ev.Kind == transports.ActivityServerAttested {
 				attested.Add(1)
 			}
 		}))

@@ -4,7 +4,7 @@
 //
 //	qp, err := tdxguest.NewQuoteProvider()
 //	reg, err := tdxguest.NewRTMRRegister(qp)  // RTMR3; must still be zero
-//	tracker, err := posture.NewTracker(reg)
+//	tracker, err := posture.NewTracker(posture.WithRegister(reg))
 //	att, err := tdx.NewAttester(qp, tdx.WithPosture(tracker))
 //
 // It is kept apart from package tdx so that a relying party that only

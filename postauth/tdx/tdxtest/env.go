@@ -36,7 +36,7 @@ func NewEnv(tb TB, cfg *PlatformConfig, opts ...tdx.VerifierOption) *Env {
 // track posture, build the attester again over the platform's RTMR3:
 //
 //	env, err := tdxtest.NewDemo()
-//	tracker, err := posture.NewTracker(env.Platform.RTMR(tdx.PostureRTMR))
+//	tracker, err := posture.NewTracker(posture.WithRegister(env.Platform.RTMR(tdx.PostureRTMR)))
 //	att, err := tdx.NewAttester(env.Platform, tdx.WithPosture(tracker))
 //	// env.Verifier verifies att's Evidence (test root: not hardware)
 func NewDemo(opts ...tdx.VerifierOption) (*Env, error) {

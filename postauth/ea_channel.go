@@ -5,9 +5,9 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"hash"
+	"slices"
 	"sync"
 )
 
@@ -32,18 +32,12 @@ func (r Role) String() string {
 	return fmt.Sprintf("role(%d)", uint8(r))
 }
 
-// Exporter labels (RFC 9261 section 5.1; draft-fossati-seat-expat section 5).
+// Exporter labels (RFC 9261 section 5.1).
 const (
 	labelClientHandshakeContext = "EXPORTER-client authenticator handshake context"
 	labelServerHandshakeContext = "EXPORTER-server authenticator handshake context"
 	labelClientFinishedKey      = "EXPORTER-client authenticator finished key"
 	labelServerFinishedKey      = "EXPORTER-server authenticator finished key"
-	// BinderLabel is the exporter label of the attestation binder,
-	// TLS-Exporter("Attestation", certificate_request_context, 32), as in
-	// draft-fossati-seat-expat-02.
-	BinderLabel = "Attestation"
-	// binderExportLen is the length of the exported value in the binder.
-	binderExportLen = 32
 	// connectionIDLabel derives a per-connection identifier for caches.
 	connectionIDLabel = "EXPORTER-reattest connection id"
 )
@@ -61,12 +55,19 @@ type Channel struct {
 	export Exporter
 	suite  uint16
 	hash   crypto.Hash
-	// peer is the leaf certificate the peer authenticated the TLS
-	// connection with, if any.
-	peer *x509.Certificate
+	// peer is what the Channel keeps of the leaf certificate the peer
+	// authenticated the TLS connection with (nil if none): its key and
+	// subject, not the certificate, so that an idle connection's state stays
+	// small.
+	peer *peerIdentity
 
 	mu   sync.Mutex            // guards keys
 	keys [3]*authenticatorKeys // indexed by Role
+}
+
+type peerIdentity struct {
+	spki    []byte // DER SubjectPublicKeyInfo
+	subject string
 }
 
 type authenticatorKeys struct {
@@ -82,22 +83,28 @@ type authenticatorKeys struct {
 func NewChannel(cs *tls.ConnectionState) (*Channel, error) {
 	switch {
 	case cs == nil:
-		return nil, invalid("no_tls", ErrNoConnectionState)
+		return nil, invalid(ReasonNoTLS, ErrNoConnectionState)
 	case cs.Version != tls.VersionTLS13:
 		if cs.Version == 0 && !cs.HandshakeComplete {
-			return nil, invalid("no_tls", ErrNoConnectionState)
+			return nil, invalid(ReasonNoTLS, ErrNoConnectionState)
 		}
-		return nil, invalid("tls13_required", ErrNotTLS13)
+		return nil, invalid(ReasonTLS13Required, ErrNotTLS13)
 	case !cs.HandshakeComplete:
-		return nil, invalid("handshake_incomplete", ErrHandshakeIncomplete)
+		return nil, invalid(ReasonHandshakeIncomplete, ErrHandshakeIncomplete)
 	}
 	// Only a peer certificate that TLS verified establishes an identity:
 	// with RequireAnyClientCert or InsecureSkipVerify it proves nothing.
-	var peer *x509.Certificate
-	if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 {
-		peer = cs.PeerCertificates[0]
+	var peer *peerIdentity
+	if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 { // mutation: verified peer only
+		leaf := cs.PeerCertificates[0]
+		peer = &peerIdentity{spki: leaf.RawSubjectPublicKeyInfo, subject: leaf.Subject.String()}
 	}
-	state := *cs // the exporter must not change under us
+	// Keep the exporter, not the certificates: a copy of the state without
+	// them (the exporter must not change under us, and must not pin the
+	// peer's chain in memory).
+	state := *cs
+	state.PeerCertificates, state.VerifiedChains = nil, nil
+	state.SignedCertificateTimestamps, state.OCSPResponse = nil, nil
 	ch, err := NewChannelFromExporter(state.CipherSuite, safeExporter(state.ExportKeyingMaterial))
 	if err != nil {
 		return nil, err
@@ -113,7 +120,7 @@ func NewChannel(cs *tls.ConnectionState) (*Channel, error) {
 // unavailable on such a Channel (it knows no peer certificate).
 func NewChannelFromExporter(suite uint16, export Exporter) (*Channel, error) {
 	if export == nil {
-		return nil, invalid("no_tls", ErrNoConnectionState)
+		return nil, invalid(ReasonNoTLS, ErrNoConnectionState)
 	}
 	h, err := suiteHash(suite)
 	if err != nil {
@@ -142,7 +149,7 @@ func suiteHash(suite uint16) (crypto.Hash, error) {
 	case tls.TLS_AES_256_GCM_SHA384:
 		return crypto.SHA384, nil
 	}
-	return 0, invalid("unsupported_suite", fmt.Errorf("%w: 0x%04x", ErrUnsupportedSuite, suite))
+	return 0, invalid(ReasonUnsupportedSuite, fmt.Errorf("%w: 0x%04x", ErrUnsupportedSuite, suite))
 }
 
 // Hash is the hash function of the connection's cipher suite, used for the
@@ -152,9 +159,15 @@ func (c *Channel) Hash() crypto.Hash { return c.hash }
 // CipherSuite is the connection's TLS 1.3 cipher suite.
 func (c *Channel) CipherSuite() uint16 { return c.suite }
 
-// PeerCertificate is the leaf certificate the peer presented in the TLS
-// handshake and TLS verified (it has VerifiedChains), or nil.
-func (c *Channel) PeerCertificate() *x509.Certificate { return c.peer }
+// PeerSPKI is the DER SubjectPublicKeyInfo of the leaf certificate the peer
+// presented in the TLS handshake and TLS verified (it has VerifiedChains),
+// or nil: the key that KeyTrustSamePeer requires.
+func (c *Channel) PeerSPKI() []byte {
+	if c.peer == nil {
+		return nil
+	}
+	return slices.Clone(c.peer.spki)
+}
 
 func (c *Channel) newHash() hash.Hash {
 	if c.hash == crypto.SHA384 {
@@ -176,49 +189,21 @@ func (c *Channel) keysFor(role Role) (*authenticatorKeys, error) {
 		return k, nil
 	}
 	hcLabel, fkLabel := labelClientHandshakeContext, labelClientFinishedKey
-	if role == RoleServer {
+	if role == RoleServer { // mutation: role labels
 		hcLabel, fkLabel = labelServerHandshakeContext, labelServerFinishedKey
 	}
 	n := c.hash.Size()
 	hc, err := c.export(hcLabel, nil, n)
 	if err != nil {
-		return nil, invalid("exporter_failed", err)
+		return nil, invalid(ReasonExporterFailed, err)
 	}
 	fk, err := c.export(fkLabel, nil, n)
 	if err != nil {
-		return nil, invalid("exporter_failed", err)
+		return nil, invalid(ReasonExporterFailed, err)
 	}
 	k := &authenticatorKeys{handshakeContext: hc, finishedKey: fk}
 	c.keys[role] = k
 	return k, nil
-}
-
-// Binder returns the attestation binder for an authenticator with the given
-// end-entity key (DER SubjectPublicKeyInfo) answering a request with the
-// given certificate_request_context:
-//
-//	Hash(spki || TLS-Exporter("Attestation", context, 32))
-//
-// Evidence carries it as its freshness value (EAT eat_nonce, TPM extraData,
-// TDX REPORTDATA), which binds the Evidence to this connection, this request
-// and this key.
-func (c *Channel) Binder(spki, context []byte) ([]byte, error) {
-	ev, err := c.export(BinderLabel, context, binderExportLen)
-	if err != nil {
-		return nil, invalid("exporter_failed", err)
-	}
-	h := c.newHash()
-	h.Write(spki)
-	h.Write(ev)
-	return h.Sum(nil), nil
-}
-
-// KeyHash returns Hash(spki) with the connection's hash: the value Evidence
-// carries to vouch for the authenticator key (expat's AIK_pub_hash).
-func (c *Channel) KeyHash(spki []byte) []byte {
-	h := c.newHash()
-	h.Write(spki)
-	return h.Sum(nil)
 }
 
 // ID returns a 16-byte identifier of the connection derived from its
@@ -227,7 +212,7 @@ func (c *Channel) KeyHash(spki []byte) []byte {
 func (c *Channel) ID() ([]byte, error) {
 	id, err := c.export(connectionIDLabel, nil, 16)
 	if err != nil {
-		return nil, invalid("exporter_failed", err)
+		return nil, invalid(ReasonExporterFailed, err)
 	}
 	return id, nil
 }

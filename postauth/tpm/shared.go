@@ -7,13 +7,13 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 )
 
-// Locked serializes the commands sent to one TPM. A TPM runs one command
+// SharedTPM serializes the commands sent to one TPM. A TPM runs one command
 // at a time, and most transports (the simulator, a /dev/tpmrm0 handle) must
 // not be used by several goroutines at once. Every [Attester] and
-// [PCRRegister] wraps its transport in a Locked; when several of them use
-// the same TPM, wrap the transport once with [Lock] and pass the same
-// *Locked to each of them (NewAttester refuses a posture PCRRegister that
-// holds another lock). A Locked is safe for concurrent use.
+// [PCRRegister] wraps its transport in a SharedTPM; when several of them use
+// the same TPM, wrap the transport once with [Share] and pass the same
+// *SharedTPM to each of them (NewAttester refuses a posture PCRRegister that
+// holds another lock). A SharedTPM is safe for concurrent use.
 //
 // Context handling: a caller waiting for the TPM gives up when its context
 // ends. A command already sent cannot be taken back: when the context ends
@@ -22,25 +22,26 @@ import (
 // command never overlaps it. The abandoned command's result is lost (a
 // [posture.Tracker] reads its register back to learn whether an abandoned
 // extend happened).
-type Locked struct {
+type SharedTPM struct {
 	t   transport.TPM
 	sem chan struct{} // holds a token while a command sequence runs
 }
 
-var _ transport.TPM = (*Locked)(nil)
+var _ transport.TPM = (*SharedTPM)(nil)
 
-// Lock returns a Locked over t. If t already is a *Locked, Lock returns it.
-func Lock(t transport.TPM) *Locked {
-	if l, ok := t.(*Locked); ok {
+// Share returns a SharedTPM over t. If t already is a *SharedTPM, Share
+// returns it.
+func Share(t transport.TPM) *SharedTPM {
+	if l, ok := t.(*SharedTPM); ok {
 		return l
 	}
-	return &Locked{t: t, sem: make(chan struct{}, 1)}
+	return &SharedTPM{t: t, sem: make(chan struct{}, 1)}
 }
 
 // Send sends one command, waiting for any command sequence in progress. It
 // implements [transport.TPM], so code outside this package can share the
 // TPM through the same lock.
-func (l *Locked) Send(cmd []byte) ([]byte, error) {
+func (l *SharedTPM) Send(cmd []byte) ([]byte, error) {
 	l.sem <- struct{}{}
 	defer func() { <-l.sem }()
 	return l.t.Send(cmd)
@@ -52,7 +53,7 @@ var errAbandoned = errors.New("tpm: an earlier command of this sequence was aban
 
 // do runs f with exclusive use of the TPM: no other command reaches the
 // TPM between f's commands. The transport f receives honours ctx.
-func (l *Locked) do(ctx context.Context, f func(t transport.TPM) error) error {
+func (l *SharedTPM) do(ctx context.Context, f func(t transport.TPM) error) error {
 	select {
 	case l.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -63,9 +64,9 @@ func (l *Locked) do(ctx context.Context, f func(t transport.TPM) error) error {
 	return f(s)
 }
 
-// session is a transport.TPM view of a Locked held by one sequence.
+// session is a transport.TPM view of a SharedTPM held by one sequence.
 type session struct {
-	l       *Locked
+	l       *SharedTPM
 	ctx     context.Context
 	running chan struct{} // closed when an abandoned command completes
 }

@@ -1,33 +1,29 @@
-// Package wire holds the HTTP binding details shared by the server
-// middleware and the client transport: header names, RFC 9651 byte
-// sequences, the WWW-Authenticate challenge and the operation digest
-// (docs/protocol.md, "HTTP binding").
-package wire
+// Package httpbind holds the HTTP binding of reattest shared by the server
+// middleware and the client transport (docs/protocol.md, section 5): header
+// names, RFC 9651 byte sequences, the WWW-Authenticate challenge, the
+// Attestation-Result dictionary, the operation digest, and the decision
+// table that maps every reason to its HTTP answer.
+package httpbind
 
 import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/reattest/reattest/postauth"
 )
 
-// Header and scheme names.
+// Header names, the authentication scheme and the discovery path.
 const (
-	HeaderRequest     = "Attestation-Request"
-	HeaderAttestation = "Attestation"
-	HeaderPosture     = "Attestation-Posture"
-	HeaderResult      = "Attestation-Result"
-	Scheme            = "Attestation"
-	WellKnownPath     = "/.well-known/reattest"
-)
-
-// Challenge error codes (the error auth-param of WWW-Authenticate).
-const (
-	ErrRequired       = "attestation_required"
-	ErrStale          = "attestation_stale"
-	ErrPostureChanged = "posture_changed"
-	ErrInvalid        = "invalid_attestation"
+	HeaderAttestationRequest = "Attestation-Request"
+	HeaderAttestation        = "Attestation"
+	HeaderPosture            = "Attestation-Posture"
+	HeaderResult             = "Attestation-Result"
+	AuthScheme               = "Attestation"
+	WellKnownPath            = "/.well-known/reattest"
 )
 
 // Freshness mode names.
@@ -70,7 +66,7 @@ func EncodeBytes(b []byte, params ...string) string {
 
 // ErrBadHeader is returned for a header value that is not a well-formed
 // byte sequence item within its size limit.
-var ErrBadHeader = errors.New("wire: malformed header value")
+var ErrBadHeader = errors.New("httpbind: malformed header value")
 
 // DecodeBytes parses an RFC 9651 byte sequence item with optional
 // parameters. Boolean parameters that are true are returned in params;
@@ -129,12 +125,21 @@ func validKey(k string) bool {
 	return true
 }
 
-// OperationDigest is the operation binding of an operation-mode context:
-// the first 16 bytes of SHA-256(method 0x00 request-target 0x00 SHA-256(body)).
-func OperationDigest(method, target string, body []byte) []byte {
+// OperationDigest is the operation binding of an operation-mode context
+// (docs/protocol.md, section 5.3): the first 16 bytes of
+//
+//	SHA-256(method 0x00 authority 0x00 request-target 0x00 SHA-256(body))
+//
+// with authority normalised by [NormalizeAuthority] and request-target in
+// origin form ([OriginForm]). Binding the authority keeps an authenticator
+// made for one host from being presented for another host served on the
+// same (coalesced HTTP/2) connection.
+func OperationDigest(method, authority, target string, body []byte) []byte {
 	bh := sha256.Sum256(body)
 	h := sha256.New()
 	h.Write([]byte(method))
+	h.Write([]byte{0})
+	h.Write([]byte(NormalizeAuthority(authority)))
 	h.Write([]byte{0})
 	h.Write([]byte(target))
 	h.Write([]byte{0})
@@ -142,9 +147,36 @@ func OperationDigest(method, target string, body []byte) []byte {
 	return h.Sum(nil)[:16]
 }
 
+// NormalizeAuthority returns the authority (host[:port], as in the Host
+// header or HTTP/2 :authority) in lower case, without the default https
+// port 443 and without a trailing dot of the host.
+func NormalizeAuthority(a string) string {
+	a = strings.ToLower(a)
+	a = strings.TrimSuffix(a, ":443")
+	return strings.TrimSuffix(a, ".")
+}
+
+// OriginForm returns the request-target the operation digest covers, from
+// the target a server received: an origin-form target ("/pay?x=1") as is,
+// "*" as is, and an absolute-form target ("https://host/pay?x=1") as the
+// origin form of its path and query, with "/" for an empty path.
+func OriginForm(target string) string {
+	if target == "" {
+		return "/"
+	}
+	if target[0] == '/' || target == "*" {
+		return target
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil || u.Host == "" {
+		return target
+	}
+	return u.RequestURI()
+}
+
 // Challenge is the Attestation challenge of a WWW-Authenticate header.
 type Challenge struct {
-	Error  string
+	Error  postauth.Reason
 	Mode   string
 	MaxAge int // seconds; 0 if absent
 }
@@ -152,10 +184,10 @@ type Challenge struct {
 // Format returns the challenge as a WWW-Authenticate value.
 func (c Challenge) Format() string {
 	var sb strings.Builder
-	sb.WriteString(Scheme)
+	sb.WriteString(AuthScheme)
 	sep := " "
 	if c.Error != "" {
-		sb.WriteString(sep + `error="` + c.Error + `"`)
+		sb.WriteString(sep + `error="` + string(c.Error) + `"`)
 		sep = ", "
 	}
 	if c.Mode != "" {
@@ -207,7 +239,7 @@ func parseChallengeList(v string) (Challenge, bool) {
 			if found {
 				return c, true
 			}
-			in = strings.EqualFold(tok, Scheme)
+			in = strings.EqualFold(tok, AuthScheme)
 			found = in
 			v = after
 			continue
@@ -232,7 +264,7 @@ func parseChallengeList(v string) (Challenge, bool) {
 		if in {
 			switch strings.ToLower(tok) {
 			case "error":
-				c.Error = val
+				c.Error = postauth.Reason(val)
 			case "mode":
 				c.Mode = val
 			case "max-age":

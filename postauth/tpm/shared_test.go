@@ -35,19 +35,19 @@ func (s *slowTPM) Send(cmd []byte) ([]byte, error) {
 	return append([]byte("rsp:"), cmd...), nil
 }
 
-func TestLockedIdempotent(t *testing.T) {
-	l := Lock(newSlowTPM())
-	if Lock(l) != l {
-		t.Fatal("Lock wrapped a *Locked again")
+func TestShareIdempotent(t *testing.T) {
+	l := Share(newSlowTPM())
+	if Share(l) != l {
+		t.Fatal("Share wrapped a *SharedTPM again")
 	}
 }
 
-// TestLockedAbandon: a caller whose context ends while the TPM runs its
+// TestSharedAbandon: a caller whose context ends while the TPM runs its
 // command returns at once; the TPM stays locked until the command is done,
 // so the next command does not overlap it.
-func TestLockedAbandon(t *testing.T) {
+func TestSharedAbandon(t *testing.T) {
 	s := newSlowTPM()
-	l := Lock(s)
+	l := Share(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -93,10 +93,10 @@ func TestLockedAbandon(t *testing.T) {
 	}
 }
 
-// TestLockedWait: a caller waiting for a busy TPM gives up with its context.
-func TestLockedWait(t *testing.T) {
+// TestSharedWait: a caller waiting for a busy TPM gives up with its context.
+func TestSharedWait(t *testing.T) {
 	s := newSlowTPM()
-	l := Lock(s)
+	l := Share(s)
 	go l.Send([]byte("a"))
 	<-s.started
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)

@@ -1,7 +1,7 @@
-// Package cborutil holds the CBOR encoding and decoding modes reattest uses
+// Package detcbor holds the CBOR encoding and decoding modes reattest uses
 // for everything it signs or hashes: deterministic encoding (RFC 8949
 // section 4.2.1) and strict, bounded decoding of peer input.
-package cborutil
+package detcbor
 
 import (
 	"github.com/fxamacker/cbor/v2"

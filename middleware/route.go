@@ -1,0 +1,210 @@
+package middleware
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/reattest/reattest/internal/httpbind"
+	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/posture"
+)
+
+// Mode is a route's freshness mode.
+type Mode uint8
+
+const (
+	// ModeConnection (the default): one attestation per connection, reused
+	// for this route until MaxAge passes, the verifier's expiry passes, or
+	// the client's posture hint changes.
+	ModeConnection Mode = iota
+	// ModeOperation: every request needs its own authenticator, whose
+	// context binds the method, the request target and a digest of the
+	// body. Nothing is reused.
+	ModeOperation
+)
+
+func (m Mode) String() string {
+	if m == ModeOperation {
+		return httpbind.ModeOperation
+	}
+	return httpbind.ModeConnection
+}
+
+// Route is the attestation policy of a high-impact route: plain data, like
+// a posture policy. The zero value is valid: connection freshness with
+// DefaultMaxAge, the Guard's verifier and protocol settings, no posture
+// policy. Do not modify a Route after handing it to a Guard.
+type Route struct {
+	// Name labels the route in logs, observer decisions and the discovery
+	// document. Zero means the pattern ([WithRoute]) or, for a wrapped
+	// handler ([Guard.Handler]), the name the router reports
+	// ([ContextWithRouteName]; the gin adapter reports the method and gin's
+	// full path). A wrapped handler with neither is listed in discovery
+	// once its first request names it.
+	Name string
+	// Mode is the freshness mode.
+	Mode Mode
+	// MaxAge bounds how long a verified attestation serves this route in
+	// connection mode, counted from the Evidence's attestation time. Zero
+	// means DefaultMaxAge. Within MaxAge a compromised agent keeps its
+	// verdict unless its posture hint (or the verifier's expiry) says
+	// otherwise: choose ModeOperation where that window is too long.
+	MaxAge time.Duration
+	// Verifier overrides the Guard's verifier for this route.
+	Verifier postauth.Verifier
+	// Protocol adds relying-party settings for this route after the
+	// Guard's ([WithProtocol]): accepted formats, key trust. The request
+	// settings of the connection (context lifetime, offered schemes,
+	// cmw_attestation code point) stay the Guard's.
+	Protocol []postauth.Option
+	// Posture, if set, is the posture policy every newly verified Result of
+	// this route must pass ([postauth.AppraisePosture]): a denial gives 403
+	// naming the violations. A Result without posture is denied by a
+	// policy with rules.
+	Posture *posture.Policy
+	// Appraise, if set, runs on every newly verified Result for this route
+	// after Posture. An error denies the request, mapped by its code like
+	// any other: CodePolicyDenied and errors without a code give 403 (naming
+	// the violations), CodeUnavailable and CodeCanceled 503, and
+	// CodeRequired, CodeStale or CodeInvalid 401 with a new challenge.
+	Appraise func(ctx context.Context, res *postauth.Result) error
+	// MaxBody bounds the body read to compute the operation digest
+	// (ModeOperation). Zero means DefaultMaxBody; larger bodies get 413.
+	MaxBody int64
+	// PreArm adds a fresh Attestation-Request to the responses of this
+	// route, so the client's next attestation needs no extra round trip.
+	PreArm bool
+}
+
+// route is a configured high-impact route.
+type route struct {
+	Route
+	pattern string // the WithRoute pattern, or "" for a wrapped handler
+	rp      *postauth.RelyingParty
+	// name is the route's label: Route.Name, the pattern, or the first name
+	// a router reported (set once).
+	name atomic.Pointer[string]
+}
+
+func (rt *route) label(r *http.Request) string {
+	if n := rt.name.Load(); n != nil {
+		return *n
+	}
+	if n, ok := r.Context().Value(routeNameKey{}).(string); ok && n != "" {
+		return n
+	}
+	return "unnamed route"
+}
+
+// newRoute checks r and fills in its defaults. Routes that override
+// nothing of the protocol share the Guard's relying party.
+func (g *Guard) newRoute(pattern string, r Route) (*route, error) {
+	what := pattern
+	if what == "" {
+		what = r.Name
+	}
+	if r.Mode != ModeConnection && r.Mode != ModeOperation {
+		return nil, fmt.Errorf("middleware: route %q: unknown mode %d", what, r.Mode)
+	}
+	if r.MaxAge <= 0 {
+		r.MaxAge = DefaultMaxAge
+	}
+	if r.MaxBody <= 0 {
+		r.MaxBody = DefaultMaxBody
+	}
+	rt := &route{Route: r, pattern: pattern, rp: g.rp}
+	if r.Verifier == nil && g.rp == nil {
+		return nil, fmt.Errorf("middleware: route %q has no verifier: give New a postauth.Verifier or set Route.Verifier", what)
+	}
+	if r.Verifier != nil || len(r.Protocol) > 0 {
+		v := r.Verifier
+		if v == nil {
+			v = g.rp.Verifier()
+		}
+		opts := append(append([]postauth.Option{postauth.WithClock(g.cfg.now)}, g.cfg.protocol...), r.Protocol...)
+		rp, err := postauth.NewRelyingParty(v, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("middleware: route %q: %w", what, err)
+		}
+		rt.rp = rp
+	}
+	switch {
+	case r.Name != "":
+		rt.name.Store(&r.Name)
+	case pattern != "":
+		rt.name.Store(&pattern)
+	}
+	return rt, nil
+}
+
+// registerPattern registers pattern in mux (which only matches: its
+// handlers never run), turning ServeMux's panic on a bad or duplicate
+// pattern into an error.
+func registerPattern(mux *http.ServeMux, pattern string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("middleware: route %q: %v", pattern, r)
+		}
+	}()
+	mux.Handle(pattern, http.NotFoundHandler())
+	return nil
+}
+
+// routeMethods returns the methods the patterns name ("POST /pay" names
+// POST; GET also matches HEAD in http.ServeMux), or nil if a pattern names
+// none.
+func routeMethods(specs []routeSpec) map[string]bool {
+	m := make(map[string]bool)
+	for _, s := range specs {
+		method, _, found := strings.Cut(s.pattern, " ")
+		if !found || method == "" || strings.Contains(method, "/") {
+			return nil
+		}
+		m[method] = true
+		if method == http.MethodGet {
+			m[http.MethodHead] = true
+		}
+	}
+	return m
+}
+
+// match returns the pattern route r falls under, or nil. It matches as
+// http.ServeMux does (unclean paths as the redirect they lead to), and also
+// on the decoded path: routers such as gin and httprouter route
+// "/v1%2Fconfig" to "/v1/config", which ServeMux treats as one segment. A
+// request that either reading puts under a route is protected.
+func (g *Guard) match(r *http.Request) *route {
+	if g.byPattern == nil || (g.methods != nil && !g.methods[r.Method]) {
+		return nil
+	}
+	// Handler returns the pattern of the route an unclean path redirects
+	// to, with the redirect handler: look the route up by pattern.
+	if _, pattern := g.mux.Handler(r); pattern != "" {
+		return g.byPattern[pattern]
+	}
+	if r.URL.RawPath != "" { // mutation: decoded path match
+		u := *r.URL
+		u.RawPath = ""
+		decoded := *r
+		decoded.URL = &u
+		if _, pattern := g.mux.Handler(&decoded); pattern != "" {
+			return g.byPattern[pattern]
+		}
+	}
+	return nil
+}
+
+type routeNameKey struct{}
+
+// ContextWithRouteName returns a copy of ctx that names the route a router
+// matched (for example "POST /v1/payments/{id}"). A handler wrapped with
+// [Guard.Handler] whose Route has no Name is labelled with it in logs,
+// observer decisions and the discovery document. Router adapters (package
+// ginattest) call it; it changes labels only, never what is protected.
+func ContextWithRouteName(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, routeNameKey{}, name)
+}

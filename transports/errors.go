@@ -1,0 +1,117 @@
+package transports
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/reattest/reattest/internal/httpbind"
+	"github.com/reattest/reattest/postauth"
+)
+
+// Errors.
+var (
+	// ErrBodyNotReplayable: the server demanded attestation and the request
+	// body cannot be sent again (no GetBody). The request was sent once and
+	// not retried.
+	ErrBodyNotReplayable = errors.New("transports: attestation challenge, but the request body cannot be replayed (set Request.GetBody)")
+	// ErrNoAttester: the server demanded attestation and no attester is
+	// configured.
+	ErrNoAttester = errors.New("transports: attestation challenge, but no attester is configured")
+	// ErrServerNotAttested: the server could not be attested; the request
+	// was not sent.
+	ErrServerNotAttested = errors.New("transports: server attestation failed; request not sent")
+	// ErrClosed: the Transport is closed.
+	ErrClosed = errors.New("transports: transport closed")
+	// ErrNotConfigured: the Transport was not made by NewTransport.
+	ErrNotConfigured = errors.New("transports: use NewTransport to create a Transport")
+)
+
+// RefusalError is a refusal of a high-impact request by a reattest server,
+// decoded from its application/problem+json body (docs/protocol.md,
+// section 5.2). Get one with [ResponseError]. Its Unwrap gives a
+// *postauth.Error, so [postauth.CodeOf] and [postauth.ReasonOf] work on it.
+type RefusalError struct {
+	// Status is the HTTP status (401, 403, 425, 503...).
+	Status int
+	// Reason is the server's reason (postauth reason tokens).
+	Reason postauth.Reason
+	// Violations names the failed posture items of a policy denial.
+	Violations []string
+	// ProblemType and Title are the problem's type URI and title.
+	ProblemType string
+	Title       string
+}
+
+func (e *RefusalError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "transports: server refused the request: %d", e.Status)
+	if e.Reason != "" {
+		fmt.Fprintf(&b, " (%s)", e.Reason)
+	}
+	if len(e.Violations) > 0 {
+		b.WriteString(": ")
+		b.WriteString(strings.Join(e.Violations, "; "))
+	}
+	return b.String()
+}
+
+// Unwrap returns the refusal as a *postauth.Error with the reason's code.
+func (e *RefusalError) Unwrap() error {
+	code := e.Reason.Code()
+	if code == postauth.CodeUnknown {
+		switch e.Status {
+		case http.StatusForbidden:
+			code = postauth.CodePolicyDenied
+		case http.StatusServiceUnavailable:
+			code = postauth.CodeUnavailable
+		default:
+			code = postauth.CodeInvalid
+		}
+	}
+	return &postauth.Error{Code: code, Reason: e.Reason, Violations: e.Violations}
+}
+
+// maxProblemBody bounds the problem body ResponseError reads.
+const maxProblemBody = 64 << 10
+
+// ResponseError returns the refusal resp carries, as a *RefusalError, if
+// resp is a reattest refusal (a 4xx or 5xx response with a problem+json
+// body whose type is a reattest problem type), and nil otherwise. A
+// RoundTripper must return responses whatever their status, so the
+// Transport hands refusals to the application as responses; this decodes
+// them. It reads at most 64 KiB of the body and puts back what it read, so
+// resp stays readable.
+func ResponseError(resp *http.Response) error {
+	if resp == nil || resp.StatusCode < 400 || resp.Body == nil {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/problem+json" {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxProblemBody))
+	resp.Body = readCloser{io.MultiReader(bytes.NewReader(data), resp.Body), resp.Body}
+	if err != nil {
+		return nil
+	}
+	var p struct {
+		Type       string          `json:"type"`
+		Title      string          `json:"title"`
+		Reason     postauth.Reason `json:"reason"`
+		Violations []string        `json:"violations"`
+	}
+	if json.Unmarshal(data, &p) != nil || !strings.HasPrefix(p.Type, httpbind.ProblemTypePrefix) {
+		return nil
+	}
+	return &RefusalError{Status: resp.StatusCode, Reason: p.Reason, Violations: p.Violations, ProblemType: p.Type, Title: p.Title}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
