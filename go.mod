@@ -3,6 +3,7 @@ module github.com/reattest/reattest
 go 1.26.0
 
 require (
+	github.com/dunglas/httpsfv v1.1.2
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/gin-gonic/gin v1.12.0
 	github.com/google/go-tdx-guest v0.3.2-0.20260305110651-91f9a52f36c7

@@ -97,7 +97,7 @@ func TestFallbackMemoryBounded(t *testing.T) {
 	flood(20) // warm up
 	before := heap()
 	flood(n)
-	per := float64(heap()-before) / n
+	per := (float64(heap()) - float64(before)) / n
 	t.Logf("%.0f bytes per fallback entry (%d entries)", per, middleware.FallbackLen(h.Guard))
 	if per > middleware.FallbackEntryBytes {
 		t.Fatalf("%.0f bytes per fallback entry, documented bound %d", per, middleware.FallbackEntryBytes)

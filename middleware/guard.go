@@ -37,6 +37,7 @@ type Guard struct {
 	mux       *http.ServeMux    // matches WithRoute patterns
 	patterns  []*route          // routes of WithRoute, in order
 	byPattern map[string]*route // the same, by pattern; nil if none
+	prefixes  []string          // their static path prefixes (staticPrefix)
 	// methods, if not nil, holds every method a route pattern names: a
 	// request with another method skips route matching (nil when some
 	// pattern has no method and matches them all).
@@ -95,6 +96,7 @@ func New(v postauth.Verifier, opts ...Option) (*Guard, error) {
 		}
 		g.patterns = append(g.patterns, rt)
 		g.byPattern[spec.pattern] = rt
+		g.prefixes = append(g.prefixes, staticPrefix(spec.pattern))
 	}
 	g.methods = routeMethods(cfg.routes)
 	return g, nil

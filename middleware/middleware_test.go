@@ -480,7 +480,9 @@ func TestPatternMatching(t *testing.T) {
 	g, err := middleware.New(verifierFunc(nil),
 		middleware.WithRoute("/admin/", middleware.Route{}),
 		middleware.WithRoute("GET /report", middleware.Route{}),
-		middleware.WithRoute("POST /pay/{id}", middleware.Route{}))
+		middleware.WithRoute("POST /pay/{id}", middleware.Route{}),
+		middleware.WithRoute("PUT example.com/hosted", middleware.Route{}),
+		middleware.WithRoute("DELETE /tree/{rest...}", middleware.Route{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,8 +504,23 @@ func TestPatternMatching(t *testing.T) {
 		{"POST", "/pay%2F42", true},     // ServeMux: one segment; gin: /pay/42
 		{"GET", "/pay/42", false},
 		{"GET", "/public", false},
+		// the prefilter (static prefixes) agrees with ServeMux
+		{"GET", "/admin", true}, // redirects to /admin/
+		{"GET", "/admin/./users", true},
+		{"GET", "/x/../admin/users", true},
+		{"POST", "/pay/", false},
+		{"POST", "/payments", false},
+		{"DELETE", "/tree", true}, // redirects to /tree/
+		{"DELETE", "/tree/a/b/c", true},
+		{"DELETE", "/trees", false},
+		{"PUT", "/hosted", false}, // another host
+		{"PUT", "http://example.com/hosted", true},
 	} {
-		req := httptest.NewRequest(tc.method, "http://example"+tc.path, nil)
+		target := "http://example" + tc.path
+		if strings.HasPrefix(tc.path, "http://") {
+			target = tc.path
+		}
+		req := httptest.NewRequest(tc.method, target, nil)
 		rec := httptest.NewRecorder()
 		hd.ServeHTTP(rec, req)
 		if got := rec.Code != 299; got != tc.protected {

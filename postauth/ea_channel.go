@@ -67,6 +67,7 @@ type Channel struct {
 
 type peerIdentity struct {
 	spki    []byte // DER SubjectPublicKeyInfo
+	pub     crypto.PublicKey
 	subject string
 }
 
@@ -97,7 +98,7 @@ func NewChannel(cs *tls.ConnectionState) (*Channel, error) {
 	var peer *peerIdentity
 	if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 { // mutation: verified peer only
 		leaf := cs.PeerCertificates[0]
-		peer = &peerIdentity{spki: leaf.RawSubjectPublicKeyInfo, subject: leaf.Subject.String()}
+		peer = &peerIdentity{spki: leaf.RawSubjectPublicKeyInfo, pub: leaf.PublicKey, subject: leaf.Subject.String()}
 	}
 	// Keep the exporter, not the certificates: a copy of the state without
 	// them (the exporter must not change under us, and must not pin the

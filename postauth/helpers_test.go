@@ -141,14 +141,6 @@ func (f *forger) build(t *testing.T, role postauth.Role, reqBytes, context []byt
 	return out
 }
 
-func bytesRepeat(b byte, n int) []byte {
-	out := make([]byte, n)
-	for i := range out {
-		out[i] = b
-	}
-	return out
-}
-
 // side is one direction of attestation on an env: who attests (role), the
 // relying party's Requester and channel, and the attester's channel,
 // identity and connection.

@@ -102,3 +102,17 @@ func TestCodeOfTypedNil(t *testing.T) {
 	}
 	_ = err.Error()
 }
+
+// A media type is type/subtype: a bare token is not one, although
+// mime.ParseMediaType accepts it.
+func TestBareTokenIsNoMediaType(t *testing.T) {
+	if _, err := postauth.EncodeCMW(postauth.Evidence{Type: "nope", Value: []byte{1}}, postauth.CMWCBOR); err == nil {
+		t.Fatal("a bare token accepted as a media type")
+	}
+	if got := postauth.BaseMediaType("nope"); got != "" {
+		t.Fatalf("BaseMediaType(nope) = %q", got)
+	}
+	if got := postauth.BaseMediaType("Application/EAT+CWT; x=1"); got != "application/eat+cwt" {
+		t.Fatalf("BaseMediaType = %q", got)
+	}
+}

@@ -139,7 +139,7 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 	if !rp.accepts(ev.Type) { // mutation: format check
 		return nil, invalid(ReasonFormatNotAccepted, fmt.Errorf("%w: %q", ErrFormatNotAccepted, BaseMediaType(ev.Type)))
 	}
-	spki := v.Leaf.RawSubjectPublicKeyInfo
+	spki := v.SPKI
 	binder, err := ch.Binder(spki, req.Context)
 	if err != nil {
 		return nil, err
@@ -169,11 +169,17 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 			return nil, invalid(ReasonPostureInvalid, err)
 		}
 	}
-	subject := v.Leaf.Subject.String()
+	var subject string
 	if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil { // mutation: same-peer subject
 		// The authenticator's certificate is the peer's choice; only the
 		// key was compared. The name is the one TLS verified.
 		subject = ch.peer.subject
+	} else {
+		leaf, err := v.Leaf()
+		if err != nil {
+			return nil, err
+		}
+		subject = leaf.Subject.String()
 	}
 	now := rp.cfg.now()
 	res := &Result{
