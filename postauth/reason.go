@@ -139,7 +139,8 @@ const (
 	// FMSPC, timeout).
 	ReasonCollateralUnavailable Reason = "collateral_unavailable"
 	// ReasonCollateralInvalid: the collateral does not verify (signature,
-	// signer chain, identifiers, another platform).
+	// signer chain, identifiers, another platform, a CRL older than one
+	// already accepted).
 	ReasonCollateralInvalid Reason = "collateral_invalid"
 	// ReasonCollateralExpired: a piece of collateral is past its nextUpdate
 	// (plus the verifier's grace), or its signer's certificate expired.

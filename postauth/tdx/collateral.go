@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -93,6 +94,7 @@ type Collateral struct {
 	revoked    map[string]struct{} // PCK CRL serials (hex)
 	rootRevd   map[string]struct{} // root CA CRL serials (hex)
 	nextUpdate time.Time
+	id         [sha256.Size]byte // identity: SHA-256 over every raw part (see ParseCollateral)
 
 	mu       sync.Mutex
 	verified map[[sha256.Size]byte]struct{} // (root, PCK CA) pairs the signatures verified for
@@ -163,7 +165,25 @@ func ParseCollateral(raw RawCollateral) (*Collateral, error) {
 	c.revoked = serials(c.pckCRL)
 	c.rootRevd = serials(c.rootCRL)
 	c.nextUpdate = slices.MinFunc([]time.Time{c.tcbInfo.NextUpdate, c.qe.NextUpdate, c.pckCRL.NextUpdate, c.rootCRL.NextUpdate}, time.Time.Compare)
+	c.id = identity(c.raw)
 	return c, nil
+}
+
+// identity is SHA-256 over the collateral's parts, each preceded by its
+// length: two Collaterals have the same identity exactly when they carry
+// the same TCB info, QE identity, signers, CRLs and PCK CA. The Verifier
+// binds what it remembers about a quote's signer to it.
+func identity(r RawCollateral) [sha256.Size]byte {
+	h := sha256.New()
+	for _, b := range [][]byte{[]byte(r.CA), r.TCBInfo, r.TCBInfoIssuerChain, r.QEIdentity, r.QEIdentityIssuerChain, r.PCKCRL, r.RootCACRL} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	var id [sha256.Size]byte
+	h.Sum(id[:0])
+	return id
 }
 
 // Raw returns a copy of the raw collateral.

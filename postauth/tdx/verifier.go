@@ -18,7 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-tdx-guest/pcs"
@@ -67,8 +67,9 @@ type Verifier struct {
 	requirePosture bool
 	warn           func(context.Context, []string)
 
-	mu      sync.Mutex
-	signers map[[sha256.Size]byte]*platformKey // verified signers, by SHA-256(attestation key || certification data)
+	signers           *signerCache // verified signers, bound to the collateral they were checked against
+	crls              crlMarks     // the newest CRL seen per issuer
+	fullVerifications atomic.Int64 // go-tdx-guest verifications run (tests, benchmarks)
 }
 
 var _ postauth.Verifier = (*Verifier)(nil)
@@ -92,7 +93,7 @@ func NewVerifier(src CollateralSource, opts ...VerifierOption) (*Verifier, error
 	v := &Verifier{
 		src: src, roots: slices.Clone(c.roots), pool: x509.NewCertPool(), intel: IntelRoot().Raw,
 		policy: pol, now: c.now, grace: c.grace, requirePosture: c.requirePosture, warn: c.warn,
-		signers: make(map[[sha256.Size]byte]*platformKey),
+		signers: newSignerCache(),
 	}
 	for _, r := range v.roots {
 		v.pool.AddCert(r)
@@ -113,15 +114,20 @@ func (v *Verifier) MediaTypes() []string { return []string{MediaType} }
 //     trusted root (untrusted_attester), the quote signature by the
 //     attestation key, the QE report signature by the PCK key and the QE
 //     report data binding the attestation key (bad_evidence_signature);
-//     for a signer verified before, the chain's validity now and the
-//     quote signature only (see verifyQuote);
+//     for a signer verified before under the same collateral, the
+//     chain's validity now and the quote signature only (see
+//     verifyQuote);
 //  4. the QE vendor id is Intel's (qe_identity_mismatch);
 //  5. REPORTDATA is the binder followed by zero bytes (binder_mismatch);
 //  6. the collateral for the PCK's FMSPC (collateral_unavailable) is
 //     signed by TCB signing certificates of the quote's root, its CRLs by
 //     the quote's PCK CA and root (collateral_invalid), and not past its
-//     nextUpdate plus grace (collateral_expired);
-//  7. neither the PCK certificate nor its CA is revoked (pck_revoked);
+//     nextUpdate plus grace (collateral_expired), and its CRLs are not
+//     older than CRLs of the same issuers seen before (collateral_invalid);
+//     a remembered signer checked against other collateral is verified in
+//     full again;
+//  7. neither the PCK certificate nor its CA is revoked (pck_revoked),
+//     on every quote, against the current CRLs;
 //  8. the TDX module (tdx_module_mismatch) and the quoting enclave
 //     (qe_identity_mismatch) are Intel's, and a TCB level matches
 //     (tcb_not_supported);
@@ -151,11 +157,11 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, err)
 	}
 	now := v.now()
-	k, err := v.verifyQuote(ctx, q, now)
+	id := sha256.Sum256(q.certified)
+	k, known, err := v.verifyQuote(ctx, q, id, now)
 	if err != nil {
 		return nil, err
 	}
-	chain := k.chain
 	if !isIntelQE(q.QEVendorID) { // mutation: tdx qe vendor
 		return nil, postauth.ErrorFor(postauth.ReasonQEIdentityMismatch, errors.New("tdx: the quote's QE vendor id is not Intel's"))
 	}
@@ -167,11 +173,28 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	if err != nil {
 		return nil, err
 	}
+	if known != nil && !known.boundTo(col, now) { // mutation: tdx signer bound to collateral
+		// The signer was checked against other collateral (a new TCB
+		// info, QE identity or CRL came since), or that collateral
+		// reached its nextUpdate: what was remembered is void. Verify the
+		// signer in full again, under the current collateral.
+		v.signers.forget(id)
+		if k, err = v.verifyFull(ctx, q, now); err != nil {
+			return nil, err
+		}
+		known = nil
+	}
+	// Revocation, on every quote, against the current CRLs: a remembered
+	// signer never outlives the revocation of its PCK certificate or CA.
+	chain := k.chain
 	if isRevoked(col.revoked, chain.PCKCertificate.SerialNumber) { // mutation: tdx pck revocation
 		return nil, postauth.ErrorFor(postauth.ReasonPCKRevoked, errors.New("tdx: the PCK certificate is revoked"))
 	}
 	if isRevoked(col.rootRevd, chain.IntermediateCertificate.SerialNumber) { // mutation: tdx pck ca revocation
 		return nil, postauth.ErrorFor(postauth.ReasonPCKRevoked, errors.New("tdx: the PCK CA certificate is revoked"))
+	}
+	if known == nil {
+		v.signers.remember(id, &signerEntry{key: k, col: col.id, until: col.NextUpdate().Add(v.grace)})
 	}
 	tcb, err := evaluateTCB(col, q, k.ext)
 	if err != nil {
@@ -225,54 +248,40 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	return app, nil
 }
 
-// platformKey is what go-tdx-guest verified about a quote's signer, apart
-// from the quote signature itself: the PCK chain (and the trusted root it
-// ends at), the QE report signed by the PCK key, and the attestation key
-// the QE report vouches for. A TD's quotes all carry the same one (per
-// platform and quoting enclave key), so the Verifier remembers it.
-type platformKey struct {
-	chain *verify.PCKCertificateChain
-	root  *x509.Certificate
-	ext   *pcs.PckExtensions
-	ak    *ecdsa.PublicKey
-}
-
-// maxPlatformKeys bounds the Verifier's memory of verified signers.
-const maxPlatformKeys = 1024
-
-// validAt checks the time-dependent part of the chain verification: every
-// certificate of the chain, and the trusted root, valid at now.
-func (k *platformKey) validAt(now time.Time) error {
-	for _, c := range []*x509.Certificate{k.chain.PCKCertificate, k.chain.IntermediateCertificate, k.chain.RootCertificate, k.root} {
-		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
-			return fmt.Errorf("tdx: PCK chain: %q not valid at %v", c.Subject.CommonName, now)
-		}
-	}
-	return nil
-}
-
 // verifyQuote verifies the quote's signature and signer at now and
-// returns the signer. The first quote of a signer (attestation key and
-// certification data: QE report, its signature, the PCK chain) goes
-// through go-tdx-guest's verify.TdxQuote against the trusted roots: PCK
-// chain, quote signature, QE report signature, QE report data. The
-// Verifier then remembers the signer; later quotes with the same bytes
-// get the time checks of the chain again and the one check that differs
-// per quote, the attestation key's ECDSA signature over header || body.
-func (v *Verifier) verifyQuote(ctx context.Context, q *Quote, now time.Time) (*platformKey, error) {
-	id := sha256.Sum256(q.certified)
-	v.mu.Lock()
-	k := v.signers[id]
-	v.mu.Unlock()
-	if k != nil {
+// returns the signer, and the remembered entry it came from (nil if the
+// signer was verified in full now). The first quote of a signer
+// (attestation key and certification data: QE report, its signature, the
+// PCK chain) goes through go-tdx-guest's verify.TdxQuote against the
+// trusted roots (see verifyFull). Once its checks against the collateral
+// passed (revocation included), the Verifier remembers the signer, bound
+// to that collateral; later quotes with the same bytes get the time
+// checks of the chain again and the one check that differs per quote, the
+// attestation key's ECDSA signature over header || body. Verify then
+// checks that the entry is still bound to the current collateral, and the
+// revocation of the PCK and its CA against the current CRLs, on every
+// quote.
+func (v *Verifier) verifyQuote(ctx context.Context, q *Quote, id [sha256.Size]byte, now time.Time) (*platformKey, *signerEntry, error) {
+	if e := v.signers.lookup(id); e != nil {
+		k := e.key
 		if err := k.validAt(now); err != nil {
-			return nil, postauth.ErrorFor(postauth.ReasonUntrustedAttester, err)
+			return nil, nil, postauth.ErrorFor(postauth.ReasonUntrustedAttester, err)
 		}
 		if !verifySig(k.ak, q.signed, q.sig) { // mutation: tdx quote signature (known signer)
-			return nil, postauth.ErrorFor(postauth.ReasonBadEvidenceSignature, errors.New("tdx: quote signature does not verify"))
+			return nil, nil, postauth.ErrorFor(postauth.ReasonBadEvidenceSignature, errors.New("tdx: quote signature does not verify"))
 		}
-		return k, nil
+		return k, e, nil
 	}
+	k, err := v.verifyFull(ctx, q, now)
+	return k, nil, err
+}
+
+// verifyFull verifies the quote with go-tdx-guest's verify.TdxQuote
+// against the trusted roots at now: the PCK chain, the quote signature,
+// the QE report signature by the PCK key and the QE report data binding
+// the attestation key. It returns the signer.
+func (v *Verifier) verifyFull(ctx context.Context, q *Quote, now time.Time) (*platformKey, error) {
+	v.fullVerifications.Add(1)
 	opts := &verify.Options{
 		TrustedRoots: v.pool,
 		Now:          &verify.TimeSet{PckCertChain: now, TcbInfo: now, QeIdentity: now, PckCrl: now, RootCaCrl: now},
@@ -289,7 +298,7 @@ func (v *Verifier) verifyQuote(ctx context.Context, q *Quote, now time.Time) (*p
 		}
 		return nil, postauth.ErrorFor(postauth.ReasonBadEvidenceSignature, fmt.Errorf("tdx: quote: %w", err))
 	}
-	k = &platformKey{}
+	k := &platformKey{}
 	var err error
 	if k.chain, err = verify.ExtractChainFromQuote(q.proto); err != nil {
 		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, err)
@@ -303,12 +312,6 @@ func (v *Verifier) verifyQuote(ctx context.Context, q *Quote, now time.Time) (*p
 	if k.ak, err = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append([]byte{4}, q.certified[:64]...)); err != nil {
 		return nil, postauth.ErrorFor(postauth.ReasonEvidenceInvalid, fmt.Errorf("tdx: attestation key: %w", err))
 	}
-	v.mu.Lock()
-	if len(v.signers) >= maxPlatformKeys {
-		clear(v.signers)
-	}
-	v.signers[id] = k
-	v.mu.Unlock()
 	return k, nil
 }
 
@@ -390,6 +393,15 @@ func (v *Verifier) collateral(ctx context.Context, k *platformKey, now time.Time
 		if errors.As(err, &ce) {
 			return nil, postauth.ErrorFor(ce.reason, err)
 		}
+		return nil, postauth.ErrorFor(postauth.ReasonCollateralInvalid, err)
+	}
+	// The CRLs verified: refuse one older than a CRL of the same issuer
+	// this Verifier already accepted (a rolled-back source would
+	// otherwise un-revoke a PCK until the old CRL's nextUpdate).
+	if err := v.crls.admit(chain.IntermediateCertificate, col.pckCRL); err != nil { // mutation: tdx crl rollback
+		return nil, postauth.ErrorFor(postauth.ReasonCollateralInvalid, err)
+	}
+	if err := v.crls.admit(k.root, col.rootCRL); err != nil { // mutation: tdx root crl rollback
 		return nil, postauth.ErrorFor(postauth.ReasonCollateralInvalid, err)
 	}
 	return col, nil

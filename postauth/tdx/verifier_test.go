@@ -393,6 +393,9 @@ func TestKnownSignerStillChecked(t *testing.T) {
 	if _, err := env.Verifier.Verify(context.Background(), ch2, attest(t, env.Attester, ch2)); err != nil {
 		t.Fatal(err)
 	}
+	if n := env.Verifier.FullVerifications(); n != 1 {
+		t.Fatalf("%d full verifications, want 1: the later quotes were not checked as a known signer's", n)
+	}
 	// Once the PCK certificate expired, the known signer is refused.
 	clk.Advance(env.Platform.PCK().NotAfter.Add(time.Second).Sub(clk.Now()))
 	_, err := env.Verifier.Verify(context.Background(), ch, ev)

@@ -37,6 +37,10 @@ type CollateralConfig struct {
 	RevokedPCKs []*big.Int
 	// RevokePlatformCA puts the PCK Platform CA on the root CA CRL.
 	RevokePlatformCA bool
+	// CRLNumber is the CRL number of both CRLs (default 1). A Verifier
+	// refuses a CRL older than one it has seen: give updated collateral a
+	// higher number.
+	CRLNumber int64
 	// UnmatchedLevel makes the only TCB level require a higher SGX
 	// component than the platform has, so that no level matches.
 	UnmatchedLevel bool
@@ -154,6 +158,9 @@ func (ca *CA) collateral(p *Platform, cfg *CollateralConfig) (tdx.RawCollateral,
 	if c.EvaluationDataNumber == 0 {
 		c.EvaluationDataNumber = 17
 	}
+	if c.CRLNumber == 0 {
+		c.CRLNumber = 1
+	}
 	pc := p.cfg
 	pceid := pc.PCEID
 	if c.PCEID != nil {
@@ -214,7 +221,7 @@ func (ca *CA) collateral(p *Platform, cfg *CollateralConfig) (tdx.RawCollateral,
 		revoked = append(revoked, x509.RevocationListEntry{SerialNumber: s, RevocationTime: c.IssueDate})
 	}
 	if raw.PCKCRL, err = x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(1), ThisUpdate: c.IssueDate, NextUpdate: c.NextUpdate, RevokedCertificateEntries: revoked,
+		Number: big.NewInt(c.CRLNumber), ThisUpdate: c.IssueDate, NextUpdate: c.NextUpdate, RevokedCertificateEntries: revoked,
 	}, ca.PlatformCA, ca.pcaKey); err != nil {
 		return raw, err
 	}
@@ -223,7 +230,7 @@ func (ca *CA) collateral(p *Platform, cfg *CollateralConfig) (tdx.RawCollateral,
 		rootRevoked = append(rootRevoked, x509.RevocationListEntry{SerialNumber: ca.PlatformCA.SerialNumber, RevocationTime: c.IssueDate})
 	}
 	if raw.RootCACRL, err = x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(1), ThisUpdate: c.IssueDate, NextUpdate: c.NextUpdate, RevokedCertificateEntries: rootRevoked,
+		Number: big.NewInt(c.CRLNumber), ThisUpdate: c.IssueDate, NextUpdate: c.NextUpdate, RevokedCertificateEntries: rootRevoked,
 	}, ca.Root, ca.rootKey); err != nil {
 		return raw, err
 	}

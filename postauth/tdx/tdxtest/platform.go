@@ -1,6 +1,7 @@
 package tdxtest
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -80,6 +81,10 @@ type Platform struct {
 
 	mu   sync.Mutex
 	rtmr [4][]byte
+	// The QE report signature, made once per QE report like the one a
+	// real quoting enclave gets when its attestation key is certified:
+	// every quote of the platform carries the same certification data.
+	qeReport, qeReportSig []byte
 }
 
 var _ tdx.QuoteProvider = (*Platform)(nil)
@@ -336,7 +341,7 @@ func (p *Platform) mint(rd []byte, rtmrs [4][]byte, edit func(*TD)) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if qrc.QeReportSignature, err = signP256(p.pckKey, rawQR); err != nil {
+	if qrc.QeReportSignature, err = p.signQEReport(rawQR); err != nil {
 		return nil, err
 	}
 	qrc.PckCertificateChainData.PckCertChain = slices.Clone(p.chain)
@@ -351,6 +356,22 @@ func (p *Platform) mint(rd []byte, rtmrs [4][]byte, edit func(*TD)) ([]byte, err
 		q.SignedDataSize = int32(signedLen)
 	}
 	return abi.QuoteToAbiBytes(parsed)
+}
+
+// signQEReport signs a QE report with the PCK key, once: the same report
+// gets the same signature again.
+func (p *Platform) signQEReport(report []byte) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if bytes.Equal(report, p.qeReport) {
+		return slices.Clone(p.qeReportSig), nil
+	}
+	sig, err := signP256(p.pckKey, report)
+	if err != nil {
+		return nil, err
+	}
+	p.qeReport, p.qeReportSig = slices.Clone(report), slices.Clone(sig)
+	return sig, nil
 }
 
 // RTMR is a simulated RTMR of a Platform: a posture.Register whose Extend

@@ -1,6 +1,7 @@
 package tdxtest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"testing"
@@ -76,4 +77,27 @@ func TestRTMR(t *testing.T) {
 		}
 	}()
 	p.RTMR(4)
+}
+
+// TestSameSignerEveryQuote: like a real quoting enclave, whose QE report
+// is signed once when its attestation key is certified, every quote of a
+// platform carries the same attestation key and certification data (QE
+// report, its signature, PCK chain): only header, body and the quote
+// signature differ.
+func TestSameSignerEveryQuote(t *testing.T) {
+	p := tdxtest.NewCA(t).NewPlatform(t, nil)
+	var certified [][]byte
+	for i := range 2 {
+		var rd [64]byte
+		rd[0] = byte(i)
+		raw, err := p.Quote(context.Background(), rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const msgLen = 48 + 584
+		certified = append(certified, raw[msgLen+4+64:])
+	}
+	if !bytes.Equal(certified[0], certified[1]) {
+		t.Fatal("two quotes of one platform carry different certification data")
+	}
 }
