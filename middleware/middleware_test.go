@@ -614,3 +614,42 @@ func TestLogLevels(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A route's ErrorHandler writes its refusals in place of the Guard's, with
+// the decision table's status and the challenge headers already set; other
+// routes keep the Guard's handler.
+func TestRouteErrorHandler(t *testing.T) {
+	var guardCalls, routeCalls int
+	var mu sync.Mutex
+	h := e2e.New(t, e2e.WithGuard(
+		middleware.WithErrorHandler(func(w http.ResponseWriter, r *http.Request, status int, err error) {
+			mu.Lock()
+			guardCalls++
+			mu.Unlock()
+			w.WriteHeader(status)
+		}),
+		middleware.WithRoute("PUT /config", middleware.Route{}),
+		middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, status int, err error) {
+				mu.Lock()
+				routeCalls++
+				mu.Unlock()
+				if w.Header().Get(middleware.HeaderAttestationRequest) == "" || postauth.ReasonOf(err) != postauth.ReasonAttestationRequired {
+					t.Errorf("route error handler: no challenge, or reason %q", postauth.ReasonOf(err))
+				}
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(status)
+				w.Write([]byte("route says no"))
+			}}),
+	))
+	plain := &http.Client{Transport: h.BaseTransport()}
+	if status, body, _ := e2e.Do(t, plain, "POST", h.URL("/pay"), "x"); status != 401 || body != "route says no" {
+		t.Fatalf("POST /pay: %d %q", status, body)
+	}
+	if status, _, _ := e2e.Do(t, plain, "PUT", h.URL("/config"), "x"); status != 401 {
+		t.Fatalf("PUT /config: %d", status)
+	}
+	if routeCalls != 1 || guardCalls != 1 {
+		t.Fatalf("route handler %d calls, guard handler %d calls; want 1 and 1", routeCalls, guardCalls)
+	}
+}

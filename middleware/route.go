@@ -78,6 +78,13 @@ type Route struct {
 	// PreArm adds a fresh Attestation-Request to the responses of this
 	// route, so the client's next attestation needs no extra round trip.
 	PreArm bool
+	// ErrorHandler, if set, writes the response of this route's refusals
+	// in place of the Guard's ([WithErrorHandler]) or the default problem
+	// body, with the same status and headers (challenge, Retry-After).
+	// Protocol adapters use it to refuse in their own error format
+	// (package mcpattest: a JSON-RPC error). It must not let the request
+	// through.
+	ErrorHandler ErrorHandler
 }
 
 // route is a configured high-impact route.

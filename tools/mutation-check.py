@@ -122,6 +122,18 @@ MUTATIONS = {
     # HTTP binding
     "header base64 alphabet": ("./internal/httpbind", "TestDecodeBytes"),
     "result size bound": ("./internal/httpbind", "TestResult"),
+    # MCP adapter (middleware/mcpattest): classification of JSON-RPC bodies
+    "mcp classification applies": ("./middleware/mcpattest", "TestToolCalls|TestUnattestedClientGetsJSONRPCError",
+                                   ("len(c.rules) == 0", "true")),
+    "mcp batch every message": ("./middleware/mcpattest", "TestBatch|TestClassify",
+                                ("range msgs {", "range msgs[:min(len(msgs), 1)] {")),
+    "mcp every matched rule": ("./middleware/mcpattest", "TestBatchAppliesEveryRule"),
+    "mcp valid json": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp unreadable target": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp method is a string": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp duplicate keys": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp key case": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp body limit": ("./middleware/mcpattest", "TestBodyLimitsAndUnreadableBodies"),
     # client
     "attest allow-list": ("./transports", "TestEvidenceOnlyToAllowedServers",
                           ("mayAttest := t.mayAttest(req)", "mayAttest := t.responder != nil")),

@@ -19,7 +19,6 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/eat"
-	cose "github.com/veraison/go-cose"
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
 
@@ -186,7 +185,7 @@ func WithMachineIDs(ids ...[]byte) VerifierOption {
 // Attester produces software EAT Evidence signed with an ECDSA P-256 key
 // held by the process. It is safe for concurrent use.
 type Attester struct {
-	signer    cose.Signer
+	key       crypto.Signer
 	kid       []byte
 	protected []byte // the encoded protected header (protectedHeader(kid))
 	cfg       attesterConfig
@@ -225,7 +224,7 @@ func NewAttester(key crypto.Signer, opts ...AttesterOption) (*Attester, error) {
 	if err := eat.UEID(cfg.ueid).Validate(); err != nil {
 		return nil, fmt.Errorf("softeat: ueid: %w", err)
 	}
-	return &Attester{signer: es256Signer{key}, kid: kid, protected: protectedHeader(kid), cfg: cfg}, nil
+	return &Attester{key: key, kid: kid, protected: protectedHeader(kid), cfg: cfg}, nil
 }
 
 // UEID is the machine identifier the Attester puts in its tokens.
@@ -259,35 +258,19 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 		}
 		c.Posture = &postureClaim{Head: posture.Digest{Alg: posture.AlgID(snap.Alg), Value: snap.Head}, Log: snap.Log}
 	}
-	payload, err := detcbor.Enc.Marshal(c)
+	payload := encodeClaims(&c)
+	sig, err := a.signES256(a.cfg.rand, a.protected, payload)
 	if err != nil {
-		return postauth.Evidence{}, fmt.Errorf("softeat: encoding claims: %w", err)
-	}
-	msg := cose.Sign1Message{
-		Headers: cose.Headers{
-			Protected: cose.ProtectedHeader{
-				cose.HeaderLabelAlgorithm: cose.AlgorithmES256,
-				cose.HeaderLabelKeyID:     a.kid,
-			},
-			RawProtected:   a.protected,
-			RawUnprotected: emptyUnprotected,
-		},
-		Payload: payload,
-	}
-	if err := msg.Sign(a.cfg.rand, nil, a.signer); err != nil {
 		return postauth.Evidence{}, fmt.Errorf("softeat: signing: %w", err)
 	}
-	tok, err := msg.MarshalCBOR()
-	if err != nil {
-		return postauth.Evidence{}, fmt.Errorf("softeat: encoding token: %w", err)
-	}
+	tok := encodeToken(a.protected, payload, sig)
 	return postauth.Evidence{Type: MediaType, Value: tok}, nil
 }
 
 // Verifier checks software EAT Evidence against trusted attestation keys.
 // It is safe for concurrent use.
 type Verifier struct {
-	keys map[string]cose.Verifier // by key id
+	keys map[string]*ecdsa.PublicKey // by key id
 	cfg  verifierConfig
 }
 
@@ -296,7 +279,7 @@ var _ postauth.Verifier = (*Verifier)(nil)
 // NewVerifier returns a Verifier that trusts tokens signed by any of keys
 // (ECDSA P-256 public keys).
 func NewVerifier(keys []crypto.PublicKey, opts ...VerifierOption) (*Verifier, error) {
-	v := &Verifier{keys: make(map[string]cose.Verifier)}
+	v := &Verifier{keys: make(map[string]*ecdsa.PublicKey)}
 	v.cfg = verifierConfig{maxAge: DefaultMaxAge, skew: DefaultSkew, now: time.Now}
 	for _, o := range opts {
 		if o != nil {
@@ -311,15 +294,11 @@ func NewVerifier(keys []crypto.PublicKey, opts ...VerifierOption) (*Verifier, er
 		if !ok || pub.Curve != elliptic.P256() {
 			return nil, errors.New("softeat: trusted keys must be ECDSA P-256")
 		}
-		cv, err := cose.NewVerifier(cose.AlgorithmES256, pub)
-		if err != nil {
-			return nil, err
-		}
 		kid, err := KeyID(pub)
 		if err != nil {
 			return nil, err
 		}
-		v.keys[string(kid)] = cv
+		v.keys[string(kid)] = pub
 	}
 	return v, nil
 }
@@ -401,38 +380,34 @@ func (v *Verifier) verifyToken(tok []byte) (*claims, error) {
 	if len(tok) == 0 || len(tok) > MaxTokenLen {
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: token size out of range"))
 	}
-	var msg cose.Sign1Message
-	if err := msg.UnmarshalCBOR(tok); err != nil {
-		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: COSE_Sign1: %w", err))
+	protected, unprotected, payload, sig, err := decodeToken(tok)
+	if err != nil {
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, err)
 	}
-	alg, err := msg.Headers.Protected.Algorithm()
-	if err != nil || alg != cose.AlgorithmES256 {
-		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: protected alg must be ES256"))
-	}
-	kid, ok := msg.Headers.Protected[cose.HeaderLabelKeyID].([]byte)
+	kid, ok := kidOf(protected)
 	if !ok {
-		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: no protected kid"))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: protected header is not {alg: ES256, kid}"))
 	}
 	// The protected header is exactly the profile's {1: -7, 4: kid},
 	// deterministically encoded: no crit (RFC 9052 section 3.1 would make
 	// an unknown critical label a refusal; the profile has none), no
 	// other label, one byte form.
-	if !bytes.Equal(msg.Headers.RawProtected, protectedHeader(kid)) { // mutation: softeat protected header exact
+	if !bytes.Equal(protected, protectedHeader(kid)) { // mutation: softeat protected header exact
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: protected header is not exactly {alg: ES256, kid}"))
 	}
 	// The unprotected header is empty: nothing there can contradict or
 	// add to the protected one (a second alg, a kid, a crit).
-	if !bytes.Equal(msg.Headers.RawUnprotected, emptyUnprotected) { // mutation: softeat unprotected header empty
+	if !bytes.Equal(unprotected, emptyUnprotected) { // mutation: softeat unprotected header empty
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: unprotected header is not empty"))
 	}
-	cv, ok := v.keys[string(kid)]
+	pub, ok := v.keys[string(kid)]
 	if !ok {
 		return nil, evidenceErr(postauth.ReasonUntrustedAttester, errors.New("softeat: attestation key not trusted"))
 	}
-	if err := msg.Verify(nil, cv); err != nil {
-		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, fmt.Errorf("softeat: %w", err))
+	if !verifyES256(pub, protected, payload, sig) {
+		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, errors.New("softeat: signature invalid"))
 	}
-	return decodeClaims(msg.Payload)
+	return decodeClaims(payload)
 }
 
 // decodeClaims decodes the signed claims strictly and requires them to be
@@ -447,11 +422,7 @@ func decodeClaims(payload []byte) (*claims, error) {
 	if err := detcbor.DecNoTags.Unmarshal(payload, &c); err != nil {
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: claims: %w", err))
 	}
-	canon, err := detcbor.Enc.Marshal(c)
-	if err != nil {
-		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: claims: %w", err))
-	}
-	if !bytes.Equal(canon, payload) { // mutation: softeat canonical claims
+	if !bytes.Equal(encodeClaims(&c), payload) { // mutation: softeat canonical claims
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: claims are not the profile's deterministic encoding (a non-canonical form or a missing claim)"))
 	}
 	return &c, nil
@@ -499,12 +470,10 @@ func KeyID(pub crypto.PublicKey) ([]byte, error) {
 	return sum[:16], nil
 }
 
-// es256Signer adapts a crypto.Signer to cose.Signer. The signer's rand is
+// es256Signer signs COSE ES256 (r || s) with a crypto.Signer. The signer's rand is
 // passed through, so a signer wrapper that passes nil to an
 // *ecdsa.PrivateKey gives deterministic RFC 6979 signatures (test vectors).
 type es256Signer struct{ key crypto.Signer }
-
-func (s es256Signer) Algorithm() cose.Algorithm { return cose.AlgorithmES256 }
 
 func (s es256Signer) Sign(rand io.Reader, content []byte) ([]byte, error) {
 	digest := sha256.Sum256(content)
