@@ -28,8 +28,9 @@ type agentConfig struct {
 	certFile      string
 	keyFile       string
 	caFile        string
-	attKeyFile    string // the agent's attestation key
-	gatewayAttPub string // the gateway attestation key the agent trusts
+	attKeyFile    string   // the agent's attestation key
+	gatewayAttPub string   // the gateway attestation key the agent trusts
+	evidence      evidence // how the agent attests (nil: software EAT)
 	// verification: who appraises the agent's Evidence (verification.go).
 	verification verificationConfig
 }
@@ -47,12 +48,13 @@ var (
 // agent is an AI agent with a measured posture, a software attester that
 // covers it, and an HTTP client whose transport answers challenges.
 type agent struct {
-	tracker  *posture.Tracker
-	client   *http.Client
-	tr       *transports.Transport
-	base     string
-	evidence string // what it attests with, for the transcript
-	stopAtt  func()
+	tracker     *posture.Tracker
+	evidence    evidence
+	client      *http.Client
+	tr          *transports.Transport
+	base        string
+	attestsWith string // what it attests with, for the transcript
+	stopAtt     func()
 
 	mu     sync.Mutex // guards events
 	events []transports.Activity
@@ -81,12 +83,15 @@ func newAgent(cfg agentConfig) (*agent, error) {
 		return nil, fmt.Errorf("gateway attestation key: %w", err)
 	}
 
-	a := &agent{base: strings.TrimSuffix(cfg.gatewayURL, "/")}
+	a := &agent{base: strings.TrimSuffix(cfg.gatewayURL, "/"), evidence: cfg.evidence}
+	if a.evidence == nil {
+		a.evidence = softwareEvidence{}
+	}
 	gwURL, err := url.Parse(a.base)
 	if err != nil || gwURL.Scheme != "https" || gwURL.Host == "" {
 		return nil, fmt.Errorf("gateway URL %q: want https://host[:port]", cfg.gatewayURL)
 	}
-	if a.tracker, err = posture.NewTracker(); err != nil {
+	if a.tracker, err = a.evidence.newTracker(); err != nil {
 		return nil, err
 	}
 	for _, step := range []func() error{
@@ -101,15 +106,15 @@ func newAgent(cfg agentConfig) (*agent, error) {
 			return nil, err
 		}
 	}
-	softAtt, err := softeat.NewAttester(attKey, softeat.WithPosture(a.tracker))
+	inner, err := a.evidence.attester(attKey, a.tracker)
 	if err != nil {
 		return nil, err
 	}
-	attester, stopAtt, err := cfg.verification.agentAttester(softAtt, cert.PrivateKey.(crypto.Signer).Public())
+	attester, stopAtt, err := cfg.verification.agentAttester(inner, cert.PrivateKey.(crypto.Signer).Public())
 	if err != nil {
 		return nil, err
 	}
-	a.evidence, a.stopAtt = cfg.verification.evidence(), stopAtt
+	a.attestsWith, a.stopAtt = cfg.verification.evidence(a.evidence.short()), stopAtt
 	id, err := postauth.IdentityFromTLS(&cert)
 	if err != nil {
 		return nil, err
@@ -215,7 +220,7 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 		}
 		fmt.Fprintf(w, "    %s %s -> %d (%s, %s)\n", method, path, r.status, r.proto, fmtDur(r.took))
 		for _, e := range r.events {
-			fmt.Fprintf(w, "      %s\n", describe(e, a.evidence))
+			fmt.Fprintf(w, "      %s\n", describe(e, a.attestsWith))
 		}
 		return r
 	}
@@ -233,6 +238,13 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 	r = show("A payment is high-impact (operation mode): challenged, attested on the same connection, executed.",
 		"POST", "/v1/payments", `{"to":"acme-supplies","amount":25}`)
 	check(r.status == 200 && kinds(r) == "challenged,attested", "want 401 then 200 with one attestation, got %d [%s]", r.status, kinds(r))
+	var paid struct {
+		Evidence       string `json:"evidence"`
+		HardwareBacked bool   `json:"hardware_backed"`
+	}
+	if json.Unmarshal([]byte(r.body), &paid) == nil && paid.Evidence != "" {
+		fmt.Fprintf(w, "      the gateway verified %s evidence (hardware-backed: %v)\n", paid.Evidence, paid.HardwareBacked)
+	}
 	payments := func() int64 {
 		if gw == nil {
 			return -1

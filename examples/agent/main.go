@@ -6,6 +6,7 @@
 //	go run ./examples/agent                 # the whole story in one process
 //	go run ./examples/agent -mode gateway   # just the gateway, on -listen
 //	go run ./examples/agent -mode agent -gateway https://127.0.0.1:8443
+//	go run ./examples/agent -attester tdx-test  # the story with TDX quotes of a simulated TD (not hardware)
 //	go run ./examples/agent -verification background  # the gateway asks a verifier service
 //	go run ./examples/agent -verification passport    # the agent brings the verifier's EAR
 //
@@ -52,6 +53,7 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&ag.keyFile, "client-key", "", "agent: TLS client key PEM (default: embedded demo)")
 	fs.StringVar(&ag.attKeyFile, "attestation-key", "", "agent: its attestation key PEM (default: embedded demo)")
 	fs.StringVar(&ag.gatewayAttPub, "gateway-attestation-pub", "", "agent: trusted gateway attestation public key PEM (default: embedded demo)")
+	attester := fs.String("attester", "software", "the agent's Evidence: software (EAT) or tdx-test (TDX quotes of a simulated TD, test PKI, NOT hardware; demo mode)")
 	ca := fs.String("ca", "", "CA certificate PEM for both sides (default: embedded demo)")
 	verificationFlags(fs, &gw.verification)
 	outDir := fs.String("out", "assets", "gen-assets: output directory")
@@ -62,8 +64,16 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	gw.caFile, ag.caFile = *ca, *ca
+	ev, err := newEvidence(*attester, *mode)
+	if err != nil {
+		return err
+	}
+	gw.evidence, ag.evidence = ev, ev
 	if err := gw.verification.check(); err != nil {
 		return err
+	}
+	if _, soft := ev.(softwareEvidence); gw.verification.remote() && !soft {
+		return fmt.Errorf("-verification %s runs with -attester software (the verifier service appraises software EAT)", gw.verification.model)
 	}
 	if *mode != "agent" {
 		v, stop, err := gw.verification.prepare(gw.attPubFile)
@@ -73,7 +83,6 @@ func run(args []string, out io.Writer) error {
 		defer stop()
 		defer reportVerifier(out, v)
 	} else if gw.verification.remote() && gw.verification.url != "" {
-		var err error
 		if gw.verification.key, err = loadEARKey(gw.verification.keyFile, gw.verification.url); err != nil {
 			return err
 		}
@@ -131,7 +140,7 @@ func demo(out io.Writer, gc gatewayConfig, ac agentConfig) error {
 	defer a.close()
 	fmt.Fprintf(out, "reattest demo: gin gateway on %s, AI agent \"agent-7\", TLS 1.3 on loopback\n", ac.gatewayURL)
 	fmt.Fprintln(out, "  routes: GET /v1/search (plain), POST /v1/payments (operation mode, posture policy),")
-	fmt.Fprintf(out, "          PUT /v1/config (connection mode, max-age %v); evidence: software EAT (not hardware-backed)\n", gc.configTTL)
+	fmt.Fprintf(out, "          PUT /v1/config (connection mode, max-age %v); agent evidence: %s\n", gc.configTTL, ac.evidence.label())
 	fmt.Fprintf(out, "  %s\n", gc.verification.describe())
 	if err := story(out, a, g); err != nil {
 		return err

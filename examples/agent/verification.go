@@ -167,12 +167,13 @@ func (c *verificationConfig) describe() string {
 	return "verification: local: the gateway verifies the Evidence itself"
 }
 
-// evidence names what the agent attests with, for the transcript.
-func (c *verificationConfig) evidence() string {
+// evidence names what the agent attests with, for the transcript: its own
+// Evidence (short), or a passport over it.
+func (c *verificationConfig) evidence(short string) string {
 	if c.model == verifyPassport {
-		return "an EAR passport (the verifier's appraisal of its software EAT)"
+		return "an EAR passport (the verifier's appraisal of its " + short + ")"
 	}
-	return "software EAT"
+	return short
 }
 
 // gatewayVerifier is the gateway's Verifier for the model: local itself,
@@ -180,7 +181,7 @@ func (c *verificationConfig) evidence() string {
 // the verifier's pinned EAR key. The posture policy of the payments route
 // applies to all three: the EAR carries the posture the verifier replayed,
 // and the gateway's relying party replays it again.
-func (c *verificationConfig) gatewayVerifier(local *softeat.Verifier) (postauth.Verifier, func(), error) {
+func (c *verificationConfig) gatewayVerifier(local postauth.Verifier) (postauth.Verifier, func(), error) {
 	switch c.model {
 	case verifyBackground:
 		rv, err := ear.NewRemoteVerifier(c.url, ear.WithVerifierKeys(c.key),

@@ -155,4 +155,8 @@ func TestUnknownVerification(t *testing.T) {
 	if err := run([]string{"-mode", "agent", "-verification", "passport"}, &bytes.Buffer{}); err == nil {
 		t.Fatal("a passport agent without a verifier accepted")
 	}
+	// The verifier service appraises software EAT: TDX quotes stay local.
+	if err := run([]string{"-attester", "tdx-test", "-verification", "background"}, &bytes.Buffer{}); err == nil {
+		t.Fatal("remote verification of TDX test quotes accepted")
+	}
 }
