@@ -128,6 +128,22 @@ const (
 	ReasonPCRDigestMismatch Reason = "pcr_digest_mismatch"
 	// ReasonPCRPolicyDenied: PCR values outside the verifier's policy (TPM).
 	ReasonPCRPolicyDenied Reason = "pcr_policy_denied"
+	// ReasonKeyNotResident: the verifier requires a hardware-resident
+	// authenticator key and the Evidence does not certify one (TPM: no
+	// TPM2_Certify of the key).
+	ReasonKeyNotResident Reason = "key_not_resident"
+	// ReasonKeyCertificationInvalid: the Evidence's certification of the
+	// authenticator key does not certify the key it names, or certifies a
+	// key that may leave the hardware (TPM).
+	ReasonKeyCertificationInvalid Reason = "key_certification_invalid"
+	// ReasonEKInvalid: the endorsement key certificate is missing where the
+	// verifier requires it, does not chain to a trusted manufacturer root,
+	// or is not the EK the AK certificate was issued for (TPM).
+	ReasonEKInvalid Reason = "ek_invalid"
+	// ReasonEventLogInvalid: the boot event log is missing where the
+	// verifier requires it, does not parse, or does not replay to the
+	// quoted PCR values (TPM).
+	ReasonEventLogInvalid Reason = "event_log_invalid"
 )
 
 // Appraisal policy.
@@ -179,57 +195,61 @@ const (
 
 // reasonCodes gives the code each reason is reported with.
 var reasonCodes = map[Reason]Code{
-	ReasonNoTLS:                 CodeInvalid,
-	ReasonTLS13Required:         CodeInvalid,
-	ReasonHandshakeIncomplete:   CodeInvalid,
-	ReasonUnsupportedSuite:      CodeInvalid,
-	ReasonExporterFailed:        CodeInvalid,
-	ReasonMalformed:             CodeInvalid,
-	ReasonWrongRequestType:      CodeInvalid,
-	ReasonContextMismatch:       CodeInvalid,
-	ReasonUnsupportedExtension:  CodeInvalid,
-	ReasonBadFinished:           CodeInvalid,
-	ReasonUnsupportedScheme:     CodeInvalid,
-	ReasonBadCertificate:        CodeInvalid,
-	ReasonBadSignature:          CodeInvalid,
-	ReasonKeyNotTrusted:         CodeInvalid,
-	ReasonAttestationRefused:    CodeRequired,
-	ReasonUnknownContext:        CodeInvalid,
-	ReasonContextReused:         CodeInvalid,
-	ReasonContextExpired:        CodeStale,
-	ReasonOperationMismatch:     CodeInvalid,
-	ReasonAttestationNotOffered: CodeInvalid,
-	ReasonNoAttestation:         CodeRequired,
-	ReasonUnsupportedCMW:        CodeInvalid,
-	ReasonFormatNotAccepted:     CodeInvalid,
-	ReasonEvidenceInvalid:       CodeInvalid,
-	ReasonBinderMismatch:        CodeInvalid,
-	ReasonKeyHashMismatch:       CodeInvalid,
-	ReasonVerifierTimeout:       CodeUnavailable,
-	ReasonVerifierFailed:        CodeUnavailable,
-	ReasonCanceled:              CodeCanceled,
-	ReasonUntrustedAttester:     CodeInvalid,
-	ReasonBadEvidenceSignature:  CodeInvalid,
-	ReasonUnknownMachine:        CodeInvalid,
-	ReasonEvidenceStale:         CodeStale,
-	ReasonPostureInvalid:        CodeInvalid,
-	ReasonPostureMissing:        CodeInvalid,
-	ReasonPCRSelectionMismatch:  CodeInvalid,
-	ReasonPCRDigestMismatch:     CodeInvalid,
-	ReasonPCRPolicyDenied:       CodePolicyDenied,
-	ReasonPolicyDenied:          CodePolicyDenied,
-	ReasonPostureDenied:         CodePolicyDenied,
-	ReasonPolicyInvalid:         CodeUnavailable,
-	ReasonAttestationRequired:   CodeRequired,
-	ReasonAttestationStale:      CodeStale,
-	ReasonPostureChanged:        CodeStale,
-	ReasonInvalidAttestation:    CodeInvalid,
-	ReasonMalformedHeader:       CodeInvalid,
-	ReasonEarlyData:             CodeRequired,
-	ReasonBadBody:               CodeInvalid,
-	ReasonBodyTooLarge:          CodeInvalid,
-	ReasonConnectionClosed:      CodeCanceled,
-	ReasonMisconfigured:         CodeUnavailable,
+	ReasonNoTLS:                   CodeInvalid,
+	ReasonTLS13Required:           CodeInvalid,
+	ReasonHandshakeIncomplete:     CodeInvalid,
+	ReasonUnsupportedSuite:        CodeInvalid,
+	ReasonExporterFailed:          CodeInvalid,
+	ReasonMalformed:               CodeInvalid,
+	ReasonWrongRequestType:        CodeInvalid,
+	ReasonContextMismatch:         CodeInvalid,
+	ReasonUnsupportedExtension:    CodeInvalid,
+	ReasonBadFinished:             CodeInvalid,
+	ReasonUnsupportedScheme:       CodeInvalid,
+	ReasonBadCertificate:          CodeInvalid,
+	ReasonBadSignature:            CodeInvalid,
+	ReasonKeyNotTrusted:           CodeInvalid,
+	ReasonAttestationRefused:      CodeRequired,
+	ReasonUnknownContext:          CodeInvalid,
+	ReasonContextReused:           CodeInvalid,
+	ReasonContextExpired:          CodeStale,
+	ReasonOperationMismatch:       CodeInvalid,
+	ReasonAttestationNotOffered:   CodeInvalid,
+	ReasonNoAttestation:           CodeRequired,
+	ReasonUnsupportedCMW:          CodeInvalid,
+	ReasonFormatNotAccepted:       CodeInvalid,
+	ReasonEvidenceInvalid:         CodeInvalid,
+	ReasonBinderMismatch:          CodeInvalid,
+	ReasonKeyHashMismatch:         CodeInvalid,
+	ReasonVerifierTimeout:         CodeUnavailable,
+	ReasonVerifierFailed:          CodeUnavailable,
+	ReasonCanceled:                CodeCanceled,
+	ReasonUntrustedAttester:       CodeInvalid,
+	ReasonBadEvidenceSignature:    CodeInvalid,
+	ReasonUnknownMachine:          CodeInvalid,
+	ReasonEvidenceStale:           CodeStale,
+	ReasonPostureInvalid:          CodeInvalid,
+	ReasonPostureMissing:          CodeInvalid,
+	ReasonPCRSelectionMismatch:    CodeInvalid,
+	ReasonPCRDigestMismatch:       CodeInvalid,
+	ReasonPCRPolicyDenied:         CodePolicyDenied,
+	ReasonKeyNotResident:          CodePolicyDenied,
+	ReasonKeyCertificationInvalid: CodeInvalid,
+	ReasonEKInvalid:               CodeInvalid,
+	ReasonEventLogInvalid:         CodeInvalid,
+	ReasonPolicyDenied:            CodePolicyDenied,
+	ReasonPostureDenied:           CodePolicyDenied,
+	ReasonPolicyInvalid:           CodeUnavailable,
+	ReasonAttestationRequired:     CodeRequired,
+	ReasonAttestationStale:        CodeStale,
+	ReasonPostureChanged:          CodeStale,
+	ReasonInvalidAttestation:      CodeInvalid,
+	ReasonMalformedHeader:         CodeInvalid,
+	ReasonEarlyData:               CodeRequired,
+	ReasonBadBody:                 CodeInvalid,
+	ReasonBodyTooLarge:            CodeInvalid,
+	ReasonConnectionClosed:        CodeCanceled,
+	ReasonMisconfigured:           CodeUnavailable,
 }
 
 // Code is the code r is reported with, or CodeUnknown for a reason that is
