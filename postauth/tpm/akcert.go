@@ -86,6 +86,9 @@ func ValidateAKPublic(area []byte) (*ecdsa.PublicKey, []byte, error) {
 // akIdentity is what a verified AK certificate says about the AK.
 type akIdentity struct {
 	machineID []byte
+	// notBefore and notAfter bound the time when the verified chain is
+	// valid.
+	notBefore, notAfter time.Time
 }
 
 // verifyAKChain verifies an AK certificate chain (AK certificate first,
@@ -114,7 +117,7 @@ func verifyAKChain(chain [][]byte, roots *x509.CertPool, now time.Time, ak *ecds
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{
+	verified, err := leaf.Verify(x509.VerifyOptions{
 		Roots: roots, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
@@ -134,7 +137,13 @@ func verifyAKChain(chain [][]byte, roots *x509.CertPool, now time.Time, ak *ecds
 	if err != nil {
 		return nil, err
 	}
-	return &akIdentity{machineID: id}, nil
+	out := &akIdentity{machineID: id, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
+	if len(verified) > 0 {
+		for _, c := range verified[0] {
+			out.notBefore, out.notAfter = later(out.notBefore, c.NotBefore), earlier(out.notAfter, c.NotAfter)
+		}
+	}
+	return out, nil
 }
 
 // machineIDOf returns the machine identifier an AK certificate names in

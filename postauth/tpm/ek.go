@@ -350,16 +350,17 @@ func derElement(b []byte) ([]byte, error) {
 
 // verifyEKChain verifies an EK certificate chain (EK certificate first,
 // then intermediates) against manufacturer roots at time now and returns
-// the EK certificate.
-func verifyEKChain(chain [][]byte, roots, intermediates *x509.CertPool, now time.Time) (*x509.Certificate, error) {
+// the EK certificate and the validity window of the verified chain.
+func verifyEKChain(chain [][]byte, roots, intermediates *x509.CertPool, now time.Time) (*x509.Certificate, time.Time, time.Time, error) {
+	var zero time.Time
 	if len(chain) == 0 || len(chain) > MaxChainLen {
-		return nil, errors.New("tpm: EK chain length out of range")
+		return nil, zero, zero, errors.New("tpm: EK chain length out of range")
 	}
 	certs := make([]*x509.Certificate, len(chain))
 	for i, der := range chain {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("tpm: EK chain certificate %d: %w", i, err)
+			return nil, zero, zero, fmt.Errorf("tpm: EK chain certificate %d: %w", i, err)
 		}
 		certs[i] = c
 	}
@@ -370,10 +371,15 @@ func verifyEKChain(chain [][]byte, roots, intermediates *x509.CertPool, now time
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if err := VerifyEKCertificate(certs[0], roots, inter, now); err != nil {
-		return nil, err
+	verified, err := verifyEK(certs[0], roots, inter, now)
+	if err != nil {
+		return nil, zero, zero, err
 	}
-	return certs[0], nil
+	notBefore, notAfter := certs[0].NotBefore, certs[0].NotAfter
+	for _, c := range verified[0] {
+		notBefore, notAfter = later(notBefore, c.NotBefore), earlier(notAfter, c.NotAfter)
+	}
+	return certs[0], notBefore, notAfter, nil
 }
 
 // VerifyEKCertificate verifies an EK certificate against TPM manufacturer
@@ -385,21 +391,29 @@ func verifyEKChain(chain [][]byte, roots, intermediates *x509.CertPool, now time
 // certificates name tcg-kp-EKCertificate or nothing). roots must not be
 // nil (a nil pool would mean the system roots).
 func VerifyEKCertificate(cert *x509.Certificate, roots, intermediates *x509.CertPool, now time.Time) error {
+	_, err := verifyEK(cert, roots, intermediates, now)
+	return err
+}
+
+func verifyEK(cert *x509.Certificate, roots, intermediates *x509.CertPool, now time.Time) ([][]*x509.Certificate, error) {
 	if cert == nil || roots == nil {
-		return errors.New("tpm: no EK certificate or no manufacturer roots")
+		return nil, errors.New("tpm: no EK certificate or no manufacturer roots")
 	}
 	leaf := *cert // a copy: the unhandled list is edited
 	leaf.UnhandledCriticalExtensions = slices.DeleteFunc(slices.Clone(leaf.UnhandledCriticalExtensions), func(id asn1.ObjectIdentifier) bool {
 		return id.Equal(oidSubjectAltName)
 	})
-	_, err := leaf.Verify(x509.VerifyOptions{
+	verified, err := leaf.Verify(x509.VerifyOptions{
 		Roots: roots, Intermediates: intermediates, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
 	if err != nil { // mutation: tpm ek chain
-		return fmt.Errorf("tpm: EK certificate does not chain to a trusted manufacturer root: %w", err)
+		return nil, fmt.Errorf("tpm: EK certificate does not chain to a trusted manufacturer root: %w", err)
 	}
-	return nil
+	if len(verified) == 0 {
+		verified = [][]*x509.Certificate{{cert}}
+	}
+	return verified, nil
 }
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}

@@ -317,7 +317,7 @@ func unmarshalCanonical[T tpm2.Marshallable, P interface {
 			v, err = nil, fmt.Errorf("tpm: decoding %T: %v", v, r)
 		}
 	}()
-	v, err = tpm2.Unmarshal[T, P](b)
+	v, err = unmarshal[T, P](b)
 	if err != nil {
 		return nil, err
 	}
@@ -327,15 +327,69 @@ func unmarshalCanonical[T tpm2.Marshallable, P interface {
 	return v, nil
 }
 
+// unmarshal is tpm2.Unmarshal with a decoder panic turned into an error.
+func unmarshal[T tpm2.Marshallable, P interface {
+	*T
+	tpm2.Unmarshallable
+}](b []byte) (v *T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, fmt.Errorf("tpm: decoding %T: %v", v, r)
+		}
+	}()
+	return tpm2.Unmarshal[T, P](b)
+}
+
+// attestLen is the encoded length of a decoded quote or certification
+// TPMS_ATTEST, and the offset of its clockInfo.safe byte: with them a
+// parser checks that the structure has no trailing bytes and a canonical
+// TPMI_YES_NO without encoding it again (go-tpm's reflection encoder costs
+// as much as its decoder, on every verification).
+func attestLen(at *tpm2.TPMSAttest) (n, safe int, err error) {
+	n = 4 + 2 + 2 + len(at.QualifiedSigner.Buffer) + 2 + len(at.ExtraData.Buffer)
+	safe = n + 8 + 4 + 4
+	n = safe + 1 + 8
+	switch at.Type {
+	case tpm2.TPMSTAttestQuote:
+		q, err := at.Attested.Quote()
+		if err != nil {
+			return 0, 0, err
+		}
+		n += 4 + 2 + len(q.PCRDigest.Buffer)
+		for _, sel := range q.PCRSelect.PCRSelections {
+			n += 2 + 1 + len(sel.PCRSelect)
+		}
+	case tpm2.TPMSTAttestCertify:
+		c, err := at.Attested.Certify()
+		if err != nil {
+			return 0, 0, err
+		}
+		n += 2 + len(c.Name.Buffer) + 2 + len(c.QualifiedName.Buffer)
+	default:
+		return 0, 0, fmt.Errorf("tpm: TPMS_ATTEST type %#04x", uint16(at.Type))
+	}
+	return n, safe, nil
+}
+
 // parseAttest decodes a TPMS_ATTEST of the given type (tpm2.Unmarshal
 // checks the magic TPM_GENERATED_VALUE).
 func parseAttest(b []byte, typ tpm2.TPMISTAttest) (*tpm2.TPMSAttest, *Attest, error) {
 	if len(b) == 0 || len(b) > MaxQuoteLen {
 		return nil, nil, errors.New("tpm: TPMS_ATTEST size out of range")
 	}
-	at, err := unmarshalCanonical[tpm2.TPMSAttest](b)
+	at, err := unmarshal[tpm2.TPMSAttest](b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tpm: TPMS_ATTEST: %w", err)
+	}
+	if at.Type != typ {
+		return nil, nil, fmt.Errorf("tpm: TPMS_ATTEST type %#04x, want %#04x", uint16(at.Type), uint16(typ))
+	}
+	n, safe, err := attestLen(at)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n != len(b) || b[safe] > 1 {
+		return nil, nil, errors.New("tpm: TPMS_ATTEST with trailing or non-canonical bytes")
 	}
 	if at.Magic != tpm2.TPMGeneratedValue {
 		return nil, nil, errors.New("tpm: TPMS_ATTEST magic is not TPM_GENERATED_VALUE")
@@ -431,7 +485,7 @@ func ecdsaSignature(b []byte) (r, s []byte, err error) {
 	if len(b) == 0 || len(b) > MaxSignatureLen {
 		return nil, nil, errors.New("tpm: TPMT_SIGNATURE size out of range")
 	}
-	sig, err := unmarshalCanonical[tpm2.TPMTSignature](b)
+	sig, err := unmarshal[tpm2.TPMTSignature](b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tpm: malformed TPMT_SIGNATURE: %w", err)
 	}
@@ -448,6 +502,9 @@ func ecdsaSignature(b []byte) (r, s []byte, err error) {
 	r, s = e.SignatureR.Buffer, e.SignatureS.Buffer
 	if len(r) == 0 || len(r) > 32 || len(s) == 0 || len(s) > 32 {
 		return nil, nil, errors.New("tpm: ECDSA P-256 signature integer size out of range")
+	}
+	if 2+2+2+len(r)+2+len(s) != len(b) { // TPMT_SIGNATURE: sigAlg, hash, TPM2B r, TPM2B s
+		return nil, nil, errors.New("tpm: TPMT_SIGNATURE with trailing bytes")
 	}
 	return r, s, nil
 }

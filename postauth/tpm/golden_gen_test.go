@@ -4,8 +4,14 @@ package tpm_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/tpm"
@@ -36,4 +42,37 @@ func TestGoldenUpdate(t *testing.T) {
 		gs = append(gs, golden{Name: name, Binder: hex.EncodeToString(binders[name]), AK: hex.EncodeToString(att.AKPublic()), Evidence: hex.EncodeToString(ev.Value)})
 	}
 	writeGolden(t, gs)
+}
+
+// TestChainGoldenUpdate regenerates testdata/chain.json from the
+// simulator when run with -update.
+func TestChainGoldenUpdate(t *testing.T) {
+	if !*update {
+		t.Skip("run with -update to regenerate the golden trust-chain Evidence")
+	}
+	mfr, _ := trustSetup(t)
+	key := newKey(t)
+	binder := chainBinder()
+	ev, _ := attestOnce(t, key, postauth.Challenge{Binder: binder, Hash: crypto.SHA256}, tpm.IncludeEKCertificate())
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := sha256.Sum256(spki)
+	g := chainGolden{
+		Time:      time.Now().UTC().Truncate(time.Second),
+		CARoot:    hex.EncodeToString(caRoot(t).Raw),
+		EKRoot:    hex.EncodeToString(mfr.Root().Raw),
+		Binder:    hex.EncodeToString(binder),
+		MachineID: hex.EncodeToString(machineID(t)),
+		KeyHash:   hex.EncodeToString(kh[:]),
+		Evidence:  hex.EncodeToString(ev.Value),
+	}
+	b, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(chainGoldenPath, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

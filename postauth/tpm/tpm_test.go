@@ -91,14 +91,6 @@ func attestDecoded(t *testing.T, att *tpm.Attester, ch postauth.Challenge) (post
 	return ev, d
 }
 
-func encode(t *testing.T, d *tpm.Evidence) postauth.Evidence {
-	t.Helper()
-	b, err := d.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return postauth.Evidence{Type: tpm.MediaType, Value: b}
-}
 
 func TestVerifierRejects(t *testing.T) {
 	att := newAttester(t)

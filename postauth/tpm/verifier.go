@@ -7,11 +7,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
 	"math/big"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/reattest/reattest/postauth"
@@ -34,7 +36,26 @@ type Verifier struct {
 	reqPosture       bool
 	posturePCR       int
 	now              func() time.Time
+
+	// Verified AK trust decisions and certified key hashes, so that an
+	// agent that attests again and again with the same AK certificate and
+	// the same key costs two signature verifications (quote and
+	// certification), not six. Only successes are cached, each with the
+	// validity window of the chains that made it.
+	akCache  *boundedCache[akTrust]
+	keyCache *boundedCache[[]byte]
 }
+
+// akTrust is a cached decision that an AK (with its chains) is trusted.
+type akTrust struct {
+	key       *ecdsa.PublicKey
+	machineID []byte
+	notBefore time.Time // zero for a pinned AK
+	notAfter  time.Time
+}
+
+// cacheSize bounds each cache of a Verifier.
+const cacheSize = 1024
 
 var _ postauth.Verifier = (*Verifier)(nil)
 
@@ -68,6 +89,8 @@ func NewVerifier(opts ...VerifierOption) (*Verifier, error) {
 		reqPosture:       cfg.requirePosture,
 		posturePCR:       cfg.posturePCR,
 		now:              cfg.now,
+		akCache:          newBoundedCache[akTrust](cacheSize),
+		keyCache:         newBoundedCache[[]byte](cacheSize),
 	}
 	if v.posturePCR == 0 {
 		v.posturePCR = DefaultPosturePCR
@@ -170,14 +193,9 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	}
 
 	// The attestation key and the machine.
-	key, machineID, err := v.trustAK(e)
+	key, machineID, reason, err := v.attester(e)
 	if err != nil {
-		return nil, evidenceErr(postauth.ReasonUntrustedAttester, err)
-	}
-	if v.ekRoots != nil {
-		if err := v.checkEK(e, machineID); err != nil {
-			return nil, evidenceErr(postauth.ReasonEKInvalid, err)
-		}
+		return nil, evidenceErr(reason, err)
 	}
 	if v.machineIDs != nil && !slices.ContainsFunc(v.machineIDs, func(id []byte) bool { return bytes.Equal(id, machineID) }) { // mutation: tpm machine pin
 		return nil, evidenceErr(postauth.ReasonUnknownMachine, errors.New("tpm: machine not allowed"))
@@ -267,52 +285,98 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	return app, nil
 }
 
+// attester decides whether the Evidence's AK is trusted, and its EK
+// certificate if the verifier checks EKs, and returns the AK's key and the
+// machine identifier. A decision made before for the same AK public area
+// and chains is reused while the chains are valid.
+func (v *Verifier) attester(e *Evidence) (*ecdsa.PublicKey, []byte, postauth.Reason, error) {
+	h := sha256.New()
+	for _, b := range append(append([][]byte{e.AK}, e.AKChain...), append([][]byte{nil}, e.EKChain...)...) {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
+		h.Write(b)
+	}
+	ck := [32]byte(h.Sum(nil))
+	now := v.now()
+	if t, ok := v.akCache.get(ck); ok && (t.notBefore.IsZero() || (!now.Before(t.notBefore) && !now.After(t.notAfter))) {
+		return t.key, t.machineID, "", nil
+	}
+	t, err := v.trustAK(e, now)
+	if err != nil {
+		return nil, nil, postauth.ReasonUntrustedAttester, err
+	}
+	if v.ekRoots != nil {
+		notBefore, notAfter, err := v.checkEK(e, t.machineID, now)
+		if err != nil {
+			return nil, nil, postauth.ReasonEKInvalid, err
+		}
+		t.notBefore, t.notAfter = later(t.notBefore, notBefore), earlier(t.notAfter, notAfter)
+	}
+	v.akCache.put(ck, *t)
+	return t.key, t.machineID, "", nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // trustAK decides whether the Evidence's AK is trusted and returns its key
 // and the machine identifier: with an AK certificate chain, the chain must
 // verify to an enrollment CA root; without one, the AK must be pinned.
-func (v *Verifier) trustAK(e *Evidence) (*ecdsa.PublicKey, []byte, error) {
+func (v *Verifier) trustAK(e *Evidence, now time.Time) (*akTrust, error) {
 	key, name, err := parseAK(e.AK)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if e.AKChain != nil {
 		if v.akRoots == nil {
-			return nil, nil, errors.New("tpm: an AK certificate, but no enrollment CA roots configured")
+			return nil, errors.New("tpm: an AK certificate, but no enrollment CA roots configured")
 		}
-		id, err := verifyAKChain(e.AKChain, v.akRoots, v.now(), key, name)
+		id, err := verifyAKChain(e.AKChain, v.akRoots, now, key, name)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return key, id.machineID, nil
+		return &akTrust{key: key, machineID: id.machineID, notBefore: id.notBefore, notAfter: id.notAfter}, nil
 	}
 	pinned, ok := v.pinned[string(name)]
 	if !ok {
-		return nil, nil, errors.New("tpm: attestation key not trusted (no AK certificate, not pinned)")
+		return nil, errors.New("tpm: attestation key not trusted (no AK certificate, not pinned)")
 	}
-	return pinned, name, nil
+	return &akTrust{key: pinned, machineID: name}, nil
 }
 
 // checkEK checks the EK certificate chain of the Evidence against the
 // manufacturer roots, and that its key is the EK the AK certificate names.
-func (v *Verifier) checkEK(e *Evidence, machineID []byte) error {
+// It returns the validity window of the verified EK chain.
+func (v *Verifier) checkEK(e *Evidence, machineID []byte, now time.Time) (time.Time, time.Time, error) {
+	var zero time.Time
 	if e.EKChain == nil {
-		return errors.New("tpm: evidence carries no EK certificate")
+		return zero, zero, errors.New("tpm: evidence carries no EK certificate")
 	}
 	if e.AKChain == nil {
-		return errors.New("tpm: a pinned AK is bound to no EK")
+		return zero, zero, errors.New("tpm: a pinned AK is bound to no EK")
 	}
-	cert, err := verifyEKChain(e.EKChain, v.ekRoots, v.ekIntermediates, v.now())
+	cert, notBefore, notAfter, err := verifyEKChain(e.EKChain, v.ekRoots, v.ekIntermediates, now)
 	if err != nil {
-		return err
+		return zero, zero, err
 	}
 	id, err := MachineID(cert.PublicKey)
 	if err != nil {
-		return err
+		return zero, zero, err
 	}
 	if !bytes.Equal(id, machineID) { // mutation: tpm ek binding
-		return errors.New("tpm: the AK certificate was issued for another EK")
+		return zero, zero, errors.New("tpm: the AK certificate was issued for another EK")
 	}
-	return nil
+	return notBefore, notAfter, nil
 }
 
 // checkCertification checks the AK's certification of the authenticator
@@ -329,18 +393,23 @@ func (v *Verifier) checkCertification(ch postauth.Challenge, ak *ecdsa.PublicKey
 	if !binderMatches(at.ExtraData, ch.Binder) { // mutation: tpm certify binder
 		return nil, postauth.ReasonBinderMismatch, fmt.Errorf("tpm: certification: %w", postauth.ErrBinderMismatch)
 	}
-	pub, _, err := parseKeyPublic(c.Key)
-	if err != nil {
-		return nil, postauth.ReasonKeyCertificationInvalid, err
+	name := objectName(c.Key)
+	ck := sha256.Sum256(append(slices.Clone(name), byte(ch.Hash)))
+	kh, ok := v.keyCache.get(ck)
+	if !ok {
+		pub, _, err := parseKeyPublic(c.Key)
+		if err != nil {
+			return nil, postauth.ReasonKeyCertificationInvalid, err
+		}
+		if kh, err = keyHash(ch.Hash, pub); err != nil {
+			return nil, postauth.ReasonEvidenceInvalid, err
+		}
+		v.keyCache.put(ck, kh)
 	}
-	if !bytes.Equal(at.CertifiedName, objectName(c.Key)) { // mutation: tpm certified name
+	if !bytes.Equal(at.CertifiedName, name) { // mutation: tpm certified name
 		return nil, postauth.ReasonKeyCertificationInvalid, errors.New("tpm: the certification is for another key")
 	}
-	kh, err := keyHash(ch.Hash, pub)
-	if err != nil {
-		return nil, postauth.ReasonEvidenceInvalid, err
-	}
-	return kh, "", nil
+	return slices.Clone(kh), "", nil
 }
 
 // verifyAttestSignature verifies an ECDSA P-256 / SHA-256 TPMT_SIGNATURE
@@ -402,4 +471,35 @@ func (v *Verifier) pcrViolations(got map[int][]byte) []string {
 		}
 	}
 	return out
+}
+
+// boundedCache is a map of at most max entries; when full, an arbitrary
+// entry makes room. It is safe for concurrent use.
+type boundedCache[V any] struct {
+	mu  sync.Mutex
+	m   map[[32]byte]V
+	max int
+}
+
+func newBoundedCache[V any](max int) *boundedCache[V] {
+	return &boundedCache[V]{m: make(map[[32]byte]V), max: max}
+}
+
+func (c *boundedCache[V]) get(k [32]byte) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *boundedCache[V]) put(k [32]byte, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		for old := range c.m {
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[k] = v
 }
