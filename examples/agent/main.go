@@ -6,6 +6,7 @@
 //	go run ./examples/agent                 # the whole story in one process
 //	go run ./examples/agent -mode gateway   # just the gateway, on -listen
 //	go run ./examples/agent -mode agent -gateway https://127.0.0.1:8443
+//	go run ./examples/agent -attester tpm   # the TPM 2.0 trust chain (simulator; -tpm-addr for swtpm or /dev/tpmrm0)
 //
 // With no flags it uses the embedded demo credentials in assets/ (public:
 // never trust them anywhere else) and exits 0 only if every step of the
@@ -48,6 +49,10 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&ag.gatewayAttPub, "gateway-attestation-pub", "", "agent: trusted gateway attestation public key PEM (default: embedded demo)")
 	ca := fs.String("ca", "", "CA certificate PEM for both sides (default: embedded demo)")
 	outDir := fs.String("out", "assets", "gen-assets: output directory")
+	attester := fs.String("attester", "software", "demo: the agent's Evidence: software (EAT) or tpm (the TPM 2.0 trust chain, tpm.go)")
+	var tc tpmConfig
+	fs.StringVar(&tc.addr, "tpm-addr", "", "-attester tpm: swtpm host:port or a TPM device (/dev/tpmrm0); default: the in-process simulator")
+	fs.StringVar(&tc.ekRoots, "ek-roots", "", "-attester tpm: PEM file of the TPM manufacturer's CA certificates (default: the demo vendor, or swtpm's local CA)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -58,6 +63,9 @@ func run(args []string, out io.Writer) error {
 
 	switch *mode {
 	case "demo":
+		if *attester == "tpm" {
+			return tpmDemo(out, tc)
+		}
 		gw.listen = "127.0.0.1:0"
 		return demo(out, gw, ag)
 	case "gateway":

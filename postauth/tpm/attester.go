@@ -86,6 +86,7 @@ type Attester struct {
 	key        *Key // the certified authenticator key, or nil
 	eventLog   []byte
 	includeEK  bool
+	ekCert     []byte // with includeEK: the EK certificate read by NewAttester
 	closed     atomic.Bool
 
 	chains atomic.Pointer[chains] // AK (and EK) certificate chains, set by Enroll or SetAKCertificate
@@ -172,6 +173,11 @@ func NewAttester(ctx context.Context, t transport.TPM, opts ...AttesterOption) (
 		var err error
 		if a.maxData, err = maxDigest(t); err != nil {
 			return err
+		}
+		if a.includeEK {
+			if a.ekCert, _, err = readEKCert(t, ekConfig{}); err != nil {
+				return err
+			}
 		}
 		if cfg.akHandle != 0 {
 			return a.loadAK(t, cfg.akHandle)

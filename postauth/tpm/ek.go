@@ -176,24 +176,9 @@ func (l *loadedEK) auth(endorsementAuth []byte) (tpm2.Session, error) {
 
 // loadEK reads the EK certificate and loads the EK it certifies.
 func loadEK(t transport.TPM, cfg ekConfig) (*loadedEK, error) {
-	indices := []uint32{EKCertIndexRSA, EKCertIndexECC}
-	if cfg.index != 0 {
-		indices = []uint32{cfg.index}
-	}
-	var der []byte
-	var index uint32
-	var lastErr error
-	for _, idx := range indices {
-		b, err := readNV(t, idx)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		der, index = b, idx
-		break
-	}
-	if der == nil {
-		return nil, fmt.Errorf("tpm: no EK certificate in NV: %w", lastErr)
+	der, index, err := readEKCert(t, cfg)
+	if err != nil {
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -205,6 +190,25 @@ func loadEK(t transport.TPM, cfg ekConfig) (*loadedEK, error) {
 	}
 	l.ek.Certificate, l.ek.CertIndex = der, index
 	return l, nil
+}
+
+// readEKCert reads the EK certificate from NV: from the configured index,
+// or the first of EKCertIndexRSA, EKCertIndexECC that holds one.
+func readEKCert(t transport.TPM, cfg ekConfig) ([]byte, uint32, error) {
+	indices := []uint32{EKCertIndexRSA, EKCertIndexECC}
+	if cfg.index != 0 {
+		indices = []uint32{cfg.index}
+	}
+	var lastErr error
+	for _, idx := range indices {
+		b, err := readNV(t, idx)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		return b, idx, nil
+	}
+	return nil, 0, fmt.Errorf("tpm: no EK certificate in NV: %w", lastErr)
 }
 
 // findEK returns the persistent EK with key pub, or creates the primary

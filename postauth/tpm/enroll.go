@@ -172,23 +172,33 @@ func (a *Attester) Enroll(ctx context.Context, e Enroller, opts ...EKOption) err
 	if err != nil {
 		return fmt.Errorf("tpm: enrollment: %w", err)
 	}
-	var ek [][]byte
-	if a.includeEK {
-		ek = [][]byte{req.EKCertificate}
-	}
-	return a.setChains(chain, ek, machineID)
+	return a.setChains(chain, req.EKCertificate, machineID)
 }
 
 // SetAKCertificate makes the Evidence carry the AK certificate chain
 // chain (the AK certificate first), for example one that [Attester.Enroll]
 // obtained earlier and the agent stored ([Attester.AKCertificate]). It
 // checks that the certificate is for this Attester's AK (key and TPM
-// name); it does not verify the chain (the relying party does).
+// name) and, with [IncludeEKCertificate], that it names the machine of the
+// EK certificate NewAttester read; it does not verify the chain (the
+// relying party does).
 func (a *Attester) SetAKCertificate(chain [][]byte) error {
-	return a.setChains(chain, nil, nil)
+	var machineID []byte
+	if a.includeEK {
+		cert, err := x509.ParseCertificate(a.ekCert)
+		if err != nil {
+			return fmt.Errorf("tpm: EK certificate: %w", err)
+		}
+		if machineID, err = MachineID(cert.PublicKey); err != nil {
+			return err
+		}
+	}
+	return a.setChains(chain, a.ekCert, machineID)
 }
 
-func (a *Attester) setChains(chain, ek [][]byte, machineID []byte) error {
+// setChains checks and stores the AK chain, with the EK certificate if
+// [IncludeEKCertificate] is set.
+func (a *Attester) setChains(chain [][]byte, ekCert, machineID []byte) error {
 	if len(chain) == 0 || len(chain) > MaxChainLen {
 		return errors.New("tpm: AK certificate chain length out of range")
 	}
@@ -218,8 +228,8 @@ func (a *Attester) setChains(chain, ek [][]byte, machineID []byte) error {
 		return errors.New("tpm: the AK certificate names another machine than this TPM's EK")
 	}
 	c.machineID = id
-	for _, der := range ek {
-		c.ek = append(c.ek, slices.Clone(der))
+	if a.includeEK {
+		c.ek = [][]byte{slices.Clone(ekCert)}
 	}
 	a.chains.Store(c)
 	return nil
