@@ -84,7 +84,6 @@ func TestSoftwareKeyRefused(t *testing.T) {
 	}
 }
 
-
 // bootEvents are the events the tests extended into PCR 9 of the shared
 // simulator, in order (a second run of the test extends again).
 var bootEvents []logEvent

@@ -91,7 +91,6 @@ func attestDecoded(t *testing.T, att *tpm.Attester, ch postauth.Challenge) (post
 	return ev, d
 }
 
-
 func TestVerifierRejects(t *testing.T) {
 	att := newAttester(t)
 	v := newVerifier(t, [][]byte{att.AKPublic()})

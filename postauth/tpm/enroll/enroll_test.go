@@ -99,10 +99,12 @@ func TestNewRejects(t *testing.T) {
 	other := postauthtest.NewKey(t)
 	leaf := postauthtest.New(t).Issue(t, "leaf")
 	for name, c := range map[string]func() (*enroll.CA, error){
-		"no-ek-roots":  func() (*enroll.CA, error) { return enroll.New(cert, key) },
-		"nil-cert":     func() (*enroll.CA, error) { return enroll.New(nil, key, enroll.WithEKRoots(f.mfr.Root())) },
-		"other-key":    func() (*enroll.CA, error) { return enroll.New(cert, other, enroll.WithEKRoots(f.mfr.Root())) },
-		"not-a-ca":     func() (*enroll.CA, error) { return enroll.New(leaf.Leaf, leaf.PrivateKey.(*ecdsa.PrivateKey), enroll.WithEKRoots(f.mfr.Root())) },
+		"no-ek-roots": func() (*enroll.CA, error) { return enroll.New(cert, key) },
+		"nil-cert":    func() (*enroll.CA, error) { return enroll.New(nil, key, enroll.WithEKRoots(f.mfr.Root())) },
+		"other-key":   func() (*enroll.CA, error) { return enroll.New(cert, other, enroll.WithEKRoots(f.mfr.Root())) },
+		"not-a-ca": func() (*enroll.CA, error) {
+			return enroll.New(leaf.Leaf, leaf.PrivateKey.(*ecdsa.PrivateKey), enroll.WithEKRoots(f.mfr.Root()))
+		},
 		"short-machine": func() (*enroll.CA, error) {
 			return enroll.New(cert, key, enroll.WithEKRoots(f.mfr.Root()), enroll.WithMachines([]byte{1}))
 		},
@@ -282,4 +284,3 @@ func FuzzChallenge(f *testing.F) {
 		t.Fatalf("unclassified error %v", err)
 	})
 }
-
