@@ -15,6 +15,7 @@ import (
 
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/tpm"
+	"github.com/reattest/reattest/postauth/tpm/enroll"
 )
 
 // TestGoldenUpdate regenerates testdata/golden.json from the simulator
@@ -51,9 +52,27 @@ func TestChainGoldenUpdate(t *testing.T) {
 		t.Skip("run with -update to regenerate the golden trust-chain Evidence")
 	}
 	mfr, _ := trustSetup(t)
+	provision(t)
+	// A long-lived CA, so that the golden chain verifies for years (also
+	// with go-tpm-tools' VerifyAKCert, which checks at the current time).
+	caCert, caKey, err := enroll.NewRoot("reattest golden enrollment CA", 25*365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := enroll.New(caCert, caKey, enroll.WithEKRoots(mfr.Root()), enroll.WithValidity(20*365*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
 	key := newKey(t)
 	binder := chainBinder()
-	ev, _ := attestOnce(t, key, postauth.Challenge{Binder: binder, Hash: crypto.SHA256}, tpm.IncludeEKCertificate())
+	att := newAttester(t, tpm.WithCertifiedKey(key), tpm.IncludeEKCertificate())
+	if err := att.Enroll(context.Background(), ca); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := att.Attest(context.Background(), postauth.Challenge{Binder: binder, Hash: crypto.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
 	spki, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +80,7 @@ func TestChainGoldenUpdate(t *testing.T) {
 	kh := sha256.Sum256(spki)
 	g := chainGolden{
 		Time:      time.Now().UTC().Truncate(time.Second),
-		CARoot:    hex.EncodeToString(caRoot(t).Raw),
+		CARoot:    hex.EncodeToString(caCert.Raw),
 		EKRoot:    hex.EncodeToString(mfr.Root().Raw),
 		Binder:    hex.EncodeToString(binder),
 		MachineID: hex.EncodeToString(machineID(t)),

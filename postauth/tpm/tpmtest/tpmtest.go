@@ -57,7 +57,7 @@ func NewManufacturer(name string) (*Manufacturer, error) {
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: name + " EK root", Organization: []string{name}},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		NotAfter:              now.AddDate(30, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -94,7 +94,7 @@ func (m *Manufacturer) Certify(pub crypto.PublicKey) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial.Add(serial, big.NewInt(1)),
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(5 * 365 * 24 * time.Hour),
+		NotAfter:              now.AddDate(30, 0, 0), // EK certificates rarely expire (swtpm's: 9999)
 		KeyUsage:              x509.KeyUsageKeyEncipherment,
 		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{{2, 23, 133, 8, 1}},
 		BasicConstraintsValid: true,
