@@ -68,10 +68,12 @@ var (
 	ErrPostureMismatch = errors.New("tpm: the posture PCR does not match the posture log")
 )
 
-// Attester produces TPM 2.0 quote Evidence. Attest quotes the configured
-// PCRs with the Challenge's binder as qualifying data and signs with the
-// attestation key (AK). It is safe for concurrent use: TPM commands are
-// serialized through its *SharedTPM.
+// Attester produces TPM 2.0 Evidence. Attest quotes the configured PCRs
+// with the Challenge's binder as qualifying data, signed by the attestation
+// key (AK), certifies the authenticator key ([WithCertifiedKey]) with the
+// same binder, and adds the AK certificate chain once [Attester.Enroll] or
+// [Attester.SetAKCertificate] set it. It is safe for concurrent use: TPM
+// commands are serialized through its *SharedTPM.
 type Attester struct {
 	tpm        *SharedTPM
 	ak         tpm2.TPMHandle
@@ -280,7 +282,8 @@ func (a *Attester) snapshot() (*posture.Snapshot, error) {
 // (SHA-256 of the binder if the binder is longer than the TPM's largest
 // digest, see docs/tpm.md) and returns the Evidence: the quote, its
 // signature, the AK public area, the PCR values and, if configured, the
-// posture log. The PCR values are read in the same locked sequence as the
+// certification of the authenticator key, the AK (and EK) certificate
+// chain, the event log and the posture log. The PCR values are read in the same locked sequence as the
 // quote and checked against the quote's PCR digest, and the posture log
 // against the posture PCR; if either changed meanwhile, Attest tries again
 // (a few times). It honours ctx while waiting for and talking to the TPM.

@@ -104,7 +104,8 @@ func WithEndorsementAuth(auth []byte) AttesterOption {
 
 // WithCertifiedKey makes the Attester certify k, the authenticator key,
 // in every Evidence: TPM2_Certify by the AK with the binder as qualifying
-// data, and k's public area. k must use the Attester's *SharedTPM. Without
+// data, and k's public area. k must use the Attester's *SharedTPM; the
+// Attester does not close it. Without
 // it the Evidence says nothing about where the authenticator key lives, and
 // a Verifier refuses it unless [AllowSoftwareKey] is set.
 func WithCertifiedKey(k *Key) AttesterOption {
