@@ -427,7 +427,7 @@ func parseAK(raw []byte) (*ecdsa.PublicKey, []byte, error) {
 	if len(raw) == 0 || len(raw) > MaxAKLen {
 		return nil, nil, errors.New("tpm: AK public area size out of range")
 	}
-	pub, err := unmarshalCanonical[tpm2.TPMTPublic](raw)
+	pub, err := unmarshalSigningPublic(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tpm: AK public area: %w", err)
 	}

@@ -383,7 +383,7 @@ func parseKeyPublic(raw []byte) (crypto.PublicKey, KeyAlgorithm, error) {
 	if len(raw) == 0 || len(raw) > MaxAKLen {
 		return nil, 0, errors.New("tpm: key public area size out of range")
 	}
-	pub, err := unmarshalCanonical[tpm2.TPMTPublic](raw)
+	pub, err := unmarshalSigningPublic(raw)
 	if err != nil {
 		return nil, 0, fmt.Errorf("tpm: key public area: %w", err)
 	}
@@ -466,4 +466,71 @@ func keyHash(h crypto.Hash, pub crypto.PublicKey) ([]byte, error) {
 	d := h.New()
 	d.Write(spki)
 	return d.Sum(nil), nil
+}
+
+// unmarshalSigningPublic decodes the public area of a signing key (an AK or
+// an authenticator key) with go-tpm's tpm2.Unmarshal and checks that it has
+// nothing after it by computing its encoded length, which it can for the
+// forms a signing key of this profile has: an ECC or RSA key without a
+// symmetric algorithm, with a NULL or hash-based signing scheme, and (ECC)
+// a NULL key derivation function. (Encoding it again, as
+// unmarshalCanonical does, costs as much as decoding: about 500
+// allocations per public area.)
+func unmarshalSigningPublic(b []byte) (*tpm2.TPMTPublic, error) {
+	p, err := unmarshal[tpm2.TPMTPublic](b)
+	if err != nil {
+		return nil, err
+	}
+	n := 2 + 2 + 4 + 2 + len(p.AuthPolicy.Buffer)
+	scheme := func(alg tpm2.TPMAlgID) (int, error) {
+		switch alg {
+		case tpm2.TPMAlgNull:
+			return 2, nil
+		case tpm2.TPMAlgECDSA, tpm2.TPMAlgRSASSA, tpm2.TPMAlgRSAPSS:
+			return 4, nil // the scheme and its hash algorithm
+		}
+		return 0, fmt.Errorf("signing scheme %#04x not supported", uint16(alg))
+	}
+	switch p.Type {
+	case tpm2.TPMAlgECC:
+		e, err := p.Parameters.ECCDetail()
+		if err != nil {
+			return nil, err
+		}
+		if e.Symmetric.Algorithm != tpm2.TPMAlgNull || e.KDF.Scheme != tpm2.TPMAlgNull {
+			return nil, errors.New("a signing key has no symmetric algorithm and no key derivation function")
+		}
+		sl, err := scheme(e.Scheme.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		pt, err := p.Unique.ECC()
+		if err != nil {
+			return nil, err
+		}
+		n += 2 + sl + 2 + 2 + 2 + len(pt.X.Buffer) + 2 + len(pt.Y.Buffer)
+	case tpm2.TPMAlgRSA:
+		r, err := p.Parameters.RSADetail()
+		if err != nil {
+			return nil, err
+		}
+		if r.Symmetric.Algorithm != tpm2.TPMAlgNull {
+			return nil, errors.New("a signing key has no symmetric algorithm")
+		}
+		sl, err := scheme(r.Scheme.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		u, err := p.Unique.RSA()
+		if err != nil {
+			return nil, err
+		}
+		n += 2 + sl + 2 + 4 + 2 + len(u.Buffer)
+	default:
+		return nil, fmt.Errorf("key type %#04x not supported", uint16(p.Type))
+	}
+	if n != len(b) {
+		return nil, errors.New("trailing bytes")
+	}
+	return p, nil
 }
