@@ -295,8 +295,9 @@ func Dial(addr string) (transport.TPMCloser, error) {
 // EK certificates that swtpm_setup --create-ek-cert writes: its root, then
 // the issuer (intermediate) certificate. They are found the way
 // swtpm_localca finds them: the statedir and issuercert of
-// swtpm-localca.conf, in $XDG_CONFIG_HOME (or ~/.config) for a user and
-// /etc for root; REATTEST_SWTPM_LOCALCA overrides the configuration file.
+// swtpm-localca.conf, in $XDG_CONFIG_HOME (or ~/.config) for a user who
+// has one, else /etc; REATTEST_SWTPM_LOCALCA names another configuration
+// file.
 func SWTPMRoots() (root, issuer *x509.Certificate, err error) {
 	conf := os.Getenv("REATTEST_SWTPM_LOCALCA")
 	if conf == "" {
@@ -307,7 +308,9 @@ func SWTPMRoots() (root, issuer *x509.Certificate, err error) {
 				home, _ := os.UserHomeDir()
 				dir = filepath.Join(home, ".config")
 			}
-			conf = filepath.Join(dir, "swtpm-localca.conf")
+			if user := filepath.Join(dir, "swtpm-localca.conf"); fileExists(user) {
+				conf = user
+			}
 		}
 	}
 	f, err := os.Open(conf)
@@ -333,6 +336,11 @@ func SWTPMRoots() (root, issuer *x509.Certificate, err error) {
 		return nil, nil, err
 	}
 	return root, issuer, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func readPEMCert(path string) (*x509.Certificate, error) {
