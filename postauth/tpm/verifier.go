@@ -220,7 +220,7 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		Format:    Format,
 		Nonce:     slices.Clone(nonce),
 		KeyHash:   slices.Clone(ch.KeyHash), // implied by the binder; replaced by the certified key's hash below
-		MachineID: slices.Clone(machineID), // the cache keeps its own
+		MachineID: slices.Clone(machineID),  // the cache keeps its own
 	}
 
 	// The authenticator key.
