@@ -257,8 +257,8 @@ func TestConnMemory(t *testing.T) {
 	if att.headerLen < 500 || hdr.headerLen != att.headerLen || plain.headerLen != 0 {
 		t.Errorf("header sizes: attested %d, same-size %d, plain %d", att.headerLen, hdr.headerLen, plain.headerLen)
 	}
-	if att.goroutines <= 0 || att.stack <= 0 {
-		t.Errorf("attested: %+v, want goroutines and stacks per held connection", att)
+	if att.goroutines < 1 {
+		t.Errorf("attested: %v server goroutines per held connection, want at least 1", att.goroutines)
 	}
 }
 
