@@ -26,7 +26,7 @@ func tpmFormat() (evidenceFormat, func(), error) {
 		raw.Close()
 		return evidenceFormat{}, nil, err
 	}
-	ver, err := tpm.NewVerifier([][]byte{att.AKPublic()})
+	ver, err := tpm.NewVerifier(tpm.WithPinnedAKs(att.AKPublic()), tpm.AllowSoftwareKey())
 	if err != nil {
 		att.Close()
 		raw.Close()
