@@ -128,6 +128,22 @@ const (
 	ReasonPCRDigestMismatch Reason = "pcr_digest_mismatch"
 	// ReasonPCRPolicyDenied: PCR values outside the verifier's policy (TPM).
 	ReasonPCRPolicyDenied Reason = "pcr_policy_denied"
+	// ReasonKeyNotResident: the verifier requires a hardware-resident
+	// authenticator key and the Evidence does not certify one (TPM: no
+	// TPM2_Certify of the key).
+	ReasonKeyNotResident Reason = "key_not_resident"
+	// ReasonKeyCertificationInvalid: the Evidence's certification of the
+	// authenticator key does not certify the key it names, or certifies a
+	// key that may leave the hardware (TPM).
+	ReasonKeyCertificationInvalid Reason = "key_certification_invalid"
+	// ReasonEKInvalid: the endorsement key certificate is missing where the
+	// verifier requires it, does not chain to a trusted manufacturer root,
+	// or is not the EK the AK certificate was issued for (TPM).
+	ReasonEKInvalid Reason = "ek_invalid"
+	// ReasonEventLogInvalid: the boot event log is missing where the
+	// verifier requires it, does not parse, or does not replay to the
+	// quoted PCR values (TPM).
+	ReasonEventLogInvalid Reason = "event_log_invalid"
 )
 
 // Remote verification (postauth/ear): EAR passports and the background
@@ -318,6 +334,10 @@ var reasonCodes = map[Reason]Code{
 	ReasonBodyTooLarge:             CodeInvalid,
 	ReasonConnectionClosed:         CodeCanceled,
 	ReasonMisconfigured:            CodeUnavailable,
+	ReasonKeyNotResident:           CodePolicyDenied,
+	ReasonKeyCertificationInvalid:  CodeInvalid,
+	ReasonEKInvalid:                CodeInvalid,
+	ReasonEventLogInvalid:          CodeInvalid,
 }
 
 // Code is the code r is reported with, or CodeUnknown for a reason that is

@@ -15,6 +15,11 @@
 //	                     key); repeatable
 //	-tpm-ak file         trusted TPM attestation key (TPMT_PUBLIC bytes);
 //	                     repeatable
+//	-tpm-ak-root file    trusted TPM enrollment CA root (PEM): AKs whose
+//	                     AK certificate chains to it; repeatable
+//	-tpm-allow-software-key
+//	                     accept TPM Evidence that does not certify the
+//	                     authenticator key as TPM-resident (default: refused)
 //	-session-ttl d       session lifetime (default 2m30s)
 //	-max-sessions n      live session limit (default 1024)
 //	-v                   log every request (never Evidence)
@@ -28,6 +33,8 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,9 +81,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	ttl := fs.Duration("session-ttl", verifier.DefaultSessionTTL, "session lifetime")
 	maxSessions := fs.Int("max-sessions", verifier.DefaultMaxSessions, "live session limit")
 	verbose := fs.Bool("v", false, "log every request (never Evidence)")
-	var softKeys, tpmAKs files
+	var softKeys, tpmAKs, tpmRoots files
 	fs.Var(&softKeys, "softeat-key", "trusted software EAT attestation key (PEM public key); repeatable")
 	fs.Var(&tpmAKs, "tpm-ak", "trusted TPM attestation key (TPMT_PUBLIC bytes); repeatable")
+	fs.Var(&tpmRoots, "tpm-ak-root", "trusted TPM enrollment CA root (PEM certificate): AKs certified by it; repeatable")
+	tpmSoftwareKey := fs.Bool("tpm-allow-software-key", false, "accept TPM Evidence that does not certify the authenticator key as TPM-resident")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,23 +111,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		}
 		opts = append(opts, verifier.SoftEAT(v))
 	}
-	if len(tpmAKs) > 0 {
-		var aks [][]byte
+	if len(tpmAKs) > 0 || len(tpmRoots) > 0 {
+		var topts []tpm.VerifierOption
 		for _, p := range tpmAKs {
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return fmt.Errorf("-tpm-ak: %w", err)
 			}
-			aks = append(aks, b)
+			topts = append(topts, tpm.WithPinnedAKs(b))
 		}
-		v, err := tpm.NewVerifier(aks)
+		for _, p := range tpmRoots {
+			root, err := loadCertificate(p)
+			if err != nil {
+				return fmt.Errorf("-tpm-ak-root %s: %w", p, err)
+			}
+			topts = append(topts, tpm.WithAKRoots(root))
+		}
+		if *tpmSoftwareKey {
+			topts = append(topts, tpm.AllowSoftwareKey())
+		}
+		v, err := tpm.NewVerifier(topts...)
 		if err != nil {
 			return err
 		}
 		opts = append(opts, verifier.TPM(v))
 	}
 	if len(opts) == 0 {
-		return errors.New("no trusted attestation key: give -softeat-key or -tpm-ak")
+		return errors.New("no trusted attestation key: give -softeat-key, -tpm-ak or -tpm-ak-root")
 	}
 	var key *ecdsa.PrivateKey
 	var err error
@@ -167,4 +186,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// loadCertificate reads one PEM certificate.
+func loadCertificate(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, errors.New("not a PEM certificate")
+	}
+	return x509.ParseCertificate(blk.Bytes)
 }

@@ -43,7 +43,7 @@ func (s *syncBuffer) String() string {
 func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	attKey := postauthtest.NewKey(t)
-	att, err := softeat.NewAttester(attKey, nil)
+	att, err := softeat.NewAttester(attKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,43 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// The TPM flags: trust an enrollment CA root (and optionally software
+// authenticator keys); the service then accepts TPM quote Evidence.
+func TestRunTPM(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "enroll-ca.pem")
+	if err := os.WriteFile(root, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: postauthtest.New(t).Root.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-tpm-ak-root", root, "-tpm-allow-software-key"}, &stdout, &stderr, ready)
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("run: %v (%s)", err, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+	if !strings.Contains(stderr.String(), "application/vnd.reattest.tpm-quote+cbor") {
+		t.Fatalf("the service does not accept TPM quotes: %s", stderr.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRunRefuses(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "not.pem") // exists, holds no certificate
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -102,6 +138,8 @@ func TestRunRefuses(t *testing.T) {
 		{"missing key file", []string{"-softeat-key", "/nonexistent"}},
 		{"tls cert without key", []string{"-softeat-key", "x", "-tls-cert", "c.pem"}},
 		{"stray argument", []string{"extra"}},
+		{"missing TPM enrollment root", []string{"-tpm-ak-root", "/nonexistent"}},
+		{"TPM enrollment root not a certificate", []string{"-tpm-ak-root", notPEM}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := run(context.Background(), tc.args, io.Discard, io.Discard, nil); err == nil {

@@ -85,7 +85,11 @@ func (f fixedEvidence) Attest(context.Context, postauth.Challenge) (postauth.Evi
 // hardware claim makes the relying party's Result hardware-backed.
 func TestTPMEvidenceBothModels(t *testing.T) {
 	g := loadGoldenTPM(t)
-	tv, err := tpm.NewVerifier([][]byte{g.ak}, tpm.RequirePosture())
+	// The recorded Evidence has a pinned AK and no certified key (the
+	// authenticator key is implied by the binder); HardwareBacked needs a
+	// boot-state policy (the simulator's PCR 0 is zero).
+	tv, err := tpm.NewVerifier(tpm.WithPinnedAKs(g.ak), tpm.AllowSoftwareKey(), tpm.RequirePosture(),
+		tpm.WithPCRPolicy(map[int][][]byte{0: {make([]byte, 32)}}))
 	if err != nil {
 		t.Fatal(err)
 	}
