@@ -26,6 +26,9 @@ type exchange struct {
 	// presented.
 	start time.Time
 	dur   time.Duration
+	// att names the attester of the verified or cached Result, when a
+	// coordinator or an observer needs it.
+	att *Attester
 }
 
 // decide runs the checks of a first pass through the Guard.
@@ -34,6 +37,10 @@ func (x *exchange) decide(next http.Handler) {
 	if r.TLS != nil && !r.TLS.HandshakeComplete { // mutation: too early
 		// TLS early data can be replayed; nothing high-impact runs on it.
 		x.refuse(postauth.ErrorFor(postauth.ReasonEarlyData, nil))
+		return
+	}
+	if !g.co.admits() { // mutation: coordinator down deny
+		x.refuse(postauth.ErrorFor(postauth.ReasonCoordinatorUnavailable, nil))
 		return
 	}
 	st, err := g.connState(r)
@@ -70,6 +77,14 @@ func (x *exchange) decide(next http.Handler) {
 				reason = postauth.ReasonPostureChanged
 				st.drop(rt)
 			default:
+				x.att = c.attester()
+				if why := g.co.check(r.Context(), rt, c); why != "" {
+					// Revoked, invalidated by a replica, or the coordinator
+					// is out of sync (coordinate.go).
+					reason = why
+					st.drop(rt)
+					break
+				}
 				res := c.res
 				st.mu.Unlock()
 				x.pass(res, OutcomeCacheHit, next)
@@ -108,10 +123,10 @@ func (x *exchange) reenter(p *pass, next http.Handler) {
 		x.refuse(postauth.ErrorFor(postauth.ReasonAttestationStale, nil))
 		return
 	}
-	if rt.Posture != nil || rt.Appraise != nil {
+	if rt.Posture != nil || rt.Appraise != nil || x.g.co != nil {
 		ctx, cancel := context.WithTimeout(x.r.Context(), x.g.cfg.verifyTimeout)
 		defer cancel()
-		if _, err := x.run(ctx, func(ctx context.Context) (*postauth.Result, error) { return p.res, rt.appraise(ctx, p.res) }); err != nil {
+		if _, err := x.run(ctx, func(ctx context.Context) (*postauth.Result, error) { return p.res, x.g.appraise(ctx, rt, p.res) }); err != nil {
 			x.refuse(err)
 			return
 		}
@@ -145,16 +160,23 @@ func (x *exchange) verify(hdr string, next http.Handler) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.verifyTimeout)
 	defer cancel()
+	if g.limits != nil && !g.limits.allowVerify(ctx, r) { // mutation: verify rate limit
+		x.refuse(postauth.ErrorFor(postauth.ReasonRateLimited, nil))
+		return
+	}
+	born, policy := g.co.snapshot()
 	x.start = time.Now()
 	res, err := x.run(ctx, func(ctx context.Context) (*postauth.Result, error) {
 		res, err := reqr.VerifyWith(ctx, rt.rp, raw, x.binding)
 		if err == nil {
-			err = rt.appraise(ctx, res)
+			err = g.appraise(ctx, rt, res)
 		}
 		return res, err
 	})
 	x.dur = time.Since(x.start)
+	x.att = g.attesterOf(res)
 	if err != nil {
+		g.co.denied(x.att, err) // other replicas drop its verdicts
 		if rt.Mode == ModeConnection && postauth.CodeOf(err) == postauth.CodePolicyDenied {
 			// The peer's current state is denied: its earlier verdict must
 			// not serve this route any more. (A merely invalid answer, such
@@ -166,13 +188,14 @@ func (x *exchange) verify(hdr string, next http.Handler) {
 		x.refuse(err)
 		return
 	}
+	g.co.verified(x.att) // other replicas drop verdicts of its other postures
 	if rt.Mode == ModeConnection {
 		hint := ""
 		if h := res.PostureHead(); h != nil {
 			hint = httpbind.EncodeBytes(h)
 		}
 		st.mu.Lock()
-		st.store(rt, res, hint)
+		st.store(rt, res, hint, g.newVerdict(x.att, born, policy))
 		if st.reqr == reqr && st.challenges == nil && reqr.Pending() == 0 {
 			// Nothing is pending: a cache hit needs only the Result. The
 			// Requester (and its channel) is rebuilt from r.TLS at the next
