@@ -52,12 +52,17 @@ type Watcher interface {
 }
 
 // Auditor records the decisions of a Guard, for example in a stream that
-// a SIEM consumes. A [Coordinator] that implements it gets every decision
-// on a high-impact route (as [WithObserver] does, with the identities of
-// the attester; never Evidence). Audit must not block: it runs on the
-// request's goroutine.
+// a SIEM consumes. A [Coordinator] that implements it gets the decisions
+// on high-impact routes (as [WithObserver] does, with the identities of
+// the attester; never Evidence).
 type Auditor interface {
+	// Audit records d. It must not block: it runs on the request's
+	// goroutine.
 	Audit(ctx context.Context, d Decision)
+	// AuditCacheHits reports whether requests served on a cached verdict
+	// are audited too (one record per request). The Guard asks once, when
+	// it is created; if false, cache hits cost the Auditor nothing.
+	AuditCacheHits() bool
 }
 
 // EventKind is what an [Event] tells the replicas.
@@ -228,6 +233,7 @@ type coordination struct {
 	c       Coordinator
 	limiter RateLimiter
 	audit   Auditor
+	hits    bool // audit cache hits too
 	origin  string
 	deny    bool
 	now     func() time.Time
@@ -299,7 +305,9 @@ func (g *Guard) startCoordination() {
 			heads: make(map[string]string), queue: make(chan Event, publishQueue), done: make(chan struct{}),
 		}
 		co.limiter, _ = cfg.coordinator.(RateLimiter)
-		co.audit, _ = cfg.coordinator.(Auditor)
+		if co.audit, _ = cfg.coordinator.(Auditor); co.audit != nil {
+			co.hits = co.audit.AuditCacheHits()
+		}
 		shared = co.limiter
 		g.co = co
 		go co.publisher()
@@ -371,6 +379,8 @@ func (co *coordination) judge(vs *verdictState, now time.Time) postauth.Reason {
 		if until, ok := co.revoked[id]; ok && now.Before(until) { // mutation: revoked cached verdict
 			return postauth.ReasonAttesterRevoked
 		}
+	}
+	for _, id := range vs.ids {
 		if inv, ok := co.invalid[id]; ok {
 			if vs.born < inv.all { // mutation: invalidated verdict
 				return postauth.ReasonVerdictInvalidated
@@ -589,7 +599,7 @@ func (co *coordination) apply(e Event) {
 	co.prune(now)
 	switch e.Kind {
 	case EventRevoke:
-		if until, ok := co.revoked[e.Identity]; !ok || e.Until.After(until) {
+		if until, ok := co.revoked[e.Identity]; !ok || e.Until.After(until) { // mutation: revocation keeps the later expiry
 			co.revoked[e.Identity] = e.Until
 		}
 		inv := co.invalid[e.Identity]

@@ -150,6 +150,8 @@ type auditingCoordinator struct {
 	decisions []middleware.Decision
 }
 
+func (a *auditingCoordinator) AuditCacheHits() bool { return true }
+
 func (a *auditingCoordinator) Audit(_ context.Context, d middleware.Decision) {
 	a.mu.Lock()
 	a.decisions = append(a.decisions, d)
@@ -244,6 +246,23 @@ func TestRevocationDropsVerdictAndRefusesEvidence(t *testing.T) {
 	h.Clock.Advance(time.Hour + time.Second)
 	if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=5"); s != 200 {
 		t.Fatalf("after the revocation expired: %d", s)
+	}
+}
+
+// A second, shorter revocation of the same identity does not shorten the
+// first.
+func TestRevocationKeepsLaterExpiry(t *testing.T) {
+	co := newMemCoordinator()
+	h, c := coordinatedHarness(t, co, nil)
+	id := keyIdentity(t, h)
+	for _, d := range []time.Duration{2 * time.Hour, time.Minute} {
+		if err := co.Publish(context.Background(), middleware.Event{Kind: middleware.EventRevoke, Identity: id, Until: h.Clock.Now().Add(d), Origin: replicaOrigin}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Clock.Advance(10 * time.Minute)
+	if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), ""); s != http.StatusForbidden {
+		t.Fatalf("10 minutes into a 2-hour revocation: %d", s)
 	}
 }
 

@@ -62,7 +62,7 @@ type Decision struct {
 
 func (g *Guard) observe(x *exchange, outcome Outcome, status int, reason postauth.Reason, format string) {
 	var audit Auditor
-	if g.co != nil {
+	if g.co != nil && (outcome != OutcomeCacheHit || g.co.hits) {
 		audit = g.co.audit
 	}
 	if g.cfg.observe == nil && audit == nil {

@@ -6,6 +6,7 @@
 //	go run ./examples/agent                 # the whole story in one process
 //	go run ./examples/agent -mode gateway   # just the gateway, on -listen
 //	go run ./examples/agent -mode agent -gateway https://127.0.0.1:8443
+//	go run ./examples/agent -replicas 2 [-redis host:port]  # scale-out (replicas.go)
 //
 // With no flags it uses the embedded demo credentials in assets/ (public:
 // never trust them anywhere else) and exits 0 only if every step of the
@@ -48,6 +49,8 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&ag.gatewayAttPub, "gateway-attestation-pub", "", "agent: trusted gateway attestation public key PEM (default: embedded demo)")
 	ca := fs.String("ca", "", "CA certificate PEM for both sides (default: embedded demo)")
 	outDir := fs.String("out", "assets", "gen-assets: output directory")
+	replicas := fs.Int("replicas", 0, "demo: run the scale-out story with this many gateway replicas sharing Redis (2 to 8)")
+	redisAddr := fs.String("redis", "", "demo with -replicas: Redis host:port (default: an embedded miniredis)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -58,6 +61,9 @@ func run(args []string, out io.Writer) error {
 
 	switch *mode {
 	case "demo":
+		if *replicas > 0 {
+			return replicasDemo(out, *replicas, *redisAddr, gw, ag)
+		}
 		gw.listen = "127.0.0.1:0"
 		return demo(out, gw, ag)
 	case "gateway":
