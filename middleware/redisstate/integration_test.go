@@ -4,10 +4,14 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/reattest/reattest/middleware"
+	"github.com/reattest/reattest/middleware/redisstate"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/posture"
 )
@@ -212,5 +216,60 @@ func TestReplicasAudit(t *testing.T) {
 		if s, _ := val.(string); len(s) > 200 {
 			t.Fatalf("audit field %s is %d bytes: Evidence?", k, len(s))
 		}
+	}
+}
+
+// The ACL of docs/scale-out.md is enough: a Store logged in as a user
+// limited to its namespace syncs, records and announces revocations and
+// policy, counts rate limits and writes the audit stream; another
+// namespace is out of its reach.
+func TestACLUserOfTheDocs(t *testing.T) {
+	addr := redisAddr(t)
+	ns := namespace(t)
+	admin := newClient(t, addr)
+	ctx := context.Background()
+	user := "reattest-" + ns
+	// The command of docs/scale-out.md, "Redis ACL".
+	acl := []any{"ACL", "SETUSER", user, "reset", "on", ">s3cret", "resetkeys", "~reattest:{" + ns + "}:*",
+		"resetchannels", "&reattest:{" + ns + "}:events", "-@all",
+		"+hello", "+auth", "+ping", "+subscribe", "+unsubscribe", "+publish",
+		"+eval", "+evalsha", "+time", "+zrangebyscore", "+zremrangebyscore", "+zscore", "+zcard", "+zadd", "+zrem",
+		"+hget", "+hset", "+hmget", "+pexpire", "+xadd"}
+	if err := admin.Do(ctx, acl...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, Username: user, Password: "s3cret"})
+	t.Cleanup(func() { rdb.Close() })
+	st, err := redisstate.New(rdb, redisstate.WithNamespace(ns), redisstate.WithTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sp := &spy{}
+	st.Watch(sp)
+	waitFor(t, "in sync as an ACL user", sp.isSynced)
+	id := middleware.Identity{Kind: middleware.IdentityMachine, Value: "0102"}
+	for _, e := range []middleware.Event{
+		{Kind: middleware.EventRevoke, Identity: id, Until: time.Now().Add(time.Hour)},
+		{Kind: middleware.EventInvalidate, Identity: id},
+		{Kind: middleware.EventUnrevoke, Identity: id},
+		{Kind: middleware.EventPolicy, Policy: &middleware.PolicyDocument{Version: 1}},
+	} {
+		if err := st.Publish(ctx, e); err != nil {
+			t.Fatalf("%s as an ACL user: %v", e.Kind, err)
+		}
+	}
+	delivered(t, st, sp, "own policy", func(e middleware.Event) bool { return e.Kind == middleware.EventPolicy })
+	if ok, err := st.Allow(ctx, middleware.Bucket{Key: "verify:global", Limit: middleware.Limit{Rate: 1, Burst: 1}}); err != nil || !ok {
+		t.Fatalf("Allow as an ACL user: %v %v", ok, err)
+	}
+	st.Audit(ctx, middleware.Decision{Route: "r", Outcome: middleware.OutcomeVerified})
+	waitFor(t, "audit as an ACL user", func() bool { return st.Stats().AuditWritten == 1 })
+	if st.Stats().AuditDropped != 0 {
+		t.Fatal("audit dropped")
+	}
+	if err := rdb.Get(ctx, "reattest:{other}:policy").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("another namespace is reachable: %v", err)
 	}
 }
