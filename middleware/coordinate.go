@@ -259,6 +259,8 @@ type coordination struct {
 	closed bool
 
 	queue    chan Event
+	dropLog  atomic.Int64 // Unix ns of the last log of a kind (logAllowed)
+	failLog  atomic.Int64
 	stopOnce sync.Once
 	done     chan struct{}
 	stop     func()
@@ -508,8 +510,10 @@ func (co *coordination) publish(e Event) {
 	select {
 	case co.queue <- e:
 	default:
-		co.logf(context.Background(), slog.LevelWarn, "reattest: coordinator publish queue full, event dropped",
-			slog.String("kind", e.Kind.String()), slog.String("identity", e.Identity.String()))
+		if logAllowed(&co.dropLog) {
+			co.logf(context.Background(), slog.LevelWarn, "reattest: coordinator publish queue full, event dropped (logged at most every 10 s)",
+				slog.String("kind", e.Kind.String()), slog.String("identity", e.Identity.String()))
+		}
 	}
 }
 
@@ -520,8 +524,8 @@ func (co *coordination) publisher() {
 			return
 		case e := <-co.queue:
 			ctx, cancel := context.WithTimeout(context.Background(), co.timeout)
-			if err := co.c.Publish(ctx, e); err != nil {
-				co.logf(ctx, slog.LevelWarn, "reattest: coordinator publish failed",
+			if err := co.c.Publish(ctx, e); err != nil && logAllowed(&co.failLog) {
+				co.logf(ctx, slog.LevelWarn, "reattest: coordinator publish failed (logged at most every 10 s)",
 					slog.String("kind", e.Kind.String()), slog.String("cause", err.Error()))
 			}
 			cancel()
@@ -671,6 +675,14 @@ func (g *Guard) maxRouteAge() time.Duration {
 	}
 	g.mu.Unlock()
 	return m
+}
+
+// logAllowed reports whether a log of a repeated kind may be written now
+// (at most one every 10 s); last holds when it was last written.
+func logAllowed(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(10*time.Second) && last.CompareAndSwap(prev, now)
 }
 
 func (co *coordination) logf(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,6 +76,8 @@ type limiter struct {
 	shared RateLimiter // nil: local only
 	now    func() time.Time
 	log    *slog.Logger
+	// lastLog is when the shared limiter's failure was last logged.
+	lastLog atomic.Int64
 
 	mu    sync.Mutex // guards local
 	local map[string]*localBucket
@@ -119,8 +122,8 @@ func (l *limiter) allow(ctx context.Context, class string, r *http.Request, perP
 		if err == nil {
 			return ok
 		}
-		if l.log != nil {
-			l.log.LogAttrs(ctx, slog.LevelWarn, "reattest: shared rate limit unavailable, counting on this replica alone",
+		if l.log != nil && logAllowed(&l.lastLog) {
+			l.log.LogAttrs(ctx, slog.LevelWarn, "reattest: shared rate limit unavailable, counting on this replica alone (logged at most every 10 s)",
 				slog.String("cause", err.Error()))
 		}
 	}

@@ -64,7 +64,7 @@ func newClient(t testing.TB, addr string) redis.UniversalClient {
 // separate replica process would have).
 func newStore(t testing.TB, addr, ns string, opts ...redisstate.Option) *redisstate.Store {
 	t.Helper()
-	all := append([]redisstate.Option{redisstate.WithNamespace(ns), redisstate.WithHeartbeat(200 * time.Millisecond),
+	all := append([]redisstate.Option{redisstate.WithNamespace(ns),
 		redisstate.WithBackoff(20*time.Millisecond, 200*time.Millisecond), redisstate.WithTimeout(time.Second)}, opts...)
 	s, err := redisstate.New(newClient(t, addr), all...)
 	if err != nil {

@@ -182,18 +182,18 @@ func (f *freezer) pipe(dst, src net.Conn) {
 func TestStoreHeartbeatDetectsSilentLink(t *testing.T) {
 	m := miniredis.RunT(t)
 	p := newFreezer(t, m.Addr())
-	s := newStore(t, p.ln.Addr().String(), "ns", redisstate.WithHeartbeat(100*time.Millisecond))
+	s := newStore(t, p.ln.Addr().String(), "ns", redisstate.WithHeartbeat(250*time.Millisecond))
 	sp := &spy{}
 	s.Watch(sp)
 	waitFor(t, "in sync", sp.isSynced)
-	time.Sleep(300 * time.Millisecond) // heartbeats answered: still in sync
+	time.Sleep(750 * time.Millisecond) // heartbeats answered: still in sync
 	if !sp.isSynced() {
 		t.Fatal("out of sync on a live link")
 	}
 	p.frozen.Store(true)
 	start := time.Now()
 	waitFor(t, "out of sync on a silent link", func() bool { return !sp.isSynced() })
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("silent link detected after %v", d)
 	}
 	p.frozen.Store(false)
