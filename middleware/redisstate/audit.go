@@ -17,9 +17,10 @@ const auditBatch = 128
 // Audit implements [middleware.Auditor]: it queues the decision for the
 // namespace's audit stream (a Redis Stream capped at WithAuditMaxLen
 // entries) and returns at once. A record holds the time, the replica, the
-// route, mode, outcome, status, reason and Evidence format, the
-// attester's identities (key hash, machine id, posture digest, subject)
-// and the verification timing: never Evidence, a posture log or a key.
+// route, mode, outcome and status, and when known the reason, Evidence
+// format, the attester's identities (key hash, machine id, posture digest,
+// subject) and the verification timing: never Evidence, a posture log or
+// a key. Fields that are not known are left out.
 // Requests served on a cached verdict are left out unless
 // WithAuditCacheHits. When the queue is full the record is dropped and
 // counted (Stats.AuditDropped): auditing never holds a request.
@@ -27,19 +28,22 @@ func (s *Store) Audit(_ context.Context, d middleware.Decision) {
 	if !s.cfg.audit || (d.Outcome == middleware.OutcomeCacheHit && !s.cfg.auditCacheHits) {
 		return
 	}
-	rec := []any{
+	rec := make([]any, 0, 28)
+	rec = append(rec,
 		"at", s.cfg.now().UTC().Format(time.RFC3339Nano),
 		"replica", s.cfg.replica,
 		"route", d.Route,
 		"mode", d.Mode.String(),
 		"outcome", string(d.Outcome),
-		"status", strconv.Itoa(d.Status),
-		"reason", string(d.Reason),
-		"format", d.Format,
-		"key", d.Attester.KeyHash,
-		"machine", d.Attester.MachineID,
-		"posture", d.Attester.Posture,
-		"subject", d.Attester.Subject,
+		"status", strconv.Itoa(d.Status))
+	// Optional fields only when set (a reader takes a missing one as "").
+	for _, f := range [...]struct{ k, v string }{
+		{"reason", string(d.Reason)}, {"format", d.Format}, {"key", d.Attester.KeyHash},
+		{"machine", d.Attester.MachineID}, {"posture", d.Attester.Posture}, {"subject", d.Attester.Subject},
+	} {
+		if f.v != "" {
+			rec = append(rec, f.k, f.v)
+		}
 	}
 	if !d.VerifyStart.IsZero() {
 		rec = append(rec, "verify_start", d.VerifyStart.UTC().Format(time.RFC3339Nano),
