@@ -631,7 +631,7 @@ func (co *coordination) apply(e Event) {
 // setInvalid records an invalidation; when there are too many, every
 // cached verdict is dropped instead (fail closed). co.mu is held.
 func (co *coordination) setInvalid(id Identity, inv invalidation) {
-	if _, ok := co.invalid[id]; !ok && len(co.invalid) >= maxInvalidations {
+	if _, ok := co.invalid[id]; !ok && len(co.invalid) >= maxInvalidations { // mutation: too many invalidations drop every verdict
 		co.floor = co.epoch.Add(1)
 		clear(co.invalid)
 	}

@@ -79,6 +79,7 @@ MUTATIONS = {
                                               ("co.publish(ev)", "_ = ev")),
     "denial reaches other replicas": ("./middleware ./middleware/redisstate", "TestVerificationsAndDenialsArePublished|TestReplicasDenialInvalidates",
                                       ("co.publish(ev)", "_ = ev")),
+    "too many invalidations drop every verdict": ("./middleware", "TestTooManyInvalidationsDropEveryVerdict"),
     "revocation keeps the later expiry": ("./middleware", "TestRevocationKeepsLaterExpiry",
                                           ("!ok || e.Until.After(until)", "true || !ok || until.IsZero()")),
     "verify rate limit": ("./middleware ./middleware/redisstate", "TestVerifyRateLimit|TestReplicasRateLimit"),
