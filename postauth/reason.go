@@ -263,6 +263,31 @@ const (
 	ReasonMisconfigured Reason = "misconfigured"
 )
 
+// Scale-out: replicas that share revocations, invalidations, policy and
+// rate limits through a coordinator (middleware.WithCoordinator,
+// middleware.WithLimits; docs/scale-out.md).
+const (
+	// ReasonAttesterRevoked: the attester (its key, machine, posture or
+	// subject) is revoked: its cached verdicts are dropped and its new
+	// Evidence is refused until the revocation expires.
+	ReasonAttesterRevoked Reason = "attester_revoked"
+	// ReasonVerdictInvalidated: the cached verdict was dropped because a
+	// replica saw the attester's posture change or denied it, the shared
+	// policy changed and denies it, or the replica resynchronised with the
+	// coordinator. The attester re-attests.
+	ReasonVerdictInvalidated Reason = "verdict_invalidated"
+	// ReasonVerdictUnconfirmed: the coordinator is unreachable, so no cached
+	// verdict is trusted (it might have been revoked): every high-impact
+	// request re-attests.
+	ReasonVerdictUnconfirmed Reason = "verdict_unconfirmed"
+	// ReasonCoordinatorUnavailable: the coordinator is unreachable and the
+	// server is configured to deny high-impact requests meanwhile.
+	ReasonCoordinatorUnavailable Reason = "coordinator_unavailable"
+	// ReasonRateLimited: the peer, or every peer together, is over the
+	// rate limit of verifications.
+	ReasonRateLimited Reason = "rate_limited"
+)
+
 // reasonCodes gives the code each reason is reported with.
 var reasonCodes = map[Reason]Code{
 	ReasonNoTLS:                    CodeInvalid,
@@ -338,6 +363,13 @@ var reasonCodes = map[Reason]Code{
 	ReasonKeyCertificationInvalid:  CodeInvalid,
 	ReasonEKInvalid:                CodeInvalid,
 	ReasonEventLogInvalid:          CodeInvalid,
+
+	// Scale-out.
+	ReasonAttesterRevoked:        CodePolicyDenied,
+	ReasonVerdictInvalidated:     CodeStale,
+	ReasonVerdictUnconfirmed:     CodeStale,
+	ReasonCoordinatorUnavailable: CodeUnavailable,
+	ReasonRateLimited:            CodeUnavailable,
 }
 
 // Code is the code r is reported with, or CodeUnknown for a reason that is

@@ -8,6 +8,7 @@
 //	go run ./examples/agent -mode agent -gateway https://127.0.0.1:8443
 //	go run ./examples/agent -attester tdx-test  # the story with TDX quotes of a simulated TD (not hardware)
 //	go run ./examples/agent -attester tpm   # the TPM 2.0 trust chain (simulator; -tpm-addr for swtpm or /dev/tpmrm0)
+//	go run ./examples/agent -replicas 2 [-redis host:port]  # scale-out (replicas.go)
 //	go run ./examples/agent -verification background  # the gateway asks a verifier service
 //	go run ./examples/agent -verification passport    # the agent brings the verifier's EAR
 //
@@ -61,6 +62,8 @@ func run(args []string, out io.Writer) error {
 	var tc tpmConfig
 	fs.StringVar(&tc.addr, "tpm-addr", "", "-attester tpm: swtpm host:port or a TPM device (/dev/tpmrm0); default: the in-process simulator")
 	fs.StringVar(&tc.ekRoots, "ek-roots", "", "-attester tpm: PEM file of the TPM manufacturer's CA certificates (default: the demo vendor, or swtpm's local CA)")
+	replicas := fs.Int("replicas", 0, "demo: run the scale-out story with this many gateway replicas sharing Redis (2 to 8)")
+	redisAddr := fs.String("redis", "", "demo with -replicas: Redis host:port (default: an embedded miniredis)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -68,6 +71,15 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	gw.caFile, ag.caFile = *ca, *ca
+	if err := gw.verification.check(); err != nil {
+		return err
+	}
+	if gw.verification.remote() && *attester != "software" && *attester != "" {
+		return fmt.Errorf("-verification %s runs with -attester software (the verifier service appraises software EAT)", gw.verification.model)
+	}
+	if gw.verification.remote() && *replicas > 0 {
+		return fmt.Errorf("-verification %s and -replicas are separate stories: run them one at a time", gw.verification.model)
+	}
 	if *attester == "tpm" {
 		if *mode != "demo" {
 			return fmt.Errorf("-attester tpm runs in -mode demo only")
@@ -79,12 +91,6 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	gw.evidence, ag.evidence = ev, ev
-	if err := gw.verification.check(); err != nil {
-		return err
-	}
-	if _, soft := ev.(softwareEvidence); gw.verification.remote() && !soft {
-		return fmt.Errorf("-verification %s runs with -attester software (the verifier service appraises software EAT)", gw.verification.model)
-	}
 	if *mode != "agent" {
 		v, stop, err := gw.verification.prepare(gw.attPubFile)
 		if err != nil {
@@ -101,6 +107,9 @@ func run(args []string, out io.Writer) error {
 
 	switch *mode {
 	case "demo":
+		if *replicas > 0 {
+			return replicasDemo(out, *replicas, *redisAddr, gw, ag)
+		}
 		gw.listen = "127.0.0.1:0"
 		return demo(out, gw, ag)
 	case "gateway":

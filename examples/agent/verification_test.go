@@ -156,7 +156,12 @@ func TestUnknownVerification(t *testing.T) {
 		t.Fatal("a passport agent without a verifier accepted")
 	}
 	// The verifier service appraises software EAT: TDX quotes stay local.
-	if err := run([]string{"-attester", "tdx-test", "-verification", "background"}, &bytes.Buffer{}); err == nil {
-		t.Fatal("remote verification of TDX test quotes accepted")
+	if err := run([]string{"-replicas", "2", "-verification", "passport"}, &bytes.Buffer{}); err == nil {
+		t.Fatal("the replicas story with a verifier service accepted (it would not use it)")
+	}
+	for _, att := range []string{"tdx-test", "tpm"} {
+		if err := run([]string{"-attester", att, "-verification", "background"}, &bytes.Buffer{}); err == nil {
+			t.Fatalf("remote verification of -attester %s accepted", att)
+		}
 	}
 }

@@ -88,6 +88,10 @@ var (
 		"verifier-unavailable", "Attestation could not be verified now", OutcomeUnavailable, slog.LevelWarn}
 	decCanceled = Answer{http.StatusServiceUnavailable, "", false,
 		"verifier-unavailable", "Attestation could not be verified now", OutcomeUnavailable, slog.LevelDebug}
+	decInvalidated = Answer{http.StatusUnauthorized, postauth.ReasonAttestationStale, true,
+		"attestation-stale", "Attestation stale", OutcomeChallenged, slog.LevelInfo}
+	decRateLimited = Answer{http.StatusTooManyRequests, "", false,
+		"rate-limited", "Too many attestations", OutcomeUnavailable, slog.LevelWarn}
 	decMisconfigured = Answer{http.StatusInternalServerError, "", false,
 		"misconfigured", "Attestation misconfigured", OutcomeMisconfigured, slog.LevelError}
 )
@@ -177,6 +181,12 @@ var decisions = map[postauth.Reason]Answer{
 	postauth.ReasonCanceled:            decCanceled,
 	postauth.ReasonConnectionClosed:    decCanceled,
 	postauth.ReasonMisconfigured:       decMisconfigured,
+	// Scale-out: a coordinator shared by replicas, rate limits.
+	postauth.ReasonAttesterRevoked:        decDenied,
+	postauth.ReasonVerdictInvalidated:     decInvalidated,
+	postauth.ReasonVerdictUnconfirmed:     decInvalidated,
+	postauth.ReasonCoordinatorUnavailable: decUnavailable,
+	postauth.ReasonRateLimited:            decRateLimited,
 }
 
 // byCode answers reasons the table does not list (a format of your own),
