@@ -223,4 +223,3 @@ func errorsOf(t testing.TB, body string) []rpcError {
 	}
 	return []rpcError{one}
 }
-
