@@ -153,6 +153,11 @@ var decisions = map[postauth.Reason]Answer{
 	postauth.ReasonCanceled:         decCanceled,
 	postauth.ReasonConnectionClosed: decCanceled,
 	postauth.ReasonMisconfigured:    decMisconfigured,
+	// The stream binding (package streams); they do not arise over HTTP,
+	// and are answered as the failures they are closest to.
+	postauth.ReasonAnswerTimeout:     decMissing,
+	postauth.ReasonProtocolViolation: decInvalid,
+	postauth.ReasonFrameTooLarge:     decInvalid,
 }
 
 // byCode answers reasons the table does not list (a format of your own),
