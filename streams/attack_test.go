@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,11 +66,11 @@ func TestAttackReplay(t *testing.T) {
 // closed (ATTESTATION_TIMEOUT) and the answer is never verified.
 func TestLateAnswer(t *testing.T) {
 	e := newEnv(t)
-	verified := 0
+	var verified atomic.Int64
 	raw, server := rawClient(t, e, e.requireClient(t), WithAnswerDeadline(150*time.Millisecond),
 		WithObserver(func(ev Event) {
 			if ev.Kind == EventVerified {
-				verified++
+				verified.Add(1)
 			}
 		}))
 	req := raw.next(FrameRequest, 0)
@@ -79,7 +80,7 @@ func TestLateAnswer(t *testing.T) {
 	if code, reason := raw.closeFrame(); code != AttestationTimeout || reason != postauth.ReasonAnswerTimeout {
 		t.Fatalf("peer told %v (%s)", code, reason)
 	}
-	if verified != 0 {
+	if verified.Load() != 0 {
 		t.Fatal("a late answer was verified")
 	}
 }

@@ -191,8 +191,9 @@ func WithUnverified(u Unverified) Option {
 }
 
 // WithObserver calls f with every attestation event of the connection
-// (verdicts, answers, the close). f runs on the connection's goroutines: it
-// must not block or call the connection. Events carry Results but never
+// (verdicts, answers, the close). f runs on the connection's goroutines,
+// possibly concurrently: it must be safe for concurrent use, must not
+// block, and must not call the connection. Events carry Results but never
 // Evidence.
 func WithObserver(f func(Event)) Option {
 	return optionFunc(func(c *config) {

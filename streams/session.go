@@ -164,6 +164,10 @@ func (s *Session) Role() postauth.Role { return s.role }
 // Channel is the connection's attestation channel.
 func (s *Session) Channel() *postauth.Channel { return s.ch }
 
+// AnswerDeadline is how long the peer has to answer a request (and a
+// binding to set the connection up).
+func (s *Session) AnswerDeadline() time.Duration { return s.cfg.deadline }
+
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 

@@ -83,6 +83,12 @@ MUTATIONS = {
                                 ("s.suspended = true", "s.suspended = false")),
     "posture notice re-attests": ("./streams", "TestPostureChangeForcesReattestation|TestPostureNoticeSuspends",
                                   ("s.exchange(TriggerPosture)", "_ = TriggerPosture")),
+    "quic 0-RTT refused": ("./streams/quicstream", "TestZeroRTTRefused"),
+    "quic refuse unverified streams": ("./streams/quicstream", "TestQUICUnverifiedStreamRefused"),
+    "quic open gate": ("./streams/quicstream", "TestQUICNoStreamToUnattestedPeer"),
+    "quic accept gate": ("./streams/quicstream", "TestQUICUnverifiedStreamHeld"),
+    "quic stream read gate": ("./streams/quicstream", "TestQUICPostureNoticeSuspends"),
+    "quic stream write gate": ("./streams/quicstream", "TestQUICPostureNoticeSuspends"),
 }
 
 MARKER = re.compile(r"\s*// mutation: (.+?)\s*$")
