@@ -479,7 +479,7 @@ func (c *Conn) Ready(ctx context.Context) error {
 // Result is the current verdict about the peer (see [Session.Result]): nil
 // before the first, while an announced posture change is being attested,
 // after the connection failed, and if this endpoint requires no
-// attestation.
+// attestation; after an orderly close, the last verdict.
 func (c *Conn) Result() *postauth.Result {
 	select {
 	case <-c.started:

@@ -264,7 +264,7 @@ func (t Trigger) String() string {
 // Event is one attestation event of a connection (see [WithObserver]).
 type Event struct {
 	Kind    EventKind
-	Trigger Trigger          // EventVerified: why the peer was asked
+	Trigger Trigger          // EventVerified, EventClosed: why the peer was asked (for a close, the request under way, if any)
 	Result  *postauth.Result // EventVerified: the verdict
 	Refused bool             // EventAttested: the endpoint declined
 	Err     error            // EventAttested: why it declined; EventClosed: the error

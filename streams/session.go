@@ -252,13 +252,21 @@ func (s *Session) wait(cancel <-chan struct{}, cause func() error, ok func() boo
 
 // Result is the current verdict about the peer: the latest verified and
 // appraised Result, or nil before the first one, while a posture change
-// the peer announced is not attested yet, once the session ended, and on
-// an endpoint that requires no attestation.
+// the peer announced is not attested yet, once the session failed, and on
+// an endpoint that requires no attestation. After an orderly close
+// (NoError) it stays the last verdict, under which the data received was
+// sent.
 func (s *Session) Result() *postauth.Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed != nil || s.suspended {
+	if s.suspended {
 		return nil
+	}
+	if s.closed != nil {
+		var ce *CloseError
+		if !errors.As(s.closed, &ce) || ce.Code != NoError {
+			return nil
+		}
 	}
 	return s.result
 }
@@ -616,6 +624,10 @@ func (s *Session) end(err error) {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+	var tr Trigger
+	if f := s.flight; f != nil {
+		tr = f.trigger
+	}
 	if f := s.flight; f != nil && !f.finished {
 		f.deadline.Stop()
 		f.err, f.finished = err, true
@@ -630,7 +642,7 @@ func (s *Session) end(err error) {
 	if unsub != nil {
 		unsub()
 	}
-	s.observe(Event{Kind: EventClosed, Err: err})
+	s.observe(Event{Kind: EventClosed, Trigger: tr, Err: err})
 	s.abort(err)
 }
 
