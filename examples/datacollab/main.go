@@ -6,20 +6,18 @@
 //   - each provider requires the workload's fresh attestation and a
 //     measurement policy (the analysis code it runs, by digest) before a
 //     single record leaves;
-//
 //   - the workload accepts records only from providers that attested
 //     themselves;
-//
 //   - a provider whose policy the workload does not meet (it insists on
 //     another version of the analysis code) sends nothing;
-//
 //   - a provider that cannot attest is refused, and its records are never
 //     read;
-//
 //   - a data consumer attests the workload too before it trusts the
 //     aggregate it receives.
 //
-//     go run ./examples/datacollab
+// Run it with:
+//
+//	go run ./examples/datacollab
 //
 // Credentials are generated at run time; the Evidence is software EAT (not
 // hardware-backed), and the workload's code measurement is a measured
