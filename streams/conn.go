@@ -38,9 +38,9 @@ type Conn struct {
 	started chan struct{} // closed once s is set, or setup failed
 	s       *Session
 	setup   error
+	done    chan struct{} // closed when the connection has ended
 
-	wmu  sync.Mutex // serializes frames on tc; guards wbuf
-	wbuf []byte
+	wmu sync.Mutex // serializes frames on tc
 
 	rmu        sync.Mutex // guards rbuf, recvWindow, unacked, rsig
 	rbuf       bytes.Buffer
@@ -148,6 +148,7 @@ func newConn(tc *tls.Conn, role postauth.Role, opts []Option) *Conn {
 	c := &Conn{
 		tc: tc, role: role, opts: opts,
 		started:    make(chan struct{}),
+		done:       make(chan struct{}),
 		recvWindow: InitialWindow,
 		sendWindow: InitialWindow,
 		rsig:       make(chan struct{}),
@@ -184,7 +185,10 @@ func (c *Conn) run() {
 		}
 		c.setup = err
 		close(c.started)
-		c.tc.Close()
+		c.closeOnce.Do(func() {
+			c.tc.Close()
+			close(c.done)
+		})
 		return
 	}
 	c.s = s
@@ -193,54 +197,76 @@ func (c *Conn) run() {
 	c.readLoop()
 }
 
+// scratch holds frame buffers of up to MaxDataLen bytes (and a header)
+// while a frame is read or written, so that an idle connection holds none.
+var scratch = sync.Pool{New: func() any { b := make([]byte, FrameHeaderLen+MaxDataLen); return &b }}
+
 // readLoop reads the peer's frames: data into the receive buffer, window
 // updates into the send credit, the rest to the session.
 func (c *Conn) readLoop() {
-	buf := make([]byte, MaxDataLen)
 	for {
-		t, p, err := ReadFrame(c.tc, buf)
-		if err != nil {
-			if c.s.Err() != nil {
-				return
+		var held *[]byte
+		t, p, err := readFrame(c.tc, func(n int) []byte {
+			if n > MaxDataLen {
+				return make([]byte, n)
 			}
-			var pe *postauth.Error
-			switch {
-			case errors.As(err, &pe):
-				c.s.Fail(err)
-			case errors.Is(err, io.EOF):
-				c.s.Abort(io.ErrUnexpectedEOF) // the peer went away without FrameClose
-			default:
-				c.s.Abort(err)
-			}
+			held = scratch.Get().(*[]byte)
+			return (*held)[:n]
+		})
+		done := c.handle(t, p, err)
+		if held != nil {
+			scratch.Put(held)
+		}
+		if done {
 			return
 		}
-		switch t {
-		case FrameData:
-			if !c.received(p) {
-				return
-			}
-		case FrameWindow:
-			n, err := ParseWindow(p)
-			c.smu.Lock()
-			if err == nil && c.sendWindow > MaxWindow-int(n) {
-				err = errors.New("streams: window over 2^31-1")
-			}
-			if err == nil {
-				c.sendWindow += int(n)
-				close(c.ssig)
-				c.ssig = make(chan struct{})
-			}
-			c.smu.Unlock()
-			if err != nil {
-				c.s.Fail(postauth.ErrorFor(postauth.ReasonProtocolViolation, err))
-				return
-			}
+	}
+}
+
+// handle processes one frame (or the read error); true ends the read loop.
+func (c *Conn) handle(t FrameType, p []byte, err error) bool {
+	if err != nil {
+		if c.s.Err() != nil {
+			return true
+		}
+		var pe *postauth.Error
+		switch {
+		case errors.As(err, &pe):
+			c.s.Fail(err)
+		case errors.Is(err, io.EOF):
+			c.s.Abort(io.ErrUnexpectedEOF) // the peer went away without FrameClose
 		default:
-			if c.s.HandleFrame(t, p) != nil {
-				return
-			}
+			c.s.Abort(err)
+		}
+		return true
+	}
+	switch t {
+	case FrameData:
+		if !c.received(p) {
+			return true
+		}
+	case FrameWindow:
+		n, err := ParseWindow(p)
+		c.smu.Lock()
+		if err == nil && c.sendWindow > MaxWindow-int(n) {
+			err = errors.New("streams: window over 2^31-1")
+		}
+		if err == nil {
+			c.sendWindow += int(n)
+			close(c.ssig)
+			c.ssig = make(chan struct{})
+		}
+		c.smu.Unlock()
+		if err != nil {
+			c.s.Fail(postauth.ErrorFor(postauth.ReasonProtocolViolation, err))
+			return true
+		}
+	default:
+		if c.s.HandleFrame(t, p) != nil {
+			return true
 		}
 	}
+	return false
 }
 
 // received takes one FrameData payload; false ends the read loop.
@@ -268,15 +294,14 @@ func (c *Conn) received(p []byte) bool {
 
 // WriteFrame sends one frame on the connection ([FrameWriter]).
 func (c *Conn) WriteFrame(t FrameType, payload []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	b, err := AppendFrame(c.wbuf[:0], t, payload)
+	buf := scratch.Get().(*[]byte)
+	defer scratch.Put(buf)
+	b, err := AppendFrame((*buf)[:0], t, payload) // one TLS record per frame
 	if err != nil {
 		return err
 	}
-	if cap(b) <= FrameHeaderLen+MaxDataLen {
-		c.wbuf = b
-	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	_, err = c.tc.Write(b)
 	return err
 }
@@ -291,6 +316,7 @@ func (c *Conn) teardown(err error) {
 			c.WriteFrame(FrameClose, AppendClose(nil, ce.Code, ce.Reason))
 		}
 		c.tc.Close()
+		close(c.done)
 	})
 }
 
@@ -336,6 +362,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.rmu.Lock()
 		if c.rbuf.Len() > 0 {
 			n, _ := c.rbuf.Read(p)
+			if c.rbuf.Len() == 0 && c.rbuf.Cap() > InitialWindow/4 {
+				c.rbuf = bytes.Buffer{} // an idle connection keeps no large buffer
+			}
 			c.unacked += n
 			grant := 0
 			if c.unacked >= InitialWindow/4 || c.rbuf.Len() == 0 && c.unacked >= InitialWindow/16 {
@@ -518,18 +547,8 @@ func (c *Conn) Err() error {
 	}
 }
 
-// Done is closed when the connection has ended.
-func (c *Conn) Done() <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		<-c.started
-		if c.s != nil {
-			<-c.s.Done()
-		}
-		close(done)
-	}()
-	return done
-}
+// Done is closed when the connection has ended ([Conn.Err] says why).
+func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // ConnectionState returns the TLS connection state.
 func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }

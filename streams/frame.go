@@ -142,6 +142,17 @@ func AppendFrame(b []byte, t FrameType, payload []byte) ([]byte, error) {
 // r are returned as they are (io.EOF before a header, io.ErrUnexpectedEOF
 // within a frame).
 func ReadFrame(r io.Reader, buf []byte) (FrameType, []byte, error) {
+	return readFrame(r, func(n int) []byte {
+		if n <= cap(buf) {
+			return buf[:n]
+		}
+		return make([]byte, n)
+	})
+}
+
+// readFrame is ReadFrame with the payload read into alloc(length), called
+// only once the header is in and checked.
+func readFrame(r io.Reader, alloc func(n int) []byte) (FrameType, []byte, error) {
 	var h [FrameHeaderLen]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return 0, nil, err
@@ -158,12 +169,7 @@ func ReadFrame(r io.Reader, buf []byte) (FrameType, []byte, error) {
 	if n < lo {
 		return t, nil, postauth.ErrorFor(postauth.ReasonProtocolViolation, fmt.Errorf("%w: %v of %d bytes", ErrBadFrame, t, n))
 	}
-	var p []byte
-	if n <= cap(buf) {
-		p = buf[:n]
-	} else {
-		p = make([]byte, n)
-	}
+	p := alloc(n)
 	if _, err := io.ReadFull(r, p); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

@@ -371,3 +371,9 @@ func (e *env) clientResponder(t testing.TB) *postauth.Responder {
 	}
 	return r
 }
+
+func tlsServer(c net.Conn, config *tls.Config) *tls.Conn { return tls.Server(c, config) }
+
+func tlsDial(addr string, config *tls.Config) (*tls.Conn, error) {
+	return tls.Dial("tcp", addr, config)
+}

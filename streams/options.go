@@ -109,6 +109,17 @@ func WithAttester(id *postauth.Identity, att postauth.Attester, opts ...postauth
 	})
 }
 
+// WithResponder is [WithAttester] with a Responder made beforehand
+// ([postauth.NewResponder]), as the HTTP middleware's server attestation
+// uses.
+func WithResponder(r *postauth.Responder) Option {
+	return optionFunc(func(c *config) {
+		if r != nil {
+			c.responder, c.respErr = r, nil
+		}
+	})
+}
+
 // WithPosture makes an attesting endpoint announce every change of src
 // (FramePosture), so that a peer that requires attestation re-attests it at
 // once. src should be the posture the Attester reports (for example

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -30,15 +31,20 @@ type Conn struct {
 	s    *streams.Session
 	ctrl *quic.Stream
 
-	wmu  sync.Mutex // serializes control frames; guards wbuf
-	wbuf []byte
+	wmu sync.Mutex // serializes control frames
 
 	accepted chan *quic.Stream // application streams the peer opened
 }
 
+// DefaultKeepAlive is the keep-alive period [Config] sets when base sets
+// none: an attested connection re-attests only every interval (5 minutes
+// by default), longer than QUIC's idle timeout (30 seconds by default).
+const DefaultKeepAlive = 15 * time.Second
+
 // Config returns a copy of base (nil: the defaults) set up for the
 // binding: 0-RTT off, no unidirectional streams or datagrams from the peer
-// (version 1 gates bidirectional streams only).
+// (version 1 gates bidirectional streams only), and keep-alives
+// ([DefaultKeepAlive] unless base sets a period).
 func Config(base *quic.Config) *quic.Config {
 	c := &quic.Config{}
 	if base != nil {
@@ -47,6 +53,9 @@ func Config(base *quic.Config) *quic.Config {
 	c.Allow0RTT = false
 	c.MaxIncomingUniStreams = -1
 	c.EnableDatagrams = false
+	if c.KeepAlivePeriod == 0 {
+		c.KeepAlivePeriod = DefaultKeepAlive
+	}
 	return c
 }
 
@@ -151,24 +160,20 @@ func local(err error) *streams.CloseError {
 
 // WriteFrame sends one frame on the control stream ([streams.FrameWriter]).
 func (c *Conn) WriteFrame(t streams.FrameType, payload []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	b, err := streams.AppendFrame(c.wbuf[:0], t, payload)
+	b, err := streams.AppendFrame(nil, t, payload) // control frames are rare: nothing kept
 	if err != nil {
 		return err
 	}
-	if cap(b) <= 8<<10 {
-		c.wbuf = b
-	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	_, err = c.ctrl.Write(b)
 	return err
 }
 
 // readControl hands the peer's control frames to the session.
 func (c *Conn) readControl() {
-	buf := make([]byte, 4<<10)
 	for {
-		t, p, err := streams.ReadFrame(c.ctrl, buf)
+		t, p, err := streams.ReadFrame(c.ctrl, nil) // control frames are rare: nothing kept
 		if err != nil {
 			var pe *postauth.Error
 			if errors.As(err, &pe) {
@@ -277,8 +282,15 @@ func (c *Conn) AcceptStream(ctx context.Context) (*Stream, error) {
 	}
 }
 
-// streamErr returns the session's error if it ended, else err.
+// streamErr returns the session's error if the connection ended (the
+// QUIC error of a stream may arrive before the session learnt of it), else
+// err (a stream's own error, such as a reset).
 func (c *Conn) streamErr(err error) error {
+	select {
+	case <-c.qc.Context().Done():
+		c.transportFailed(context.Cause(c.qc.Context()))
+	default:
+	}
 	if serr := c.s.Err(); serr != nil {
 		return readErr(serr)
 	}

@@ -55,6 +55,9 @@ func (st *Stream) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		n, err := st.Stream.Read(p)
+		if err != nil && err != io.EOF {
+			err = st.c.streamErr(err)
+		}
 		if !s.CanDeliver() {
 			if serr := s.Err(); serr != nil {
 				return 0, readErr(serr) // attestation lapsed: drop what came
@@ -78,9 +81,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 	}
 	n, err := st.Stream.Write(p)
 	if err != nil {
-		if serr := s.Err(); serr != nil {
-			return n, readErr(serr)
-		}
+		err = st.c.streamErr(err)
 	}
 	return n, err
 }
