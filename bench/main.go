@@ -34,6 +34,9 @@ type options struct {
 	memSizes   []int
 	serveCount int
 	quick      bool
+	ampN       int
+	attacker   bool
+	only       string
 }
 
 func parseFlags() options {
@@ -45,7 +48,10 @@ func parseFlags() options {
 	flag.DurationVar(&o.dur, "dur", 3*time.Second, "duration of each throughput run")
 	flag.StringVar(&mem, "mem", "1000,10000,100000", "simulated connection counts for the memory measurement (the 100k point takes about 15 s on 2 vCPU)")
 	flag.IntVar(&o.serveCount, "count", 5, "runs of each in-process ServeHTTP benchmark (the median is reported)")
-	flag.BoolVar(&o.quick, "quick", false, "short run: -n 200 -dur 500ms -mem 1000,10000 -count 1 unless set explicitly")
+	flag.BoolVar(&o.quick, "quick", false, "short run: -n 200 -dur 500ms -mem 1000,10000 -count 1 -amp 300 unless set explicitly")
+	flag.IntVar(&o.ampN, "amp", 2000, "attempts per CPU amplification scenario")
+	flag.BoolVar(&o.attacker, "attacker", false, "internal: run as the amplification attacker (a child process)")
+	flag.StringVar(&o.only, "only", "", "run only this part and print it: amplification")
 	flag.Parse()
 	if o.quick {
 		set := map[string]bool{}
@@ -61,6 +67,9 @@ func parseFlags() options {
 		}
 		if !set["count"] {
 			o.serveCount = 1
+		}
+		if !set["amp"] {
+			o.ampN = 300
 		}
 	}
 	for _, s := range strings.Split(mem, ",") {
@@ -98,12 +107,25 @@ type results struct {
 	serve     []serveResult
 	mem       []memResult
 	curve     string
+	amp       []ampResult
 }
 
 func main() {
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
 	o := parseFlags()
+	if o.attacker {
+		runAttacker()
+		return
+	}
+	if o.only == "amplification" {
+		amp, err := measureAmplification(o.ampN)
+		if err != nil {
+			log.Fatal(err)
+		}
+		writeAmplification(mdWriter{os.Stdout}, amp)
+		return
+	}
 	tb := &mainTB{}
 	defer tb.runCleanups()
 
@@ -131,6 +153,13 @@ func main() {
 	for j, c := range cases {
 		r.serve = append(r.serve, medianServe(c.name, runs[j]))
 	}
+
+	log.Printf("amplification %d scenarios, %d attempts each (attacker in a child process)", len(ampScenarios), o.ampN)
+	amp, err := measureAmplification(o.ampN)
+	if err != nil {
+		log.Fatal(err)
+	}
+	r.amp = amp
 
 	// The memory phase measures heap growth: first close the loopback
 	// servers and clients and let their goroutines finish, so that no

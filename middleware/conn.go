@@ -91,6 +91,13 @@ func (s *connState) requester(r *http.Request, rp *postauth.RelyingParty) (*post
 	return s.reqr, s.chErr
 }
 
+// hasVerdict reports whether s holds a cached verdict.
+func (s *connState) hasVerdict() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.results) > 0
+}
+
 func (s *connState) lookup(rt *route) *cachedResult {
 	for i := range s.results {
 		if s.results[i].route == rt {

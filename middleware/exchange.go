@@ -52,7 +52,7 @@ func (x *exchange) decide(next http.Handler) {
 			x.refuse(postauth.ErrorFor(reason, err))
 			return
 		}
-		x.binding = httpbind.OperationDigest(r.Method, requestTarget(r), body)
+		x.binding = httpbind.OperationDigest(r.Method, r.Host, requestTarget(r), body) // mutation: operation authority
 	}
 	if hdr := r.Header.Get(HeaderAttestation); hdr != "" {
 		x.verify(hdr, next)
@@ -108,13 +108,11 @@ func (x *exchange) reenter(p *pass, next http.Handler) {
 		x.refuse(postauth.ErrorFor(postauth.ReasonAttestationStale, nil))
 		return
 	}
-	if rt.Posture != nil || rt.Appraise != nil {
-		ctx, cancel := context.WithTimeout(x.r.Context(), x.g.cfg.verifyTimeout)
-		defer cancel()
-		if _, err := x.run(ctx, func(ctx context.Context) (*postauth.Result, error) { return p.res, rt.appraise(ctx, p.res) }); err != nil {
-			x.refuse(err)
-			return
-		}
+	ctx, cancel := context.WithTimeout(x.r.Context(), x.g.cfg.verifyTimeout)
+	defer cancel()
+	if err := x.appraise(ctx, p.res); err != nil {
+		x.refuse(err)
+		return
 	}
 	outcome := OutcomeCacheHit
 	if p.fresh {
@@ -146,16 +144,13 @@ func (x *exchange) verify(hdr string, next http.Handler) {
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.verifyTimeout)
 	defer cancel()
 	x.start = time.Now()
-	res, err := x.run(ctx, func(ctx context.Context) (*postauth.Result, error) {
-		res, err := reqr.VerifyWith(ctx, rt.rp, raw, x.binding)
-		if err == nil {
-			err = rt.appraise(ctx, res)
-		}
-		return res, err
-	})
+	res, err := reqr.VerifyWith(ctx, rt.rp, raw, x.binding) // bounded by ctx
+	if err == nil {
+		err = x.appraise(ctx, res)
+	}
 	x.dur = time.Since(x.start)
 	if err != nil {
-		if rt.Mode == ModeConnection && postauth.CodeOf(err) == postauth.CodePolicyDenied {
+		if rt.Mode == ModeConnection && postauth.CodeOf(err) == postauth.CodePolicyDenied { // mutation: denial revokes verdict
 			// The peer's current state is denied: its earlier verdict must
 			// not serve this route any more. (A merely invalid answer, such
 			// as a late duplicate, does not revoke a valid verdict.)
@@ -192,35 +187,36 @@ func (x *exchange) verify(hdr string, next http.Handler) {
 	x.pass(res, OutcomeVerified, next)
 }
 
-// run runs f, the verification and appraisal of one attestation, under ctx
-// (which carries the verify timeout) and returns its result only if it
-// arrived in time: a verdict that comes after the deadline or after the
-// client went away is not a pass, and the request is answered at the
-// deadline whatever f does afterwards. A panic in f (a verifier or an
-// appraisal hook) is an unavailable verdict, never a crash of the stream.
-func (x *exchange) run(ctx context.Context, f func(context.Context) (*postauth.Result, error)) (*postauth.Result, error) {
-	type outcome struct {
-		res *postauth.Result
-		err error
+// appraise runs the route's posture policy and Appraise hook on a verified
+// Result, bounded by ctx (which carries the verify timeout): a verdict that
+// comes after the deadline or after the client went away is not a pass,
+// and the request is answered at the deadline whatever the hook does
+// afterwards. A panic in a hook is an unavailable verdict, never a crash of
+// the stream. (The Verifier itself is bounded the same way by postauth.)
+func (x *exchange) appraise(ctx context.Context, res *postauth.Result) error {
+	rt := x.rt
+	if rt.Posture == nil && rt.Appraise == nil {
+		return nil
 	}
-	done := make(chan outcome, 1)
+	done := make(chan error, 1)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
-				done <- outcome{err: postauth.NewError(postauth.CodeUnavailable, postauth.ReasonVerifierFailed, fmt.Errorf("middleware: verifier or appraisal panicked: %v", p))}
+				done <- postauth.NewError(postauth.CodeUnavailable, postauth.ReasonVerifierFailed, fmt.Errorf("middleware: appraisal panicked: %v", p))
 			}
 		}()
-		res, err := f(ctx)
-		done <- outcome{res, err}
+		done <- rt.appraise(ctx, res)
 	}()
 	select {
-	case o := <-done:
-		if o.err == nil && ctx.Err() != nil {
-			return nil, contextError(ctx)
+	case err := <-done:
+		// Both may be ready at once, and select picks either: a pass whose
+		// context has ended is dropped here too.
+		if err == nil && ctx.Err() != nil {
+			return contextError(ctx)
 		}
-		return o.res, o.err
-	case <-ctx.Done():
-		return nil, contextError(ctx)
+		return err
+	case <-ctx.Done(): // mutation: appraisal deadline
+		return contextError(ctx)
 	}
 }
 
@@ -309,7 +305,7 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	if r.ContentLength > max {
+	if r.ContentLength > max { // mutation: body content length
 		return nil, errBodyTooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
@@ -317,17 +313,18 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(body)) > max {
+	if int64(len(body)) > max { // mutation: body read length
 		return nil, errBodyTooLarge
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil
 }
 
-// requestTarget is the request-target as the client sent it.
+// requestTarget is the request-target as the client sent it, in origin
+// form (httpbind.OriginForm).
 func requestTarget(r *http.Request) string {
 	if r.RequestURI != "" {
-		return r.RequestURI
+		return httpbind.OriginForm(r.RequestURI)
 	}
 	return r.URL.RequestURI()
 }

@@ -37,6 +37,7 @@ type Guard struct {
 	mux       *http.ServeMux    // matches WithRoute patterns
 	patterns  []*route          // routes of WithRoute, in order
 	byPattern map[string]*route // the same, by pattern; nil if none
+	prefixes  []string          // their static path prefixes (staticPrefix)
 	// methods, if not nil, holds every method a route pattern names: a
 	// request with another method skips route matching (nil when some
 	// pattern has no method and matches them all).
@@ -66,12 +67,17 @@ func New(v postauth.Verifier, opts ...Option) (*Guard, error) {
 	if v == nil && (cfg.serverAtt == nil || len(cfg.routes) > 0) {
 		return nil, errors.New("middleware: New needs a postauth.Verifier (for example a *softeat.Verifier): without one every attestation would fail (nil is allowed only for a server that only attests itself: WithServerAttestation and no WithRoute)")
 	}
-	g := &Guard{cfg: cfg, mux: http.NewServeMux(), fallback: newFallbackCache(cfg.fallbackSize, cfg.fallbackIdle)}
+	g := &Guard{cfg: cfg, mux: http.NewServeMux()}
 	var err error
 	g.rp, err = postauth.NewRelyingParty(v, append([]postauth.Option{postauth.WithClock(cfg.now)}, cfg.protocol...)...)
 	if err != nil && v != nil {
 		return nil, fmt.Errorf("middleware: %w", err)
 	}
+	pendingTTL := postauth.DefaultContextTTL
+	if g.rp != nil {
+		pendingTTL = g.rp.ContextTTL()
+	}
+	g.fallback = newFallbackCache(cfg.fallbackSize, cfg.fallbackIdle, pendingTTL)
 	if cfg.serverAtt != nil {
 		if g.server, err = postauth.NewResponder(cfg.serverID, cfg.serverAtt, cfg.protocol...); err != nil {
 			return nil, fmt.Errorf("middleware: %w", err)
@@ -90,6 +96,7 @@ func New(v postauth.Verifier, opts ...Option) (*Guard, error) {
 		}
 		g.patterns = append(g.patterns, rt)
 		g.byPattern[spec.pattern] = rt
+		g.prefixes = append(g.prefixes, staticPrefix(spec.pattern))
 	}
 	g.methods = routeMethods(cfg.routes)
 	return g, nil

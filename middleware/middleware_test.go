@@ -251,7 +251,7 @@ func TestProblemBodyNamesReason(t *testing.T) {
 
 func TestPostureHintChangeRechallenges(t *testing.T) {
 	eachProto(t, func(t *testing.T, h2 bool) {
-		tr, err := posture.NewTracker(nil)
+		tr, err := posture.NewTracker()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -480,7 +480,9 @@ func TestPatternMatching(t *testing.T) {
 	g, err := middleware.New(verifierFunc(nil),
 		middleware.WithRoute("/admin/", middleware.Route{}),
 		middleware.WithRoute("GET /report", middleware.Route{}),
-		middleware.WithRoute("POST /pay/{id}", middleware.Route{}))
+		middleware.WithRoute("POST /pay/{id}", middleware.Route{}),
+		middleware.WithRoute("PUT example.com/hosted", middleware.Route{}),
+		middleware.WithRoute("DELETE /tree/{rest...}", middleware.Route{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,8 +504,23 @@ func TestPatternMatching(t *testing.T) {
 		{"POST", "/pay%2F42", true},     // ServeMux: one segment; gin: /pay/42
 		{"GET", "/pay/42", false},
 		{"GET", "/public", false},
+		// the prefilter (static prefixes) agrees with ServeMux
+		{"GET", "/admin", true}, // redirects to /admin/
+		{"GET", "/admin/./users", true},
+		{"GET", "/x/../admin/users", true},
+		{"POST", "/pay/", false},
+		{"POST", "/payments", false},
+		{"DELETE", "/tree", true}, // redirects to /tree/
+		{"DELETE", "/tree/a/b/c", true},
+		{"DELETE", "/trees", false},
+		{"PUT", "/hosted", false}, // another host
+		{"PUT", "http://example.com/hosted", true},
 	} {
-		req := httptest.NewRequest(tc.method, "http://example"+tc.path, nil)
+		target := "http://example" + tc.path
+		if strings.HasPrefix(tc.path, "http://") {
+			target = tc.path
+		}
+		req := httptest.NewRequest(tc.method, target, nil)
 		rec := httptest.NewRecorder()
 		hd.ServeHTTP(rec, req)
 		if got := rec.Code != 299; got != tc.protected {
@@ -597,3 +614,42 @@ func TestLogLevels(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A route's ErrorHandler writes its refusals in place of the Guard's, with
+// the decision table's status and the challenge headers already set; other
+// routes keep the Guard's handler.
+func TestRouteErrorHandler(t *testing.T) {
+	var guardCalls, routeCalls int
+	var mu sync.Mutex
+	h := e2e.New(t, e2e.WithGuard(
+		middleware.WithErrorHandler(func(w http.ResponseWriter, r *http.Request, status int, err error) {
+			mu.Lock()
+			guardCalls++
+			mu.Unlock()
+			w.WriteHeader(status)
+		}),
+		middleware.WithRoute("PUT /config", middleware.Route{}),
+		middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, status int, err error) {
+				mu.Lock()
+				routeCalls++
+				mu.Unlock()
+				if w.Header().Get(middleware.HeaderAttestationRequest) == "" || postauth.ReasonOf(err) != postauth.ReasonAttestationRequired {
+					t.Errorf("route error handler: no challenge, or reason %q", postauth.ReasonOf(err))
+				}
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(status)
+				w.Write([]byte("route says no"))
+			}}),
+	))
+	plain := &http.Client{Transport: h.BaseTransport()}
+	if status, body, _ := e2e.Do(t, plain, "POST", h.URL("/pay"), "x"); status != 401 || body != "route says no" {
+		t.Fatalf("POST /pay: %d %q", status, body)
+	}
+	if status, _, _ := e2e.Do(t, plain, "PUT", h.URL("/config"), "x"); status != 401 {
+		t.Fatalf("PUT /config: %d", status)
+	}
+	if routeCalls != 1 || guardCalls != 1 {
+		t.Fatalf("route handler %d calls, guard handler %d calls; want 1 and 1", routeCalls, guardCalls)
+	}
+}

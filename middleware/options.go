@@ -187,8 +187,11 @@ func WithDiscovery(on bool) Option {
 
 // WithFallbackCache bounds the state kept for connections when
 // [ConfigureServer] is not installed: at most size connections, each
-// forgotten after idle without a protected request. Values of zero or less
-// mean DefaultFallbackSize and DefaultFallbackIdle.
+// forgotten after idle without a protected request (a connection without a
+// verdict is forgotten once its challenges expire, after the context
+// lifetime). An entry costs at most about 4 KiB, so the default of 10 000
+// entries bounds the cache at about 40 MiB. Values of zero or less mean
+// DefaultFallbackSize and DefaultFallbackIdle.
 func WithFallbackCache(size int, idle time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if size > 0 {

@@ -23,7 +23,7 @@ tools:
 
 func agentTracker(t *testing.T) *posture.Tracker {
 	t.Helper()
-	tr, err := posture.NewTracker(nil)
+	tr, err := posture.NewTracker()
 	if err != nil {
 		t.Fatal(err)
 	}

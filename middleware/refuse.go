@@ -70,6 +70,10 @@ func (x *exchange) refuse(err error) {
 	}
 	x.g.logRefusal(x, ans, pe)
 	x.g.observe(x, ans.Outcome, ans.Status, pe.Reason, "")
+	if x.rt.ErrorHandler != nil {
+		x.rt.ErrorHandler(x.w, x.r, ans.Status, pe)
+		return
+	}
 	if x.g.cfg.errorHandler != nil {
 		x.g.cfg.errorHandler(x.w, x.r, ans.Status, pe)
 		return

@@ -78,6 +78,13 @@ type Route struct {
 	// PreArm adds a fresh Attestation-Request to the responses of this
 	// route, so the client's next attestation needs no extra round trip.
 	PreArm bool
+	// ErrorHandler, if set, writes the response of this route's refusals
+	// in place of the Guard's ([WithErrorHandler]) or the default problem
+	// body, with the same status and headers (challenge, Retry-After).
+	// Protocol adapters use it to refuse in their own error format
+	// (package mcpattest: a JSON-RPC error). It must not let the request
+	// through.
+	ErrorHandler ErrorHandler
 }
 
 // route is a configured high-impact route.
@@ -181,6 +188,23 @@ func (g *Guard) match(r *http.Request) *route {
 	if g.byPattern == nil || (g.methods != nil && !g.methods[r.Method]) {
 		return nil
 	}
+	if g.outsideRoutes(r) {
+		return nil
+	}
+	return g.matchMux(r)
+}
+
+// outsideRoutes reports that r certainly matches no pattern route: a clean,
+// unescaped path outside every pattern's static prefix, decided without
+// ServeMux (and without allocating) for the unprotected majority of
+// requests. FuzzOutsideRoutes checks it against matchMux.
+func (g *Guard) outsideRoutes(r *http.Request) bool {
+	return r.URL.RawPath == "" && cleanPath(r.URL.Path) && !hasAnyPrefix(r.URL.Path, g.prefixes)
+}
+
+// matchMux matches r with the Guard's ServeMux, on the escaped and on the
+// decoded path.
+func (g *Guard) matchMux(r *http.Request) *route {
 	// Handler returns the pattern of the route an unclean path redirects
 	// to, with the redirect handler: look the route up by pattern.
 	if _, pattern := g.mux.Handler(r); pattern != "" {
@@ -196,6 +220,50 @@ func (g *Guard) match(r *http.Request) *route {
 		}
 	}
 	return nil
+}
+
+// staticPrefix is the part of a pattern's path before its first wildcard,
+// without a trailing slash: every path the pattern matches (or redirects to
+// it) starts with it.
+func staticPrefix(pattern string) string {
+	_, path, _ := strings.Cut(pattern, " ")
+	if path == "" {
+		path = pattern
+	}
+	if i := strings.IndexByte(path, '/'); i > 0 {
+		path = path[i:] // "host/path": the path
+	}
+	if i := strings.IndexByte(path, '{'); i >= 0 {
+		path = path[:i]
+	}
+	return strings.TrimSuffix(path, "/")
+}
+
+func hasAnyPrefix(p string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if strings.HasPrefix(p, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanPath reports whether p is a path that ServeMux would not redirect
+// (no empty, "." or ".." segment).
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] != '/' || i+1 >= len(p) {
+			continue
+		}
+		rest := p[i+1:]
+		if rest[0] == '/' || rest == "." || rest == ".." || strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") {
+			return false
+		}
+	}
+	return true
 }
 
 type routeNameKey struct{}

@@ -14,7 +14,13 @@ import (
 // request's Attestation-Request header with an Attestation response header
 // made on this connection. Anything else is ignored (a CertificateRequest is
 // never answered by the server: that would reflect the client's own role).
+//
+// The response varies with the request's Attestation-Request whether the
+// server answers or declines, so Vary names it in both cases.
 func (g *Guard) answerServerAttestation(w http.ResponseWriter, r *http.Request) {
+	if vary := w.Header().Values("Vary"); !slices.Contains(vary, HeaderAttestationRequest) {
+		w.Header().Add("Vary", HeaderAttestationRequest)
+	}
 	raw, _, err := httpbind.DecodeBytes(r.Header.Get(HeaderAttestationRequest), httpbind.MaxRequestHeader)
 	if err != nil {
 		return
@@ -32,7 +38,7 @@ func (g *Guard) answerServerAttestation(w http.ResponseWriter, r *http.Request) 
 	}
 	now := g.cfg.now()
 	st.mu.Lock()
-	ok := st.serverBudget.take(now, serverConnRate, serverConnBurst)
+	ok := st.serverBudget.take(now, serverConnRate, serverConnBurst) // mutation: server attest connection limit
 	st.mu.Unlock()
 	if ok {
 		// And a budget for the whole server, so that many connections cannot
@@ -58,9 +64,6 @@ func (g *Guard) answerServerAttestation(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	w.Header().Set(HeaderAttestation, httpbind.EncodeBytes(out))
-	if vary := w.Header().Values("Vary"); !slices.Contains(vary, HeaderAttestationRequest) {
-		w.Header().Add("Vary", HeaderAttestationRequest)
-	}
 }
 
 func (g *Guard) logServer(r *http.Request, msg string, err error) {

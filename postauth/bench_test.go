@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"testing"
 
+	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/postauthtest"
 )
 
@@ -18,13 +19,20 @@ import (
 func BenchmarkExchange(b *testing.B) {
 	e := newEnv(b)
 	ctx := context.Background()
+	responder, err := postauth.NewResponder(e.clientID, e.attester)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		req, err := e.serverReqr.NewRequest(nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		raw := e.clientAnswer(req)
+		raw, err := responder.Respond(ctx, e.clientCh, postauth.RoleClient, req)
+		if err != nil {
+			b.Fatal(err)
+		}
 		if _, err := e.serverReqr.Verify(ctx, raw, nil); err != nil {
 			b.Fatal(err)
 		}

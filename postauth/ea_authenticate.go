@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"hash"
 	"slices"
+
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // transcript is a running Hash(Handshake Context || request || ...).
@@ -192,11 +195,32 @@ func (k KeyTrust) String() string {
 // Validated is an authenticator that passed [Channel.Validate].
 type Validated struct {
 	Authenticator *Authenticator
-	// Leaf is the parsed end-entity certificate; Chain the rest.
-	Leaf  *x509.Certificate
+	// SPKI is the end-entity certificate's DER SubjectPublicKeyInfo and
+	// PublicKey its key, which signed the CertificateVerify.
+	SPKI      []byte
+	PublicKey crypto.PublicKey
+	// Chain are the parsed certificates after the end-entity one
+	// (KeyTrustChain only).
 	Chain []*x509.Certificate
 	// KeyTrust is the mode the key was trusted by.
 	KeyTrust KeyTrust
+
+	leaf *x509.Certificate // parsed on demand (Leaf)
+}
+
+// Leaf returns the parsed end-entity certificate. Under KeyTrustSamePeer
+// only its key is checked (the peer's identity comes from TLS), so the
+// certificate is parsed here, on demand.
+func (v *Validated) Leaf() (*x509.Certificate, error) {
+	if v.leaf != nil {
+		return v.leaf, nil
+	}
+	leaf, err := x509.ParseCertificate(v.Authenticator.Certificates[0].Data)
+	if err != nil {
+		return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
+	}
+	v.leaf = leaf
+	return leaf, nil
 }
 
 // Validate checks raw, an authenticator sent by role that answers req on
@@ -258,71 +282,133 @@ func (c *Channel) validate(role Role, req *Request, a *Authenticator, cfg *confi
 	if err != nil {
 		return nil, invalid(ReasonMalformed, err)
 	}
-	if !slices.Contains(offered, a.Scheme) || !slices.Contains(cfg.schemes, a.Scheme) {
+	if !slices.Contains(offered, a.Scheme) || !slices.Contains(cfg.schemes, a.Scheme) { // mutation: offered scheme
 		return nil, invalid(ReasonUnsupportedScheme, fmt.Errorf("%w: 0x%04x", ErrUnsupportedScheme, uint16(a.Scheme)))
 	}
-	leaf, err := x509.ParseCertificate(a.Certificates[0].Data)
+	// Cheap refusals first: the key's type and size, then whether the key
+	// is trusted at all, and only then the signature, so that a peer
+	// without a trusted key cannot make us do public-key work of its
+	// choosing (docs/threat-model.md, "CPU amplification").
+	spki, err := certificateSPKI(a.Certificates[0].Data)
 	if err != nil {
 		return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
 	}
-	if err := verifySignature(leaf.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil { // mutation: signature check
-		return nil, invalid(ReasonBadSignature, err)
-	}
-	v := &Validated{Authenticator: a, Leaf: leaf}
-	for _, e := range a.Certificates[1:] {
-		cert, err := x509.ParseCertificate(e.Data)
-		if err != nil {
-			return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
-		}
-		v.Chain = append(v.Chain, cert)
-	}
-	if v.KeyTrust, err = c.trustKey(role, v, cfg); err != nil {
+	v := &Validated{Authenticator: a, SPKI: spki}
+	if v.KeyTrust, err = c.keyTrustMode(cfg); err != nil {
 		return nil, err
+	}
+	if v.KeyTrust == KeyTrustSamePeer {
+		// The cheapest refusal: the key is the TLS peer's, byte for byte,
+		// or nothing else is looked at. The peer's key was parsed by TLS.
+		if c.peer == nil {
+			return nil, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: the peer presented no TLS certificate", ErrKeyNotTrusted))
+		}
+		if !bytes.Equal(c.peer.spki, spki) { // mutation: same peer key
+			return nil, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: key differs from the TLS peer's", ErrKeyNotTrusted))
+		}
+		v.PublicKey = c.peer.pub
+	} else if v.PublicKey, err = x509.ParsePKIXPublicKey(spki); err != nil {
+		return nil, invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
+	}
+	if !keyFitsScheme(v.PublicKey, a.Scheme) { // mutation: key fits scheme
+		return nil, invalid(ReasonUnsupportedScheme, fmt.Errorf("%w: a %s key cannot sign with 0x%04x", ErrUnsupportedScheme, keyDescription(v.PublicKey), uint16(a.Scheme)))
+	}
+	if v.KeyTrust == KeyTrustChain {
+		if err := c.trustChain(role, v, a.Certificates[1:], cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := verifySignature(v.PublicKey, a.Scheme, signatureInput(certHash), a.Signature); err != nil { // mutation: signature check
+		return nil, invalid(ReasonBadSignature, err)
 	}
 	return v, nil
 }
 
-func (c *Channel) trustKey(role Role, v *Validated, cfg *config) (KeyTrust, error) {
-	mode := cfg.keyTrust
-	if mode == KeyTrustDefault {
+// certificateSPKI returns the SubjectPublicKeyInfo of a DER certificate,
+// checking the certificate's outer structure (RFC 5280 section 4.1) but
+// not parsing its fields.
+func certificateSPKI(der []byte) ([]byte, error) {
+	in := cryptobyte.String(der)
+	var cert, tbs, spki cryptobyte.String
+	if !in.ReadASN1(&cert, asn1.SEQUENCE) || !in.Empty() ||
+		!cert.ReadASN1(&tbs, asn1.SEQUENCE) ||
+		!cert.SkipASN1(asn1.SEQUENCE) || // signatureAlgorithm
+		!cert.SkipASN1(asn1.BIT_STRING) || !cert.Empty() { // signatureValue
+		return nil, errors.New("malformed certificate")
+	}
+	if !tbs.SkipOptionalASN1(asn1.Tag(0).Constructed().ContextSpecific()) || // version
+		!tbs.SkipASN1(asn1.INTEGER) || // serialNumber
+		!tbs.SkipASN1(asn1.SEQUENCE) || // signature
+		!tbs.SkipASN1(asn1.SEQUENCE) || // issuer
+		!tbs.SkipASN1(asn1.SEQUENCE) || // validity
+		!tbs.SkipASN1(asn1.SEQUENCE) || // subject
+		!tbs.ReadASN1Element(&spki, asn1.SEQUENCE) {
+		return nil, errors.New("malformed TBSCertificate")
+	}
+	return spki, nil
+}
+
+// maxChainIntermediates bounds the intermediates of an authenticator chain
+// that KeyTrustChain verifies: each candidate issuer costs a signature
+// check.
+const maxChainIntermediates = 3
+
+// keyTrustMode resolves the configured key trust mode for this channel
+// (KeyTrustDefault: same peer if the peer authenticated with a
+// certificate, else chain if roots are set, else a failure).
+func (c *Channel) keyTrustMode(cfg *config) (KeyTrust, error) {
+	switch mode := cfg.keyTrust; mode {
+	case KeyTrustDefault:
 		switch {
 		case c.peer != nil:
-			mode = KeyTrustSamePeer
+			return KeyTrustSamePeer, nil
 		case cfg.roots != nil:
-			mode = KeyTrustChain
-		default:
-			return 0, invalid(ReasonKeyNotTrusted, ErrNoKeyTrust)
+			return KeyTrustChain, nil
 		}
-	}
-	switch mode {
-	case KeyTrustSamePeer:
-		if c.peer == nil {
-			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: the peer presented no TLS certificate", ErrKeyNotTrusted))
-		}
-		if !bytes.Equal(c.peer.RawSubjectPublicKeyInfo, v.Leaf.RawSubjectPublicKeyInfo) { // mutation: same peer key
-			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: key differs from the TLS peer's", ErrKeyNotTrusted))
-		}
-	case KeyTrustChain:
-		if cfg.roots == nil {
-			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: KeyTrustChain without Roots", ErrKeyNotTrusted))
-		}
-		inter := x509.NewCertPool()
-		for _, cert := range v.Chain {
-			inter.AddCert(cert)
-		}
-		usage := x509.ExtKeyUsageClientAuth
-		if role == RoleServer {
-			usage = x509.ExtKeyUsageServerAuth
-		}
-		if _, err := v.Leaf.Verify(x509.VerifyOptions{
-			Roots: cfg.roots, Intermediates: inter, DNSName: cfg.dnsName,
-			CurrentTime: cfg.now(), KeyUsages: []x509.ExtKeyUsage{usage},
-		}); err != nil {
-			return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: %v", ErrKeyNotTrusted, err))
-		}
-	case KeyTrustAttestedKeyOnly:
+		return 0, invalid(ReasonKeyNotTrusted, ErrNoKeyTrust)
+	case KeyTrustSamePeer, KeyTrustChain, KeyTrustAttestedKeyOnly:
+		return mode, nil
 	default:
 		return 0, invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: unknown mode %d", ErrKeyNotTrusted, mode))
 	}
-	return mode, nil
+}
+
+// trustChain decides, before the signature is checked, whether the
+// authenticator's chain verifies against the roots (KeyTrustChain). rest
+// are the entries after the end-entity one: at most maxChainIntermediates,
+// each with a bounded key.
+func (c *Channel) trustChain(role Role, v *Validated, rest []CertificateEntry, cfg *config) error {
+	if cfg.roots == nil {
+		return invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: KeyTrustChain without Roots", ErrKeyNotTrusted))
+	}
+	if len(rest) > maxChainIntermediates { // mutation: chain length
+		return invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: more than %d intermediates", ErrKeyNotTrusted, maxChainIntermediates))
+	}
+	inter := x509.NewCertPool()
+	for _, e := range rest {
+		cert, err := x509.ParseCertificate(e.Data)
+		if err != nil {
+			return invalid(ReasonBadCertificate, fmt.Errorf("%w: %v", ErrBadCertificate, err))
+		}
+		if !acceptableKey(cert.PublicKey) { // mutation: chain key bounds
+			return invalid(ReasonBadCertificate, fmt.Errorf("%w: an intermediate with a %s key", ErrBadCertificate, keyDescription(cert.PublicKey)))
+		}
+		v.Chain = append(v.Chain, cert)
+		inter.AddCert(cert)
+	}
+	usage := x509.ExtKeyUsageClientAuth
+	if role == RoleServer {
+		usage = x509.ExtKeyUsageServerAuth
+	}
+	leaf, err := v.Leaf()
+	if err != nil {
+		return err
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots: cfg.roots, Intermediates: inter, DNSName: cfg.dnsName,
+		CurrentTime: cfg.now(), KeyUsages: []x509.ExtKeyUsage{usage},
+	}); err != nil {
+		return invalid(ReasonKeyNotTrusted, fmt.Errorf("%w: %v", ErrKeyNotTrusted, err))
+	}
+	return nil
 }

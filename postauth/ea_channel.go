@@ -5,9 +5,9 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"hash"
+	"slices"
 	"sync"
 )
 
@@ -55,12 +55,20 @@ type Channel struct {
 	export Exporter
 	suite  uint16
 	hash   crypto.Hash
-	// peer is the leaf certificate the peer authenticated the TLS
-	// connection with, if any.
-	peer *x509.Certificate
+	// peer is what the Channel keeps of the leaf certificate the peer
+	// authenticated the TLS connection with (nil if none): its key and
+	// subject, not the certificate, so that an idle connection's state stays
+	// small.
+	peer *peerIdentity
 
 	mu   sync.Mutex            // guards keys
 	keys [3]*authenticatorKeys // indexed by Role
+}
+
+type peerIdentity struct {
+	spki    []byte // DER SubjectPublicKeyInfo
+	pub     crypto.PublicKey
+	subject string
 }
 
 type authenticatorKeys struct {
@@ -87,11 +95,17 @@ func NewChannel(cs *tls.ConnectionState) (*Channel, error) {
 	}
 	// Only a peer certificate that TLS verified establishes an identity:
 	// with RequireAnyClientCert or InsecureSkipVerify it proves nothing.
-	var peer *x509.Certificate
+	var peer *peerIdentity
 	if len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0 { // mutation: verified peer only
-		peer = cs.PeerCertificates[0]
+		leaf := cs.PeerCertificates[0]
+		peer = &peerIdentity{spki: leaf.RawSubjectPublicKeyInfo, pub: leaf.PublicKey, subject: leaf.Subject.String()}
 	}
-	state := *cs // the exporter must not change under us
+	// Keep the exporter, not the certificates: a copy of the state without
+	// them (the exporter must not change under us, and must not pin the
+	// peer's chain in memory).
+	state := *cs
+	state.PeerCertificates, state.VerifiedChains = nil, nil
+	state.SignedCertificateTimestamps, state.OCSPResponse = nil, nil
 	ch, err := NewChannelFromExporter(state.CipherSuite, safeExporter(state.ExportKeyingMaterial))
 	if err != nil {
 		return nil, err
@@ -146,9 +160,15 @@ func (c *Channel) Hash() crypto.Hash { return c.hash }
 // CipherSuite is the connection's TLS 1.3 cipher suite.
 func (c *Channel) CipherSuite() uint16 { return c.suite }
 
-// PeerCertificate is the leaf certificate the peer presented in the TLS
-// handshake and TLS verified (it has VerifiedChains), or nil.
-func (c *Channel) PeerCertificate() *x509.Certificate { return c.peer }
+// PeerSPKI is the DER SubjectPublicKeyInfo of the leaf certificate the peer
+// presented in the TLS handshake and TLS verified (it has VerifiedChains),
+// or nil: the key that KeyTrustSamePeer requires.
+func (c *Channel) PeerSPKI() []byte {
+	if c.peer == nil {
+		return nil
+	}
+	return slices.Clone(c.peer.spki)
+}
 
 func (c *Channel) newHash() hash.Hash {
 	if c.hash == crypto.SHA384 {

@@ -105,20 +105,15 @@ func (r *Request) Marshal() ([]byte, error) {
 	if len(r.Extensions) == 0 {
 		return nil, fmt.Errorf("%w: a request needs at least signature_algorithms", ErrMalformed)
 	}
-	b := cryptobyte.NewFixedBuilder(make([]byte, 0, 4+1+len(r.Context)+2+extensionsLen(r.Extensions)))
-	b.AddUint8(uint8(r.Type))
-	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(r.Context) })
-		addExtensions(b, r.Extensions)
-	})
-	out, err := b.Bytes()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if len(out) > MaxRequestLen {
+	extLen := extensionsLen(r.Extensions)
+	bodyLen := 1 + len(r.Context) + 2 + extLen
+	if extLen > 0xffff || bodyLen+4 > MaxRequestLen {
 		return nil, ErrTooLarge
 	}
-	return out, nil
+	out := make([]byte, 0, 4+bodyLen)
+	out = appendUint24(append(out, byte(r.Type)), bodyLen)
+	out = append(append(out, byte(len(r.Context))), r.Context...)
+	return appendExtensions(out, r.Extensions, extLen), nil
 }
 
 // ParseRequest decodes a CertificateRequest or ClientCertificateRequest. It
@@ -294,26 +289,43 @@ func marshalCertificate(context []byte, entries []CertificateEntry) ([]byte, err
 	if len(entries) > maxChainLen {
 		return nil, fmt.Errorf("%w: more than %d certificates", ErrTooLarge, maxChainLen)
 	}
-	n := 4 + 1 + len(context) + 3
+	listLen := 0
 	for _, e := range entries {
-		n += 3 + len(e.Data) + 2 + extensionsLen(e.Extensions)
+		extLen := extensionsLen(e.Extensions)
+		if len(e.Data) > 0xffffff || extLen > 0xffff {
+			return nil, fmt.Errorf("%w: certificate entry too large", ErrTooLarge)
+		}
+		listLen += 3 + len(e.Data) + 2 + extLen
 	}
-	b := cryptobyte.NewFixedBuilder(make([]byte, 0, n))
-	b.AddUint8(uint8(TypeCertificate))
-	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(context) })
-		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-			for _, e := range entries {
-				b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(e.Data) })
-				addExtensions(b, e.Extensions)
-			}
-		})
-	})
-	out, err := b.Bytes()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	bodyLen := 1 + len(context) + 3 + listLen
+	if bodyLen > 0xffffff {
+		return nil, fmt.Errorf("%w: Certificate too large", ErrTooLarge)
+	}
+	out := make([]byte, 0, 4+bodyLen)
+	out = appendUint24(append(out, byte(TypeCertificate)), bodyLen)
+	out = append(append(out, byte(len(context))), context...)
+	out = appendUint24(out, listLen)
+	for _, e := range entries {
+		out = append(appendUint24(out, len(e.Data)), e.Data...)
+		out = appendExtensions(out, e.Extensions, extensionsLen(e.Extensions))
 	}
 	return out, nil
+}
+
+// appendUint24 appends n as a 24-bit big-endian length.
+func appendUint24(b []byte, n int) []byte {
+	return append(b, byte(n>>16), byte(n>>8), byte(n))
+}
+
+// appendExtensions appends an extensions<0..2^16-1> vector whose content
+// is extLen bytes long (extensionsLen).
+func appendExtensions(b []byte, exts []Extension, extLen int) []byte {
+	b = append(b, byte(extLen>>8), byte(extLen))
+	for _, e := range exts {
+		b = append(b, byte(e.Type>>8), byte(e.Type), byte(len(e.Data)>>8), byte(len(e.Data)))
+		b = append(b, e.Data...)
+	}
+	return b
 }
 
 func marshalCertificateVerify(scheme tls.SignatureScheme, sig []byte) []byte {
@@ -348,15 +360,6 @@ func extensionsLen(exts []Extension) int {
 		n += 4 + len(e.Data)
 	}
 	return n
-}
-
-func addExtensions(b *cryptobyte.Builder, exts []Extension) {
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-		for _, e := range exts {
-			b.AddUint16(e.Type)
-			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(e.Data) })
-		}
-	})
 }
 
 // readExtensions reads an extensions<0..2^16-1> vector, rejecting duplicates

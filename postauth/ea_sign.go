@@ -23,8 +23,48 @@ var DefaultSignatureSchemes = []tls.SignatureScheme{
 	tls.PSSWithSHA512,
 }
 
-// minRSABits is the smallest RSA modulus accepted.
-const minRSABits = 2048
+// RSA keys accepted in authenticators (and their chains): a modulus of
+// 2048 to 4096 bits and the public exponent 65537. crypto/tls caps peer RSA
+// keys at 8192 bits; 4096 keeps a forged authenticator from costing us much
+// more than it costs its sender (docs/threat-model.md).
+const (
+	minRSABits  = 2048
+	maxRSABits  = 4096
+	rsaExponent = 65537
+)
+
+// acceptableKey reports whether pub is a key this package verifies
+// signatures with: ECDSA P-256 or P-384, Ed25519, or RSA within the bounds
+// above.
+func acceptableKey(pub crypto.PublicKey) bool {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		return k.Curve == elliptic.P256() || k.Curve == elliptic.P384()
+	case ed25519.PublicKey:
+		return len(k) == ed25519.PublicKeySize
+	case *rsa.PublicKey:
+		return rsaAcceptable(k)
+	}
+	return false
+}
+
+func rsaAcceptable(k *rsa.PublicKey) bool {
+	n := k.N.BitLen()
+	return n >= minRSABits && n <= maxRSABits && k.E == rsaExponent // mutation: rsa bounds
+}
+
+// keyDescription names a key's type and size for error messages.
+func keyDescription(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d (e=%d)", k.N.BitLen(), k.E)
+	}
+	return fmt.Sprintf("%T", pub)
+}
 
 // signaturePrefix is the constant part of the CertificateVerify input
 // (RFC 9261 section 5.2.2): 64 spaces, the context string, a zero byte.
@@ -73,7 +113,7 @@ func keyFitsScheme(pub crypto.PublicKey, s tls.SignatureScheme) bool {
 	case ed25519.PublicKey:
 		return s == tls.Ed25519
 	case *rsa.PublicKey:
-		if k.N.BitLen() < minRSABits {
+		if !rsaAcceptable(k) {
 			return false
 		}
 		switch s {

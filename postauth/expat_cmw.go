@@ -1,9 +1,12 @@
 package postauth
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
+	"strings"
 
 	"github.com/veraison/cmw"
 )
@@ -66,23 +69,32 @@ func EncodeCMW(ev Evidence, enc CMWEncoding) ([]byte, error) {
 // tag encodings are refused in this version of the protocol: one
 // cmw_attestation carries one record.
 func DecodeCMW(b []byte) (ev Evidence, err error) {
-	if len(b) == 0 || len(b) > 0xFFFF {
-		return Evidence{}, fmt.Errorf("%w: CMW size %d out of range", ErrUnsupportedCMW, len(b))
-	}
-	switch cmw.Sniff(b) {
-	case cmw.FormatCBORRecord, cmw.FormatJSONRecord:
-	case cmw.FormatCBORCollection, cmw.FormatJSONCollection:
-		return Evidence{}, fmt.Errorf("%w: CMW collections are not supported", ErrUnsupportedCMW)
-	default:
-		return Evidence{}, fmt.Errorf("%w: not a CMW record", ErrUnsupportedCMW)
-	}
 	// The CMW parser is third-party code fed with peer input: a panic
-	// there must become an error, not a crashed server.
+	// there must become an error, not a crashed server. The fuzz target
+	// calls decodeCMW, without this recover, so that it sees such panics.
 	defer func() {
 		if r := recover(); r != nil {
 			ev, err = Evidence{}, fmt.Errorf("%w: CMW decoder failed", ErrUnsupportedCMW)
 		}
 	}()
+	return decodeCMW(b)
+}
+
+func decodeCMW(b []byte) (Evidence, error) {
+	if len(b) == 0 || len(b) > 0xFFFF {
+		return Evidence{}, fmt.Errorf("%w: CMW size %d out of range", ErrUnsupportedCMW, len(b))
+	}
+	switch cmw.Sniff(b) {
+	case cmw.FormatCBORRecord:
+	case cmw.FormatJSONRecord:
+		if err := checkJSONRecord(b); err != nil { // mutation: cmw json record shape
+			return Evidence{}, err
+		}
+	case cmw.FormatCBORCollection, cmw.FormatJSONCollection:
+		return Evidence{}, fmt.Errorf("%w: CMW collections are not supported", ErrUnsupportedCMW)
+	default:
+		return Evidence{}, fmt.Errorf("%w: not a CMW record", ErrUnsupportedCMW)
+	}
 	var rec cmw.CMW
 	if err := rec.Deserialize(b); err != nil {
 		return Evidence{}, fmt.Errorf("%w: %v", ErrUnsupportedCMW, err)
@@ -101,18 +113,46 @@ func DecodeCMW(b []byte) (ev Evidence, err error) {
 	if ind, err := rec.GetMonadIndicator(); err == nil && !ind.Empty() && !ind.Has(cmw.Evidence) && !ind.Has(cmw.AttestationResults) {
 		return Evidence{}, fmt.Errorf("%w: CMW indicator %v is neither evidence nor attestation result", ErrUnsupportedCMW, ind)
 	}
-	ev = Evidence{Type: typ, Value: val}
+	ev := Evidence{Type: typ, Value: val}
 	if err := ev.check(); err != nil {
 		return Evidence{}, err
 	}
 	return ev, nil
 }
 
+// checkJSONRecord refuses a JSON CMW record whose entries do not have the
+// types of the record, [string, string, ?number], before veraison/cmw sees
+// it. cmw v0.2.0 reads the value as a quoted string without checking: a
+// one-byte literal (["",0]) makes it panic (slice bounds out of range), and
+// a longer one ("true", "null", {}) is read as base64url of its inner bytes
+// and accepted (docs/threat-model.md, "Third-party parsers").
+func checkJSONRecord(b []byte) error {
+	var a []json.RawMessage
+	if err := json.Unmarshal(b, &a); err != nil {
+		return fmt.Errorf("%w: JSON CMW record: %v", ErrUnsupportedCMW, err)
+	}
+	if len(a) < 2 || len(a) > 3 {
+		return fmt.Errorf("%w: JSON CMW record of %d entries", ErrUnsupportedCMW, len(a))
+	}
+	for i, e := range a {
+		e = bytes.TrimSpace(e)
+		if i < 2 && (len(e) < 2 || e[0] != '"') {
+			return fmt.Errorf("%w: JSON CMW record: entry %d is not a string", ErrUnsupportedCMW, i)
+		}
+		if i == 2 && (len(e) == 0 || e[0] < '0' || e[0] > '9') {
+			return fmt.Errorf("%w: JSON CMW record: the indicator is not an unsigned integer", ErrUnsupportedCMW)
+		}
+	}
+	return nil
+}
+
 func (ev Evidence) check() error {
 	if ev.Type == "" || len(ev.Type) > maxMediaTypeLen {
 		return fmt.Errorf("%w: bad media type", ErrUnsupportedCMW)
 	}
-	if _, _, err := mime.ParseMediaType(ev.Type); err != nil {
+	// mime.ParseMediaType accepts a bare token ("nope"): a media type is
+	// type/subtype.
+	if mt, _, err := mime.ParseMediaType(ev.Type); err != nil || !strings.Contains(mt, "/") {
 		return fmt.Errorf("%w: bad media type", ErrUnsupportedCMW)
 	}
 	if len(ev.Value) == 0 {
@@ -128,7 +168,7 @@ func (ev Evidence) check() error {
 // ("application/eat+cwt; eat_profile=x" gives "application/eat+cwt").
 func BaseMediaType(t string) string {
 	mt, _, err := mime.ParseMediaType(t)
-	if err != nil {
+	if err != nil || !strings.Contains(mt, "/") {
 		return ""
 	}
 	return mt

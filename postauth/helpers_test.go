@@ -3,11 +3,8 @@ package postauth_test
 import (
 	"context"
 	"crypto"
-	"crypto/hmac"
 	"crypto/tls"
 	"testing"
-
-	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/postauth/postauthtest"
@@ -113,19 +110,13 @@ func (e *env) clientAnswer(req *postauth.Request) []byte {
 // forger builds authenticators from scratch, independently of the package
 // under test, straight from the RFC 9261 text and the TLS exporter. Tests
 // use it to produce messages the package would refuse to create.
-type forger struct {
-	cs   tls.ConnectionState
-	hash crypto.Hash
-}
+// forger builds authenticators as an attacker holding the connection can
+// (postauthtest.Forge): any certificates and extensions, a valid Finished.
+type forger struct{ cs tls.ConnectionState }
 
 func newForger(t *testing.T, conn *tls.Conn) *forger {
 	t.Helper()
-	cs := conn.ConnectionState()
-	h := crypto.SHA256
-	if cs.CipherSuite == tls.TLS_AES_256_GCM_SHA384 {
-		h = crypto.SHA384
-	}
-	return &forger{cs: cs, hash: h}
+	return &forger{cs: conn.ConnectionState()}
 }
 
 type forgedEntry struct {
@@ -134,68 +125,18 @@ type forgedEntry struct {
 }
 
 // build returns Certificate || CertificateVerify || Finished for request
-// bytes reqBytes, sent with the labels of role, signed by signer.
+// bytes reqBytes, sent with the labels of role, signed by signer (ECDSA
+// P-256 with SHA-256).
 func (f *forger) build(t *testing.T, role postauth.Role, reqBytes, context []byte, entries []forgedEntry, signer crypto.Signer) []byte {
 	t.Helper()
-	label := "client"
-	if role == postauth.RoleServer {
-		label = "server"
+	es := make([]postauth.CertificateEntry, len(entries))
+	for i, e := range entries {
+		es[i] = postauth.CertificateEntry{Data: e.der, Extensions: e.exts}
 	}
-	hc, err := f.cs.ExportKeyingMaterial("EXPORTER-"+label+" authenticator handshake context", nil, f.hash.Size())
+	out, err := postauthtest.Forge(&f.cs, postauthtest.Forgery{Role: role, Request: reqBytes, Context: context,
+		Entries: es, Scheme: tls.ECDSAWithP256AndSHA256, Signer: signer})
 	if err != nil {
 		t.Fatal(err)
-	}
-	fk, err := f.cs.ExportKeyingMaterial("EXPORTER-"+label+" authenticator finished key", nil, f.hash.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b cryptobyte.Builder
-	b.AddUint8(11)
-	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(context) })
-		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-			for _, e := range entries {
-				b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(e.der) })
-				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
-					for _, x := range e.exts {
-						b.AddUint16(x.Type)
-						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(x.Data) })
-					}
-				})
-			}
-		})
-	})
-	cert := b.BytesOrPanic()
-	th := f.hash.New()
-	th.Write(hc)
-	th.Write(reqBytes)
-	th.Write(cert)
-	msg := append(append(bytesRepeat(0x20, 64), "Exported Authenticator\x00"...), th.Sum(nil)...)
-	d := crypto.SHA256.New()
-	d.Write(msg)
-	sig, err := signer.Sign(nil, d.Sum(nil), crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cv cryptobyte.Builder
-	cv.AddUint8(15)
-	cv.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
-		b.AddUint16(uint16(tls.ECDSAWithP256AndSHA256))
-		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(sig) })
-	})
-	cvMsg := cv.BytesOrPanic()
-	th.Write(cvMsg)
-	m := hmac.New(f.hash.New, fk)
-	m.Write(th.Sum(nil))
-	mac := m.Sum(nil)
-	out := append(append(cert, cvMsg...), 20, 0, 0, byte(len(mac)))
-	return append(out, mac...)
-}
-
-func bytesRepeat(b byte, n int) []byte {
-	out := make([]byte, n)
-	for i := range out {
-		out[i] = b
 	}
 	return out
 }

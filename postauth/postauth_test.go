@@ -637,3 +637,46 @@ func TestRoleLabelsBind(t *testing.T) {
 		t.Fatalf("server labels: %v", err)
 	}
 }
+
+// A Verifier that returns neither an Appraisal nor an error has not
+// vouched for anything: invalid, never a pass.
+func TestNilAppraisalIsInvalid(t *testing.T) {
+	e := newEnv(t)
+	nothing := verifierFunc(func(context.Context, postauth.Challenge, postauth.Evidence) (*postauth.Appraisal, error) {
+		return nil, nil
+	})
+	req, _ := e.serverReqr.NewRequest(nil)
+	_, err := e.serverReqr.VerifyWith(context.Background(), newRelyingParty(t, nothing), e.clientAnswer(req), nil)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonEvidenceInvalid)
+}
+
+// The verifier's expiry bounds a Result whatever the relying party's max
+// age: ValidAt is false from the expiry on.
+func TestVerifierExpiry(t *testing.T) {
+	e := newEnv(t)
+	clock := postauthtest.NewClock(time.Time{})
+	expiring := verifierFunc(func(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+		app, err := e.verifier.Verify(ctx, ch, ev)
+		if app != nil {
+			app.Expiry = clock.Now().Add(10 * time.Second)
+		}
+		return app, err
+	})
+	req, _ := e.serverReqr.NewRequest(nil)
+	res, err := e.serverReqr.VerifyWith(context.Background(), newRelyingParty(t, expiring, postauth.WithClock(clock.Now)), e.clientAnswer(req), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ValidAt(clock.Now().Add(9*time.Second), time.Hour) {
+		t.Fatal("not valid before the verifier's expiry")
+	}
+	if res.ValidAt(clock.Now().Add(10*time.Second), time.Hour) || res.ValidAt(clock.Now().Add(11*time.Second), 0) {
+		t.Fatal("valid at or after the verifier's expiry")
+	}
+}
+
+type verifierFunc func(context.Context, postauth.Challenge, postauth.Evidence) (*postauth.Appraisal, error)
+
+func (f verifierFunc) Verify(ctx context.Context, ch postauth.Challenge, ev postauth.Evidence) (*postauth.Appraisal, error) {
+	return f(ctx, ch, ev)
+}

@@ -46,7 +46,7 @@ func TestUnverifiedPeerCertificateIsNoIdentity(t *testing.T) {
 	sc.ClientAuth = tls.RequireAnyClientCert
 	c, s := postauthtest.Pair(t, p.ClientConfig(&stranger), sc)
 	e := envFor(t, &postauthtest.Endpoints{Client: c, Server: s, ClientCert: stranger, ServerCert: p.Issue(t, "localhost", postauthtest.ServerAuth()), PKI: p})
-	if e.serverCh.PeerCertificate() != nil {
+	if e.serverCh.PeerSPKI() != nil {
 		t.Fatal("unverified client certificate recorded as the peer")
 	}
 	req, _ := e.serverReqr.NewRequest(nil)
@@ -101,4 +101,18 @@ func TestCodeOfTypedNil(t *testing.T) {
 		t.Fatalf("CodeOf(typed nil) = %v", got)
 	}
 	_ = err.Error()
+}
+
+// A media type is type/subtype: a bare token is not one, although
+// mime.ParseMediaType accepts it.
+func TestBareTokenIsNoMediaType(t *testing.T) {
+	if _, err := postauth.EncodeCMW(postauth.Evidence{Type: "nope", Value: []byte{1}}, postauth.CMWCBOR); err == nil {
+		t.Fatal("a bare token accepted as a media type")
+	}
+	if got := postauth.BaseMediaType("nope"); got != "" {
+		t.Fatalf("BaseMediaType(nope) = %q", got)
+	}
+	if got := postauth.BaseMediaType("Application/EAT+CWT; x=1"); got != "application/eat+cwt" {
+		t.Fatalf("BaseMediaType = %q", got)
+	}
 }

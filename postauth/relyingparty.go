@@ -139,23 +139,18 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 	if !rp.accepts(ev.Type) { // mutation: format check
 		return nil, invalid(ReasonFormatNotAccepted, fmt.Errorf("%w: %q", ErrFormatNotAccepted, BaseMediaType(ev.Type)))
 	}
-	spki := v.Leaf.RawSubjectPublicKeyInfo
+	spki := v.SPKI
 	binder, err := ch.Binder(spki, req.Context)
 	if err != nil {
 		return nil, err
 	}
 	keyHash := ch.KeyHash(spki)
 	chal := Challenge{Binder: binder, KeyHash: keyHash, Hash: ch.Hash(), Context: slices.Clone(req.Context), Role: peer}
-	app, err := rp.verifier.Verify(ctx, chal, ev)
+	app, err := callBounded(ctx, func() (*Appraisal, error) { return rp.verifier.Verify(ctx, chal, ev) })
 	if err != nil {
 		return nil, classifyVerifierError(ctx, err)
 	}
-	if err := ctx.Err(); err != nil { // mutation: late verdict
-		// A verdict that arrives after the deadline, or after the caller
-		// went away, is not a pass.
-		return nil, classifyVerifierError(ctx, err)
-	}
-	if app == nil {
+	if app == nil { // mutation: nil appraisal
 		return nil, invalid(ReasonEvidenceInvalid, errNoEvidence)
 	}
 	if subtle.ConstantTimeCompare(app.Nonce, binder) != 1 { // mutation: postauth binder compare
@@ -174,11 +169,17 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 			return nil, invalid(ReasonPostureInvalid, err)
 		}
 	}
-	subject := v.Leaf.Subject.String()
+	var subject string
 	if v.KeyTrust == KeyTrustSamePeer && ch.peer != nil { // mutation: same-peer subject
 		// The authenticator's certificate is the peer's choice; only the
 		// key was compared. The name is the one TLS verified.
-		subject = ch.peer.Subject.String()
+		subject = ch.peer.subject
+	} else {
+		leaf, err := v.Leaf()
+		if err != nil {
+			return nil, err
+		}
+		subject = leaf.Subject.String()
 	}
 	now := rp.cfg.now()
 	res := &Result{
@@ -202,6 +203,42 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 		res.attestedAt = now
 	}
 	return res, nil
+}
+
+// callBounded calls f (a Verifier or an Attester) so that ctx bounds it:
+// when ctx ends first, callBounded returns ctx's error at once and a result
+// that f returns later is dropped, so a verdict that arrives after the
+// deadline or after the caller went away is never a pass, whether f honours
+// ctx or not. A panic in f is an unavailable verdict (ReasonVerifierFailed)
+// rather than a crash of the caller.
+func callBounded[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type outcome struct {
+		v   T
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				var zero T
+				done <- outcome{zero, &Error{Code: CodeUnavailable, Reason: ReasonVerifierFailed, Err: fmt.Errorf("postauth: panic: %v", p)}}
+			}
+		}()
+		v, err := f()
+		done <- outcome{v, err}
+	}()
+	var zero T
+	select {
+	case o := <-done:
+		// Both may be ready at once, and select picks either: a verdict
+		// whose context has ended is dropped here too.
+		if err := ctx.Err(); err != nil && o.err == nil {
+			return zero, err
+		}
+		return o.v, o.err
+	case <-ctx.Done(): // mutation: verify deadline
+		return zero, ctx.Err()
+	}
 }
 
 // classifyVerifierError keeps a verifier's coded error, maps context errors

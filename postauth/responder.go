@@ -37,6 +37,8 @@ func (r *Responder) Identity() *Identity { return r.id }
 // Attester for Evidence bound to it, and returns the authenticator. It
 // refuses a request of the wrong type for the role (a reflected request)
 // and one that did not offer cmw_attestation ([ErrAttestationNotOffered]).
+// ctx bounds the Attester: Respond returns when ctx ends, whatever the
+// Attester does.
 // To decline instead, send [Channel.Refuse]'s empty authenticator.
 func (r *Responder) Respond(ctx context.Context, ch *Channel, role Role, req *Request) ([]byte, error) {
 	if ch == nil || req == nil {
@@ -53,10 +55,8 @@ func (r *Responder) Respond(ctx context.Context, ch *Channel, role Role, req *Re
 	if err != nil {
 		return nil, err
 	}
-	ev, err := r.att.Attest(ctx, Challenge{
-		Binder: binder, KeyHash: ch.KeyHash(spki), Hash: ch.Hash(),
-		Context: slices.Clone(req.Context), Role: role,
-	})
+	chal := Challenge{Binder: binder, KeyHash: ch.KeyHash(spki), Hash: ch.Hash(), Context: slices.Clone(req.Context), Role: role}
+	ev, err := callBounded(ctx, func() (Evidence, error) { return r.att.Attest(ctx, chal) })
 	if err != nil {
 		return nil, fmt.Errorf("postauth: attester: %w", err)
 	}

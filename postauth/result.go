@@ -92,7 +92,7 @@ func (r *Result) Posture() *posture.State {
 // the verifier's Expiry (if any) and, with maxAge > 0, no older than maxAge
 // counted from AttestedAt.
 func (r *Result) ValidAt(t time.Time, maxAge time.Duration) bool {
-	if !r.expiry.IsZero() && !t.Before(r.expiry) {
+	if !r.expiry.IsZero() && !t.Before(r.expiry) { // mutation: verifier expiry
 		return false
 	}
 	if maxAge > 0 && t.Sub(r.attestedAt) > maxAge {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/reattest/reattest/posture"
@@ -176,6 +177,38 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 		if !reflect.DeepEqual(p.Check(nil), p2.Check(nil)) {
 			t.Fatal("round trip changed the verdict on no posture")
+		}
+	})
+}
+
+// FuzzParseDigest: the text form of a digest (posture policies). What
+// parses has the hash's length and prints back as the input, lower-cased
+// (the name is exact; hex digits may be of either case).
+func FuzzParseDigest(f *testing.F) {
+	f.Add(posture.DigestOf([]byte("x")).String())
+	f.Add("sha-384:" + strings.Repeat("AB", 48))
+	f.Add("sha-512:" + strings.Repeat("0", 128))
+	f.Add("alg(9):00")
+	f.Add("sha-256:")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := posture.ParseDigest(s)
+		if err != nil {
+			// The message quotes at most 80 bytes of the input, twice (%q
+			// may write 4 characters a byte): bounded, however long s is.
+			if len(err.Error()) > 1000 {
+				t.Fatalf("an error of %d bytes echoes the input", len(err.Error()))
+			}
+			return
+		}
+		if h := posture.AlgHash(d.Alg); h == 0 || len(d.Value) != h.Size() {
+			t.Fatalf("digest %v: algorithm %d with %d bytes", d, d.Alg, len(d.Value))
+		}
+		if d.String() != strings.ToLower(s) {
+			t.Fatalf("%q parses as %v", s, d)
+		}
+		back, err := posture.ParseDigest(d.String())
+		if err != nil || !back.Equal(d) {
+			t.Fatalf("%v does not parse back: %v", d, err)
 		}
 	})
 }

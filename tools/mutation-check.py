@@ -35,6 +35,13 @@ MUTATIONS = {
                            ("len(cs.PeerCertificates) > 0 && len(cs.VerifiedChains) > 0", "len(cs.PeerCertificates) > 0")),
     "role labels": ("./postauth", "TestRoleLabelsBind"),
     "role check": ("./postauth", "TestAttackReflection"),
+    "offered scheme": ("./postauth", "TestSchemeMustBeOffered",
+                       ("!slices.Contains(offered, a.Scheme) || ", "len(offered) < 0 || ")),
+    "key fits scheme": ("./postauth", "TestKeyDecidedBeforeSignature"),
+    "rsa bounds": ("./postauth", "TestKeyDecidedBeforeSignature",
+                   (" && n <= maxRSABits && k.E == rsaExponent", "")),
+    "chain length": ("./postauth", "TestChainBounded"),
+    "chain key bounds": ("./postauth", "TestChainBounded"),
     # requests
     "single use": ("./postauth ./middleware", "TestAttackReplay",
                    ("slices.Delete(r.pending, i, i+1)", "slices.Delete(r.pending, i, i)")),
@@ -43,15 +50,23 @@ MUTATIONS = {
     # layer 2: expat
     "attestation offered in request": ("./postauth", "TestAttestationNotOffered"),
     "cmw only in end entity": ("./postauth", "TestAttestationOnlyInEndEntity"),
-    "late verdict": ("./postauth", "TestLateVerdictIsNoPass"),
+    "verify deadline": ("./postauth ./middleware", "TestLateVerdictIsNoPass|TestLatePassNeverRuns",
+                        ("case <-ctx.Done():", "case <-make(chan struct{}):")),
+    "nil appraisal": ("./postauth", "TestNilAppraisalIsInvalid"),
+    "verifier expiry": ("./postauth ./middleware", "TestVerifierExpiry"),
     "postauth binder compare": ("./postauth", "TestCarelessVerifierCannotPass"),
     "postauth keyhash compare": ("./postauth", "TestCarelessVerifierCannotPass"),
     "relying party replays posture": ("./postauth ./postauth/softeat ./postauth/tpm", "TestPostureReplayedByRelyingParty|TestVerifierRejects|TestPosture"),
     "same-peer subject": ("./postauth", "TestSamePeerSubjectFromTLS"),
     "format check": ("./postauth", "TestFormatNotAccepted|TestFormatsFromVerifier"),
+    "cmw json record shape": ("./postauth", "TestDecodeCMWRefusesNonStringJSON"),
     # formats
     "softeat binder compare": ("./postauth/softeat", "TestVerifierRejects"),
     "softeat keyhash compare": ("./postauth/softeat", "TestVerifierRejects"),
+    "softeat protected header exact": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat unprotected header empty": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat nonce length": ("./postauth/softeat", "TestVerifierStrictness"),
+    "softeat canonical claims": ("./postauth/softeat", "TestVerifierStrictness|TestVerifierRejects"),
     # posture
     "posture log replay": ("./posture ./postauth ./postauth/softeat ./postauth/tpm", "TestVerify|TestEvidence|TestVerifierRejects|TestPosture"),
     # middleware
@@ -63,6 +78,33 @@ MUTATIONS = {
                                    ("ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)", "ok = true || g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)")),
     "route posture policy": ("./middleware", "TestForbiddenToolDeniedThenAllowed|TestLyingPostureHintCannotPassOperationMode"),
     "route appraise hook": ("./middleware", "TestPolicyDenial"),
+    "appraisal deadline": ("./middleware", "TestLatePassNeverRuns",
+                           ("case <-ctx.Done():", "case <-make(chan struct{}):")),
+    "operation authority": ("./middleware", "TestOperationBindsAuthority",
+                            ("OperationDigest(r.Method, r.Host,", "OperationDigest(r.Method, \"\",")),
+    "denial revokes verdict": ("./middleware", "TestDenialRevokesCachedVerdict"),
+    "body content length": ("./middleware", "TestBodyLimits"),
+    "body read length": ("./middleware", "TestBodyLimits"),
+    "server attest connection limit": ("./middleware", "TestServerAttestationLimitedPerConnection",
+                                       ("ok := st.serverBudget.take(now, serverConnRate, serverConnBurst)", "ok := true || st.serverBudget.take(now, serverConnRate, serverConnBurst)")),
+    "fallback cache bound": ("./middleware", "TestFallbackCacheBounded",
+                             ("for f.ll.Len() > f.max {", "for f.ll.Len() > f.max+1_000_000 {")),
+    "fallback drops unattested": ("./middleware", "TestFallbackDropsUnattested"),
+    # HTTP binding
+    "header base64 alphabet": ("./internal/httpbind", "TestDecodeBytes"),
+    "result size bound": ("./internal/httpbind", "TestResult"),
+    # MCP adapter (middleware/mcpattest): classification of JSON-RPC bodies
+    "mcp classification applies": ("./middleware/mcpattest", "TestToolCalls|TestUnattestedClientGetsJSONRPCError",
+                                   ("len(c.rules) == 0", "true")),
+    "mcp batch every message": ("./middleware/mcpattest", "TestBatch|TestClassify",
+                                ("range msgs {", "range msgs[:min(len(msgs), 1)] {")),
+    "mcp every matched rule": ("./middleware/mcpattest", "TestBatchAppliesEveryRule"),
+    "mcp valid json": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp unreadable target": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp method is a string": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp duplicate keys": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp key case": ("./middleware/mcpattest", "TestClassifyRefusesAmbiguous"),
+    "mcp body limit": ("./middleware/mcpattest", "TestBodyLimitsAndUnreadableBodies"),
     # client
     "attest allow-list": ("./transports", "TestEvidenceOnlyToAllowedServers",
                           ("mayAttest := t.mayAttest(req)", "mayAttest := t.responder != nil")),
@@ -161,6 +203,20 @@ def run(cmd, timeout=600):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
 
 
+def build_failed(r):
+    """Whether go test could not build a package (test files included)."""
+    if "[build failed]" in r.stdout or "[setup failed]" in r.stdout or "build failed" in r.stderr:
+        return True
+    for line in r.stdout.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("Action") == "build-fail" or ev.get("FailedBuild"):
+            return True
+    return False
+
+
 def failed_tests(output, wanted):
     """Names of failed tests (from go test -json) that match wanted."""
     pat = re.compile(r"^(%s)(/|$)" % wanted)
@@ -199,10 +255,9 @@ def main(filters):
         try:
             with open(path, "w", encoding="utf-8") as f:
                 f.write("\n".join(lines))
-            b = run("go vet %s" % pkgs)
-            if b.returncode != 0:
-                raise ToolError("%s: the mutation does not compile (an error of the tool, not a kill):\n%s" % (name, b.stderr[-2000:]))
             r = run("go test -count=1 -json -run '^(%s)$' %s" % (tests, pkgs))
+            if build_failed(r):
+                raise ToolError("%s: the mutation does not compile (an error of the tool, not a kill):\n%s" % (name, (r.stdout + r.stderr)[-2000:]))
             killers = failed_tests(r.stdout, tests)
             if r.returncode != 0 and killers:
                 print("KILLED   %-32s by %s" % (name, ", ".join(killers[:3])))

@@ -173,7 +173,7 @@ func (c *conn) answer(req *http.Request, raw []byte, template bool, body []byte)
 		return nil, fmt.Errorf("transports: bad Attestation-Request: %w", err)
 	}
 	if template {
-		areq.Context = append(areq.Context, httpbind.OperationDigest(req.Method, req.URL.RequestURI(), body)...)
+		areq.Context = append(areq.Context, httpbind.OperationDigest(req.Method, authority(req), req.URL.RequestURI(), body)...)
 	}
 	out, err := c.t.responder.Respond(req.Context(), c.ch, postauth.RoleClient, areq)
 	if err != nil {
@@ -227,4 +227,13 @@ func readReplayable(req *http.Request) ([]byte, error) {
 func drain(resp *http.Response) {
 	io.CopyN(io.Discard, resp.Body, 64<<10)
 	resp.Body.Close()
+}
+
+// authority is the authority a request is sent with: the Host override, or
+// the URL's host.
+func authority(req *http.Request) string {
+	if req.Host != "" {
+		return req.Host
+	}
+	return req.URL.Host
 }

@@ -82,16 +82,19 @@ const maxProblemBody = 64 << 10
 
 // ResponseError returns the refusal resp carries, as a *RefusalError, if
 // resp is a reattest refusal (a 4xx or 5xx response with a problem+json
-// body whose type is a reattest problem type), and nil otherwise. A
-// RoundTripper must return responses whatever their status, so the
-// Transport hands refusals to the application as responses; this decodes
-// them. It reads at most 64 KiB of the body and puts back what it read, so
-// resp stays readable.
+// body whose type is a reattest problem type, or, from a JSON-RPC gateway
+// such as package middleware/mcpattest, an application/json JSON-RPC error
+// response, or batch of them, whose error data has such a type), and nil
+// otherwise. A RoundTripper must return responses whatever their status,
+// so the Transport hands refusals to the application as responses; this
+// decodes them. It reads at most 64 KiB of the body and puts back what it
+// read, so resp stays readable.
 func ResponseError(resp *http.Response) error {
 	if resp == nil || resp.StatusCode < 400 || resp.Body == nil {
 		return nil
 	}
-	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/problem+json" {
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/problem+json" && mt != "application/json") {
 		return nil
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxProblemBody))
@@ -99,16 +102,48 @@ func ResponseError(resp *http.Response) error {
 	if err != nil {
 		return nil
 	}
-	var p struct {
-		Type       string          `json:"type"`
-		Title      string          `json:"title"`
-		Reason     postauth.Reason `json:"reason"`
-		Violations []string        `json:"violations"`
+	var p problem
+	if mt == "application/json" {
+		p, err = jsonRPCProblem(data)
+	} else {
+		err = json.Unmarshal(data, &p)
 	}
-	if json.Unmarshal(data, &p) != nil || !strings.HasPrefix(p.Type, httpbind.ProblemTypePrefix) {
+	if err != nil || !strings.HasPrefix(p.Type, httpbind.ProblemTypePrefix) {
 		return nil
 	}
 	return &RefusalError{Status: resp.StatusCode, Reason: p.Reason, Violations: p.Violations, ProblemType: p.Type, Title: p.Title}
+}
+
+// problem is what a refusal's body says.
+type problem struct {
+	Type       string          `json:"type"`
+	Title      string          `json:"title"`
+	Reason     postauth.Reason `json:"reason"`
+	Violations []string        `json:"violations"`
+}
+
+// jsonRPCProblem reads the problem of a JSON-RPC error response (the first
+// of a batch): the error's data, with the error's message as the title.
+func jsonRPCProblem(data []byte) (problem, error) {
+	type rpcError struct {
+		Error struct {
+			Message string  `json:"message"`
+			Data    problem `json:"data"`
+		} `json:"error"`
+	}
+	var one rpcError
+	if b := bytes.TrimSpace(data); len(b) > 0 && b[0] == '[' {
+		var batch []rpcError
+		if err := json.Unmarshal(b, &batch); err != nil || len(batch) == 0 {
+			return problem{}, errors.New("not a JSON-RPC error batch")
+		}
+		one = batch[0]
+	} else if err := json.Unmarshal(data, &one); err != nil {
+		return problem{}, err
+	}
+	p := one.Error.Data
+	p.Title = one.Error.Message
+	return p, nil
 }
 
 type readCloser struct {

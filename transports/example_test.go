@@ -26,7 +26,7 @@ func ExampleNew() {
 	defer srv.Close()
 
 	// The agent: a measured posture and a software attester covering it.
-	tracker, _ := posture.NewTracker(nil)
+	tracker, _ := posture.NewTracker()
 	ctx := context.Background()
 	tracker.SetModel(ctx, posture.Model{Name: "assistant", Version: "1", Digest: posture.DigestOf([]byte("weights"))})
 	attester, _ := softeat.NewAttester(attKey, softeat.WithPosture(tracker))

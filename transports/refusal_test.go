@@ -65,3 +65,29 @@ func TestResponseErrorIgnoresOthers(t *testing.T) {
 		}
 	}
 }
+
+// ResponseError also decodes the JSON-RPC form of a refusal that MCP
+// gateways send (middleware/mcpattest), single or batched, and nothing
+// else in application/json.
+func TestResponseErrorJSONRPC(t *testing.T) {
+	resp := func(body string) *http.Response {
+		return &http.Response{StatusCode: 403, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body))}
+	}
+	one := `{"jsonrpc":"2.0","id":1,"error":{"code":-32051,"message":"denied","data":{"type":"tag:github.com,2026:reattest/problem/policy-denied","status":403,"reason":"posture_denied","violations":["tool:shell forbidden"]}}}`
+	for _, body := range []string{one, "[" + one + "," + one + "]"} {
+		var refusal *transports.RefusalError
+		if err := transports.ResponseError(resp(body)); !errors.As(err, &refusal) || refusal.Reason != postauth.ReasonPostureDenied ||
+			refusal.Violations[0] != "tool:shell forbidden" || refusal.Title != "denied" || refusal.Status != 403 {
+			t.Fatalf("%s: %v", body, err)
+		}
+	}
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"method not found"}}`,
+		`{"jsonrpc":"2.0","id":1,"error":{"code":-32051,"message":"x","data":{"type":"https://example.com/other"}}}`,
+		`[]`, `not json`,
+	} {
+		if err := transports.ResponseError(resp(body)); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+	}
+}

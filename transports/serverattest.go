@@ -10,6 +10,11 @@ import (
 	"github.com/reattest/reattest/postauth"
 )
 
+// ServerAttestationTimeout bounds obtaining and verifying a server
+// attestation: a server or verifier that does not answer in time fails the
+// critical request (it is not sent), never passes it.
+const ServerAttestationTimeout = 5 * time.Second
+
 // serverAttestation is the transport's role as a relying party for the
 // server: which requests need a fresh server attestation, how it is
 // verified and how long it lasts.
@@ -86,8 +91,10 @@ func (c *conn) ensureServerAttested(ctx context.Context, req *http.Request) erro
 }
 
 // attestServer asks the server for an authenticator on the discovery
-// document and validates it.
+// document and validates it, within ServerAttestationTimeout.
 func (c *conn) attestServer(ctx context.Context, req *http.Request, reqr *postauth.Requester) (*postauth.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, ServerAttestationTimeout)
+	defer cancel()
 	areq, err := reqr.NewRequest(nil)
 	if err != nil {
 		return nil, err

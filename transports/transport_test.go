@@ -207,7 +207,7 @@ func TestEvidenceOnlyToAllowedServers(t *testing.T) {
 	inner2, _ := softeat.NewAttester(g.attKey)
 	att := &postauthtest.CountingAttester{Inner: inner2}
 	id, _ := postauth.IdentityFromTLS(&g.agent)
-	tracker, _ := posture.NewTracker(nil)
+	tracker, _ := posture.NewTracker()
 	tr, err := transports.NewTransport(&http.Transport{TLSClientConfig: g.pki.ClientConfig(&g.agent)},
 		transports.WithAttester(id, att), transports.WithAttestTo("gateway.example"), transports.WithPosture(tracker))
 	if err != nil {

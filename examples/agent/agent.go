@@ -82,7 +82,7 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	if err != nil || gwURL.Scheme != "https" || gwURL.Host == "" {
 		return nil, fmt.Errorf("gateway URL %q: want https://host[:port]", cfg.gatewayURL)
 	}
-	if a.tracker, err = posture.NewTracker(nil); err != nil {
+	if a.tracker, err = posture.NewTracker(); err != nil {
 		return nil, err
 	}
 	for _, step := range []func() error{

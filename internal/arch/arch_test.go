@@ -154,6 +154,33 @@ func TestCoreStaysLean(t *testing.T) {
 	}
 }
 
+// eatOnly are dependencies that come with EAT: veraison/eat imports
+// veraison/swid, whose non-test files import testify (and package
+// testing), so every binary that links veraison/eat links them.
+var eatOnly = []string{
+	"github.com/veraison/eat",
+	"github.com/veraison/swid",
+	"github.com/stretchr/testify",
+}
+
+// TestEATStaysInItsFormat: only postauth/softeat needs EAT; a package links
+// veraison/eat, veraison/swid or testify only through it (so middleware,
+// transports and their adapters never do).
+func TestEATStaysInItsFormat(t *testing.T) {
+	for _, p := range list(t) {
+		if rel(p.ImportPath) == "postauth/softeat" || slices.Contains(p.Deps, module+"/postauth/softeat") {
+			continue
+		}
+		for _, d := range p.Deps {
+			for _, h := range eatOnly {
+				if d == h || strings.HasPrefix(d, h+"/") {
+					t.Errorf("%s links %s without postauth/softeat: keep EAT in its format package", rel(p.ImportPath), d)
+				}
+			}
+		}
+	}
+}
+
 // TestPostureIsGroundFloor: posture depends on no other package of the
 // module (internal helpers aside).
 func TestPostureIsGroundFloor(t *testing.T) {

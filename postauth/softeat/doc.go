@@ -26,7 +26,11 @@
 //	-70001  posture      {1: [alg, register value], 2: posture log} (optional)
 //
 // alg is a Named Information hash identifier (sha-256 = 1, sha-384 = 7).
-// The claims set is closed: the [Verifier] rejects unknown claims.
+// The claims set is closed: the [Verifier] rejects unknown claims. It
+// accepts one byte form only: the protected header exactly as above (no
+// crit, no other label), the empty unprotected header, and claims that are
+// their own deterministic re-encoding (every claim but posture present,
+// eat_nonce one bstr of the Challenge hash's length).
 // docs/protocol.md specifies the profile and the order of the Verifier's
 // checks; docs/posture.md the posture claim.
 //

@@ -19,7 +19,6 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/eat"
-	cose "github.com/veraison/go-cose"
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
 
@@ -62,9 +61,12 @@ type postureClaim struct {
 	Log  cbor.RawMessage `cbor:"2,keyasint"`
 }
 
+// claims is the profile's claims set. Every field but Posture is required:
+// the Verifier re-encodes what it decoded and compares the bytes, so a
+// missing claim (which would re-encode as a zero value) is refused too.
 type claims struct {
 	IssuedAt int64          `cbor:"6,keyasint"`
-	Nonce    eat.Nonce      `cbor:"10,keyasint"`
+	Nonce    []byte         `cbor:"10,keyasint"` // one bstr, never an array
 	UEID     eat.UEID       `cbor:"256,keyasint"`
 	Profile  string         `cbor:"265,keyasint"`
 	KeyHash  posture.Digest `cbor:"-70000,keyasint"`
@@ -183,9 +185,10 @@ func WithMachineIDs(ids ...[]byte) VerifierOption {
 // Attester produces software EAT Evidence signed with an ECDSA P-256 key
 // held by the process. It is safe for concurrent use.
 type Attester struct {
-	signer cose.Signer
-	kid    []byte
-	cfg    attesterConfig
+	key       crypto.Signer
+	kid       []byte
+	protected []byte // the encoded protected header (protectedHeader(kid))
+	cfg       attesterConfig
 }
 
 var _ postauth.Attester = (*Attester)(nil)
@@ -221,7 +224,7 @@ func NewAttester(key crypto.Signer, opts ...AttesterOption) (*Attester, error) {
 	if err := eat.UEID(cfg.ueid).Validate(); err != nil {
 		return nil, fmt.Errorf("softeat: ueid: %w", err)
 	}
-	return &Attester{signer: es256Signer{key}, kid: kid, cfg: cfg}, nil
+	return &Attester{key: key, kid: kid, protected: protectedHeader(kid), cfg: cfg}, nil
 }
 
 // UEID is the machine identifier the Attester puts in its tokens.
@@ -238,13 +241,12 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 	if alg == 0 || len(ch.KeyHash) != ch.Hash.Size() {
 		return postauth.Evidence{}, fmt.Errorf("softeat: unsupported challenge hash %v", ch.Hash)
 	}
-	var nonce eat.Nonce
-	if err := nonce.Add(ch.Binder); err != nil {
-		return postauth.Evidence{}, fmt.Errorf("softeat: binder: %w", err)
+	if len(ch.Binder) != ch.Hash.Size() {
+		return postauth.Evidence{}, fmt.Errorf("softeat: binder of %d bytes for %v", len(ch.Binder), ch.Hash)
 	}
 	c := claims{
 		IssuedAt: a.cfg.now().Unix(),
-		Nonce:    nonce,
+		Nonce:    ch.Binder,
 		UEID:     a.cfg.ueid,
 		Profile:  Profile,
 		KeyHash:  posture.Digest{Alg: alg, Value: ch.KeyHash},
@@ -256,31 +258,19 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 		}
 		c.Posture = &postureClaim{Head: posture.Digest{Alg: posture.AlgID(snap.Alg), Value: snap.Head}, Log: snap.Log}
 	}
-	payload, err := detcbor.Enc.Marshal(c)
+	payload := encodeClaims(&c)
+	sig, err := a.signES256(a.cfg.rand, a.protected, payload)
 	if err != nil {
-		return postauth.Evidence{}, fmt.Errorf("softeat: encoding claims: %w", err)
-	}
-	msg := cose.Sign1Message{
-		Headers: cose.Headers{Protected: cose.ProtectedHeader{
-			cose.HeaderLabelAlgorithm: cose.AlgorithmES256,
-			cose.HeaderLabelKeyID:     a.kid,
-		}},
-		Payload: payload,
-	}
-	if err := msg.Sign(a.cfg.rand, nil, a.signer); err != nil {
 		return postauth.Evidence{}, fmt.Errorf("softeat: signing: %w", err)
 	}
-	tok, err := msg.MarshalCBOR()
-	if err != nil {
-		return postauth.Evidence{}, fmt.Errorf("softeat: encoding token: %w", err)
-	}
+	tok := encodeToken(a.protected, payload, sig)
 	return postauth.Evidence{Type: MediaType, Value: tok}, nil
 }
 
 // Verifier checks software EAT Evidence against trusted attestation keys.
 // It is safe for concurrent use.
 type Verifier struct {
-	keys map[string]cose.Verifier // by key id
+	keys map[string]*ecdsa.PublicKey // by key id
 	cfg  verifierConfig
 }
 
@@ -289,7 +279,7 @@ var _ postauth.Verifier = (*Verifier)(nil)
 // NewVerifier returns a Verifier that trusts tokens signed by any of keys
 // (ECDSA P-256 public keys).
 func NewVerifier(keys []crypto.PublicKey, opts ...VerifierOption) (*Verifier, error) {
-	v := &Verifier{keys: make(map[string]cose.Verifier)}
+	v := &Verifier{keys: make(map[string]*ecdsa.PublicKey)}
 	v.cfg = verifierConfig{maxAge: DefaultMaxAge, skew: DefaultSkew, now: time.Now}
 	for _, o := range opts {
 		if o != nil {
@@ -304,15 +294,11 @@ func NewVerifier(keys []crypto.PublicKey, opts ...VerifierOption) (*Verifier, er
 		if !ok || pub.Curve != elliptic.P256() {
 			return nil, errors.New("softeat: trusted keys must be ECDSA P-256")
 		}
-		cv, err := cose.NewVerifier(cose.AlgorithmES256, pub)
-		if err != nil {
-			return nil, err
-		}
 		kid, err := KeyID(pub)
 		if err != nil {
 			return nil, err
 		}
-		v.keys[string(kid)] = cv
+		v.keys[string(kid)] = pub
 	}
 	return v, nil
 }
@@ -344,10 +330,12 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	if c.Profile != Profile {
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: wrong eat_profile"))
 	}
-	if c.Nonce.Len() != 1 {
-		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: want exactly one eat_nonce"))
+	// One bstr (an array, even of one element, does not decode) of the
+	// Challenge hash's length.
+	nonce := c.Nonce
+	if len(nonce) != ch.Hash.Size() { // mutation: softeat nonce length
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: eat_nonce of %d bytes, want %d", len(nonce), ch.Hash.Size()))
 	}
-	nonce := c.Nonce.GetI(0)
 	if !bytes.Equal(nonce, ch.Binder) { // mutation: softeat binder compare
 		return nil, evidenceErr(postauth.ReasonBinderMismatch, postauth.ErrBinderMismatch)
 	}
@@ -392,32 +380,83 @@ func (v *Verifier) verifyToken(tok []byte) (*claims, error) {
 	if len(tok) == 0 || len(tok) > MaxTokenLen {
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: token size out of range"))
 	}
-	var msg cose.Sign1Message
-	if err := msg.UnmarshalCBOR(tok); err != nil {
-		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: COSE_Sign1: %w", err))
+	protected, unprotected, payload, sig, err := decodeToken(tok)
+	if err != nil {
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, err)
 	}
-	alg, err := msg.Headers.Protected.Algorithm()
-	if err != nil || alg != cose.AlgorithmES256 {
-		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: protected alg must be ES256"))
-	}
-	kid, ok := msg.Headers.Protected[cose.HeaderLabelKeyID].([]byte)
+	kid, ok := kidOf(protected)
 	if !ok {
-		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: no protected kid"))
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: protected header is not {alg: ES256, kid}"))
 	}
-	cv, ok := v.keys[string(kid)]
+	// The protected header is exactly the profile's {1: -7, 4: kid},
+	// deterministically encoded: no crit (RFC 9052 section 3.1 would make
+	// an unknown critical label a refusal; the profile has none), no
+	// other label, one byte form.
+	if !bytes.Equal(protected, protectedHeader(kid)) { // mutation: softeat protected header exact
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: protected header is not exactly {alg: ES256, kid}"))
+	}
+	// The unprotected header is empty: nothing there can contradict or
+	// add to the protected one (a second alg, a kid, a crit).
+	if !bytes.Equal(unprotected, emptyUnprotected) { // mutation: softeat unprotected header empty
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: unprotected header is not empty"))
+	}
+	pub, ok := v.keys[string(kid)]
 	if !ok {
 		return nil, evidenceErr(postauth.ReasonUntrustedAttester, errors.New("softeat: attestation key not trusted"))
 	}
-	if err := msg.Verify(nil, cv); err != nil {
-		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, fmt.Errorf("softeat: %w", err))
+	if !verifyES256(pub, protected, payload, sig) {
+		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, errors.New("softeat: signature invalid"))
 	}
+	return decodeClaims(payload)
+}
+
+// decodeClaims decodes the signed claims strictly and requires them to be
+// the profile's deterministic encoding (RFC 8949 section 4.2.1): the bytes
+// must equal the re-encoding of what was decoded, so that a claims set has
+// one byte form (as posture.DecodeLog requires of a log). This also
+// refuses a missing claim, which re-encodes as a zero value.
+func decodeClaims(payload []byte) (*claims, error) {
 	var c claims
 	// The profile has no tagged claims (iat is an untagged NumericDate,
 	// RFC 8392); the posture log inside is untagged too.
-	if err := detcbor.DecNoTags.Unmarshal(msg.Payload, &c); err != nil {
+	if err := detcbor.DecNoTags.Unmarshal(payload, &c); err != nil {
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, fmt.Errorf("softeat: claims: %w", err))
 	}
+	if !bytes.Equal(encodeClaims(&c), payload) { // mutation: softeat canonical claims
+		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: claims are not the profile's deterministic encoding (a non-canonical form or a missing claim)"))
+	}
 	return &c, nil
+}
+
+// emptyUnprotected is the profile's unprotected header: an empty map.
+var emptyUnprotected = []byte{0xa0}
+
+// protectedHeader returns the profile's protected header for kid, as it
+// appears in a COSE_Sign1: bstr .cbor {1: -7, 4: kid}, deterministically
+// encoded.
+func protectedHeader(kid []byte) []byte {
+	// {1: -7, 4: h'kid'}: the keys sorted, the shortest forms.
+	m := []byte{0xa2, 0x01, 0x26, 0x04}
+	m = appendHead(m, 2, uint64(len(kid)))
+	m = append(m, kid...)
+	return append(appendHead(nil, 2, uint64(len(m))), m...)
+}
+
+// appendHead appends a CBOR head of major type major and argument n in its
+// shortest form (RFC 8949 section 4.2.1).
+func appendHead(b []byte, major byte, n uint64) []byte {
+	mt := major << 5
+	switch {
+	case n < 24:
+		return append(b, mt|byte(n))
+	case n <= 0xff:
+		return append(b, mt|24, byte(n))
+	case n <= 0xffff:
+		return append(b, mt|25, byte(n>>8), byte(n))
+	case n <= 0xffffffff:
+		return append(b, mt|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, mt|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 // KeyID is the COSE kid of an attestation key: the first 16 bytes of
@@ -431,12 +470,10 @@ func KeyID(pub crypto.PublicKey) ([]byte, error) {
 	return sum[:16], nil
 }
 
-// es256Signer adapts a crypto.Signer to cose.Signer. The signer's rand is
+// es256Signer signs COSE ES256 (r || s) with a crypto.Signer. The signer's rand is
 // passed through, so a signer wrapper that passes nil to an
 // *ecdsa.PrivateKey gives deterministic RFC 6979 signatures (test vectors).
 type es256Signer struct{ key crypto.Signer }
-
-func (s es256Signer) Algorithm() cose.Algorithm { return cose.AlgorithmES256 }
 
 func (s es256Signer) Sign(rand io.Reader, content []byte) ([]byte, error) {
 	digest := sha256.Sum256(content)

@@ -1,0 +1,4 @@
+package otelattest
+
+// HTTPRoute is httpRoute, for tests.
+var HTTPRoute = httpRoute
