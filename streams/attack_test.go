@@ -74,7 +74,7 @@ func TestLateAnswer(t *testing.T) {
 			}
 		}))
 	req := raw.next(FrameRequest, 0)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(time.Second)
 	raw.send(FrameAuthenticator, raw.answer(e.clientResponder(t), req))
 	wantClosed(t, server, AttestationTimeout, postauth.ReasonAnswerTimeout, false)
 	if code, reason := raw.closeFrame(); code != AttestationTimeout || reason != postauth.ReasonAnswerTimeout {

@@ -163,8 +163,7 @@ func newConn(tc *tls.Conn, role postauth.Role, opts []Option) *Conn {
 // run completes the handshake, checks the connection, starts the session
 // and reads the peer's frames until the end.
 func (c *Conn) run() {
-	cfg := newConfig(c.opts)
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.deadline)
+	ctx, cancel := context.WithTimeout(context.Background(), SetupTimeout)
 	err := c.tc.HandshakeContext(ctx)
 	cancel()
 	var s *Session

@@ -44,7 +44,8 @@
 //     role that must answer (reflection fails).
 //   - Between verdicts, data flows on the latest one; a periodic request
 //     that is not answered within the answer deadline ends the connection,
-//     so no verdict outlives interval + deadline.
+//     so no verdict is relied on for longer than the interval, the answer
+//     deadline and the verify timeout together.
 //   - A posture announcement suspends the verdict until the new posture is
 //     attested: no data is delivered or sent meanwhile.
 //   - Bounded memory: every frame has a size limit checked before it is

@@ -40,11 +40,13 @@ const (
 	// DefaultInterval is how often a relying party asks its peer to attest
 	// again.
 	DefaultInterval = 5 * time.Minute
-	// DefaultAnswerDeadline is how long a peer has to answer a request (and
-	// an endpoint to complete the TLS handshake).
+	// DefaultAnswerDeadline is how long a peer has to answer a request.
 	DefaultAnswerDeadline = 10 * time.Second
 	// DefaultVerifyTimeout bounds one verification (verifier and appraisal).
 	DefaultVerifyTimeout = 5 * time.Second
+	// SetupTimeout bounds the setup of a connection by a binding: the TLS
+	// handshake of [Server] and [Client], the control stream of QUIC.
+	SetupTimeout = 10 * time.Second
 	// MaxQueuedRequests is how many unanswered requests of the peer an
 	// endpoint queues; one more closes the connection (PROTOCOL_ERROR).
 	MaxQueuedRequests = 4
@@ -170,8 +172,7 @@ func WithInterval(d time.Duration) Option {
 
 // WithAnswerDeadline sets how long the peer has to answer a request
 // ([DefaultAnswerDeadline], 10 seconds); a missed deadline closes the
-// connection (ATTESTATION_TIMEOUT). It also bounds the TLS handshake and
-// the local Attester.
+// connection (ATTESTATION_TIMEOUT). It also bounds the local Attester.
 func WithAnswerDeadline(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d > 0 {
@@ -226,6 +227,9 @@ const (
 	EventAttested
 	// EventClosed: the connection ended; Event.Err is its error.
 	EventClosed
+	// EventPostureChanged: the peer announced a posture change; its verdict
+	// is suspended until it attests again.
+	EventPostureChanged
 )
 
 func (k EventKind) String() string {
@@ -236,6 +240,8 @@ func (k EventKind) String() string {
 		return "attested"
 	case EventClosed:
 		return "closed"
+	case EventPostureChanged:
+		return "posture-changed"
 	}
 	return "event"
 }

@@ -164,10 +164,6 @@ func (s *Session) Role() postauth.Role { return s.role }
 // Channel is the connection's attestation channel.
 func (s *Session) Channel() *postauth.Channel { return s.ch }
 
-// AnswerDeadline is how long the peer has to answer a request (and a
-// binding to set the connection up).
-func (s *Session) AnswerDeadline() time.Duration { return s.cfg.deadline }
-
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
@@ -391,6 +387,7 @@ func (s *Session) onPosture() {
 	s.suspended = true // mutation: posture notice suspends
 	s.updateLocked()
 	s.mu.Unlock()
+	s.observe(Event{Kind: EventPostureChanged})
 	s.exchange(TriggerPosture) // mutation: posture notice re-attests
 }
 
@@ -571,8 +568,15 @@ func (s *Session) answer(req *postauth.Request) {
 	}
 }
 
-// send writes one control frame; a failure ends the session.
+// send writes one control frame; a failure ends the session. Nothing is
+// sent once the session has ended: the session's error is set before its
+// context is canceled, so an answer cut short by the end (an Attester
+// whose context was canceled) is never sent as a refusal ahead of the
+// binding's close.
 func (s *Session) send(t FrameType, payload []byte) bool {
+	if s.Err() != nil {
+		return false
+	}
 	if err := s.w.WriteFrame(t, payload); err != nil {
 		s.end(err)
 		return false

@@ -18,8 +18,8 @@ func TestDemo(t *testing.T) {
 		`client: pushed "interface eth0 mtu 9000": ok`,
 		"client: re-checked the router",
 		`client: session closed, configuration refused: POLICY_DENIED (posture_denied), closed by us [flag:secure_boot want "on" got "off"]`,
-		"client: caught at once, by the re-attestation the announcement triggered (posture",
-		"client: caught by the next periodic re-check (interval",
+		"client: the router announced the change; the verdict was suspended and the router re-attested at once",
+		"client: no announcement; caught by the next periodic re-check (interval",
 		"all steps went as expected",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -81,7 +81,7 @@ func Client(ctx context.Context, qc *quic.Conn, opts ...streams.Option) (*Conn, 
 }
 
 // Server runs the server side of the binding on qc, as [Client] does, and
-// accepts the control stream (within the answer deadline).
+// accepts the control stream (within [streams.SetupTimeout]).
 func Server(ctx context.Context, qc *quic.Conn, opts ...streams.Option) (*Conn, error) {
 	return start(ctx, qc, postauth.RoleServer, opts)
 }
@@ -133,7 +133,7 @@ func start(ctx context.Context, qc *quic.Conn, role postauth.Role, opts []stream
 		return fail(err)
 	}
 	c.s = s
-	actx, cancel := context.WithTimeout(ctx, s.AnswerDeadline())
+	actx, cancel := context.WithTimeout(ctx, streams.SetupTimeout)
 	defer cancel()
 	if role == postauth.RoleClient {
 		c.ctrl, err = qc.OpenStreamSync(actx)

@@ -299,14 +299,19 @@ func TestZeroRTTRefused(t *testing.T) {
 	}()
 	ctc := e.clientTLS()
 	ctc.NextProtos = []string{streams.ALPN}
-	ctc.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	cache := &signalCache{ClientSessionCache: tls.NewLRUClientSessionCache(4), put: make(chan struct{}, 1)}
+	ctc.ClientSessionCache = cache
 	ctx := context.Background()
 	// A first connection to learn a session ticket.
 	first, err := quic.DialAddr(ctx, ln.Addr().String(), ctc, &quic.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // the ticket arrives after the handshake
+	select { // the ticket arrives after the handshake
+	case <-cache.put:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no session ticket")
+	}
 	first.CloseWithError(0, "")
 	<-serverErr
 	// Then 0-RTT: a stream with data before the handshake completes.
@@ -387,5 +392,21 @@ func TestQUICBulkWithReattestation(t *testing.T) {
 	}
 	if verdicts.Load() < 2 {
 		t.Fatalf("%d verdicts during the transfer", verdicts.Load())
+	}
+}
+
+// signalCache reports every session ticket it stores.
+type signalCache struct {
+	tls.ClientSessionCache
+	put chan struct{}
+}
+
+func (c *signalCache) Put(key string, cs *tls.ClientSessionState) {
+	c.ClientSessionCache.Put(key, cs)
+	if cs != nil {
+		select {
+		case c.put <- struct{}{}:
+		default:
+		}
 	}
 }
