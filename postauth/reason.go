@@ -101,7 +101,7 @@ const (
 	ReasonCanceled Reason = "canceled"
 )
 
-// Evidence formats (postauth/softeat, postauth/tpm).
+// Evidence formats (postauth/softeat, postauth/tpm, postauth/tdx).
 const (
 	// ReasonUntrustedAttester: the Evidence is signed by a key the verifier
 	// does not trust.
@@ -128,6 +128,42 @@ const (
 	ReasonPCRDigestMismatch Reason = "pcr_digest_mismatch"
 	// ReasonPCRPolicyDenied: PCR values outside the verifier's policy (TPM).
 	ReasonPCRPolicyDenied Reason = "pcr_policy_denied"
+)
+
+// Intel TDX quotes and Intel's collateral (postauth/tdx). The collateral
+// reasons are CodeUnavailable: the Evidence may be fine, but no verdict is
+// reached without valid collateral.
+const (
+	// ReasonCollateralUnavailable: no collateral (TCB info, QE identity,
+	// CRLs) for the quote's platform could be obtained (PCS down, unknown
+	// FMSPC, timeout).
+	ReasonCollateralUnavailable Reason = "collateral_unavailable"
+	// ReasonCollateralInvalid: the collateral does not verify (signature,
+	// signer chain, identifiers, another platform, a CRL older than one
+	// already accepted).
+	ReasonCollateralInvalid Reason = "collateral_invalid"
+	// ReasonCollateralExpired: a piece of collateral is past its nextUpdate
+	// (plus the verifier's grace), or its signer's certificate expired.
+	ReasonCollateralExpired Reason = "collateral_expired"
+	// ReasonPCKRevoked: the platform's PCK certificate, or its CA, is on a
+	// current CRL.
+	ReasonPCKRevoked Reason = "pck_revoked"
+	// ReasonTDXModuleMismatch: the quote's TDX module signer or attributes
+	// are not those of Intel's TCB info.
+	ReasonTDXModuleMismatch Reason = "tdx_module_mismatch"
+	// ReasonQEIdentityMismatch: the quoting enclave is not Intel's TD QE.
+	ReasonQEIdentityMismatch Reason = "qe_identity_mismatch"
+	// ReasonTCBNotSupported: no TCB level of Intel's collateral matches the
+	// platform.
+	ReasonTCBNotSupported Reason = "tcb_not_supported"
+	// ReasonTCBStatusDenied: the platform's or the quoting enclave's TCB
+	// status is not allowed by the TCB policy; the error's Violations name
+	// them.
+	ReasonTCBStatusDenied Reason = "tcb_status_denied"
+	// ReasonTDXPolicyDenied: the TD's measurements are outside the
+	// verifier's measurement policy; the error's Violations name every
+	// failed item.
+	ReasonTDXPolicyDenied Reason = "tdx_policy_denied"
 )
 
 // Appraisal policy.
@@ -233,6 +269,15 @@ var reasonCodes = map[Reason]Code{
 	ReasonPCRSelectionMismatch:  CodeInvalid,
 	ReasonPCRDigestMismatch:     CodeInvalid,
 	ReasonPCRPolicyDenied:       CodePolicyDenied,
+	ReasonCollateralUnavailable: CodeUnavailable,
+	ReasonCollateralInvalid:     CodeUnavailable,
+	ReasonCollateralExpired:     CodeUnavailable,
+	ReasonPCKRevoked:            CodeInvalid,
+	ReasonTDXModuleMismatch:     CodeInvalid,
+	ReasonQEIdentityMismatch:    CodeInvalid,
+	ReasonTCBNotSupported:       CodeInvalid,
+	ReasonTCBStatusDenied:       CodePolicyDenied,
+	ReasonTDXPolicyDenied:       CodePolicyDenied,
 	ReasonPolicyDenied:          CodePolicyDenied,
 	ReasonPostureDenied:         CodePolicyDenied,
 	ReasonPolicyInvalid:         CodeUnavailable,

@@ -28,8 +28,9 @@ type agentConfig struct {
 	certFile      string
 	keyFile       string
 	caFile        string
-	attKeyFile    string // the agent's attestation key
-	gatewayAttPub string // the gateway attestation key the agent trusts
+	attKeyFile    string   // the agent's attestation key
+	gatewayAttPub string   // the gateway attestation key the agent trusts
+	evidence      evidence // how the agent attests (nil: software EAT)
 }
 
 // The agent's starting posture (docs/posture.md). The payments policy in
@@ -45,10 +46,11 @@ var (
 // agent is an AI agent with a measured posture, a software attester that
 // covers it, and an HTTP client whose transport answers challenges.
 type agent struct {
-	tracker *posture.Tracker
-	client  *http.Client
-	tr      *transports.Transport
-	base    string
+	tracker  *posture.Tracker
+	evidence evidence
+	client   *http.Client
+	tr       *transports.Transport
+	base     string
 
 	mu     sync.Mutex // guards events
 	events []transports.Activity
@@ -77,12 +79,15 @@ func newAgent(cfg agentConfig) (*agent, error) {
 		return nil, fmt.Errorf("gateway attestation key: %w", err)
 	}
 
-	a := &agent{base: strings.TrimSuffix(cfg.gatewayURL, "/")}
+	a := &agent{base: strings.TrimSuffix(cfg.gatewayURL, "/"), evidence: cfg.evidence}
+	if a.evidence == nil {
+		a.evidence = softwareEvidence{}
+	}
 	gwURL, err := url.Parse(a.base)
 	if err != nil || gwURL.Scheme != "https" || gwURL.Host == "" {
 		return nil, fmt.Errorf("gateway URL %q: want https://host[:port]", cfg.gatewayURL)
 	}
-	if a.tracker, err = posture.NewTracker(); err != nil {
+	if a.tracker, err = a.evidence.newTracker(); err != nil {
 		return nil, err
 	}
 	for _, step := range []func() error{
@@ -97,7 +102,7 @@ func newAgent(cfg agentConfig) (*agent, error) {
 			return nil, err
 		}
 	}
-	attester, err := softeat.NewAttester(attKey, softeat.WithPosture(a.tracker))
+	attester, err := a.evidence.attester(attKey, a.tracker)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +208,7 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 		}
 		fmt.Fprintf(w, "    %s %s -> %d (%s, %s)\n", method, path, r.status, r.proto, fmtDur(r.took))
 		for _, e := range r.events {
-			fmt.Fprintf(w, "      %s\n", describe(e))
+			fmt.Fprintf(w, "      %s\n", describe(e, a.evidence.short()))
 		}
 		return r
 	}
@@ -221,6 +226,13 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 	r = show("A payment is high-impact (operation mode): challenged, attested on the same connection, executed.",
 		"POST", "/v1/payments", `{"to":"acme-supplies","amount":25}`)
 	check(r.status == 200 && kinds(r) == "challenged,attested", "want 401 then 200 with one attestation, got %d [%s]", r.status, kinds(r))
+	var paid struct {
+		Evidence       string `json:"evidence"`
+		HardwareBacked bool   `json:"hardware_backed"`
+	}
+	if json.Unmarshal([]byte(r.body), &paid) == nil && paid.Evidence != "" {
+		fmt.Fprintf(w, "      the gateway verified %s evidence (hardware-backed: %v)\n", paid.Evidence, paid.HardwareBacked)
+	}
 	payments := func() int64 {
 		if gw == nil {
 			return -1
@@ -323,7 +335,7 @@ func kindName(k transports.ActivityKind) string {
 	return "?"
 }
 
-func describe(e transports.Activity) string {
+func describe(e transports.Activity, evidence string) string {
 	switch e.Kind {
 	case transports.ActivityChallenged:
 		return fmt.Sprintf("<- 401 challenge: %s (%s mode)", e.Reason, e.Mode)
@@ -332,7 +344,7 @@ func describe(e transports.Activity) string {
 		if e.Proactive {
 			how = "answered a pre-armed request"
 		}
-		return fmt.Sprintf("-> attested: %s with software EAT bound to this connection, retried (%s)", how, fmtDur(e.Duration))
+		return fmt.Sprintf("-> attested: %s with %s bound to this connection, retried (%s)", how, evidence, fmtDur(e.Duration))
 	case transports.ActivityShared:
 		return "-> rode on the connection's attestation"
 	case transports.ActivityServerAttested:

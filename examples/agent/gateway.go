@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -30,6 +29,7 @@ type gatewayConfig struct {
 	attKeyFile string // the gateway's own attestation key (server attests)
 	policyFile string // posture policy for payments
 	configTTL  time.Duration
+	evidence   evidence // how agents attest (nil: software EAT)
 }
 
 // gateway is a gin API gateway for AI agents with three routes:
@@ -71,7 +71,11 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("posture policy: %w", err)
 	}
-	verifier, err := softeat.NewVerifier([]crypto.PublicKey{agentPub}, softeat.RequirePosture())
+	ev := cfg.evidence
+	if ev == nil {
+		ev = softwareEvidence{}
+	}
+	verifier, err := ev.verifier(agentPub)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +111,7 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 		res, _ := ginattest.Result(c)
 		body, _ := io.ReadAll(c.Request.Body)
 		g.payments.Add(1)
-		c.JSON(200, gin.H{"status": "paid", "request": string(body), "attested_by": res.Subject(), "evidence": res.Format()})
+		c.JSON(200, gin.H{"status": "paid", "request": string(body), "attested_by": res.Subject(), "evidence": res.Format(), "hardware_backed": res.HardwareBacked()})
 	})
 	r.PUT("/v1/config", configure, func(c *gin.Context) {
 		g.configs.Add(1)

@@ -6,6 +6,7 @@
 //	go run ./examples/agent                 # the whole story in one process
 //	go run ./examples/agent -mode gateway   # just the gateway, on -listen
 //	go run ./examples/agent -mode agent -gateway https://127.0.0.1:8443
+//	go run ./examples/agent -attester tdx-test  # the story with TDX quotes of a simulated TD (not hardware)
 //
 // With no flags it uses the embedded demo credentials in assets/ (public:
 // never trust them anywhere else) and exits 0 only if every step of the
@@ -46,6 +47,7 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&ag.keyFile, "client-key", "", "agent: TLS client key PEM (default: embedded demo)")
 	fs.StringVar(&ag.attKeyFile, "attestation-key", "", "agent: its attestation key PEM (default: embedded demo)")
 	fs.StringVar(&ag.gatewayAttPub, "gateway-attestation-pub", "", "agent: trusted gateway attestation public key PEM (default: embedded demo)")
+	attester := fs.String("attester", "software", "the agent's Evidence: software (EAT) or tdx-test (TDX quotes of a simulated TD, test PKI, NOT hardware; demo mode)")
 	ca := fs.String("ca", "", "CA certificate PEM for both sides (default: embedded demo)")
 	outDir := fs.String("out", "assets", "gen-assets: output directory")
 	if err := fs.Parse(args); err != nil {
@@ -55,6 +57,11 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	gw.caFile, ag.caFile = *ca, *ca
+	ev, err := newEvidence(*attester, *mode)
+	if err != nil {
+		return err
+	}
+	gw.evidence, ag.evidence = ev, ev
 
 	switch *mode {
 	case "demo":
@@ -106,7 +113,7 @@ func demo(out io.Writer, gc gatewayConfig, ac agentConfig) error {
 	defer a.close()
 	fmt.Fprintf(out, "reattest demo: gin gateway on %s, AI agent \"agent-7\", TLS 1.3 on loopback\n", ac.gatewayURL)
 	fmt.Fprintln(out, "  routes: GET /v1/search (plain), POST /v1/payments (operation mode, posture policy),")
-	fmt.Fprintf(out, "          PUT /v1/config (connection mode, max-age %v); evidence: software EAT (not hardware-backed)\n", gc.configTTL)
+	fmt.Fprintf(out, "          PUT /v1/config (connection mode, max-age %v); agent evidence: %s\n", gc.configTTL, ac.evidence.label())
 	if err := story(out, a, g); err != nil {
 		return err
 	}

@@ -61,6 +61,10 @@ func layer(p string) (name string, may func(dep string) bool, ok bool) {
 	format := func(dep string) bool { // an Evidence format or its helpers
 		return strings.HasPrefix(dep, "postauth/") && !under(dep, "postauth/postauthtest")
 	}
+	formatTest := func(dep string) bool { // a format's test support: postauth/<f>/<f>test (tdxtest)
+		parts := strings.Split(dep, "/")
+		return len(parts) == 3 && parts[0] == "postauth" && parts[2] == parts[1]+"test"
+	}
 	switch {
 	case p == "internal/detcbor":
 		return "internal helper", is(), true
@@ -70,10 +74,17 @@ func layer(p string) (name string, may func(dep string) bool, ok bool) {
 		return "postauth core", is("posture", "internal/detcbor"), true
 	case under(p, "postauth/postauthtest"):
 		return "test support", func(dep string) bool { return dep == "postauth" || dep == "posture" || format(dep) }, true
+	case formatTest(p):
+		own := strings.Join(strings.SplitN(p, "/", 3)[:2], "/")
+		return "test support of an Evidence format", func(dep string) bool {
+			return dep == "postauth" || dep == "posture" || under(dep, "internal/detcbor") || under(dep, own)
+		}, true
 	case strings.HasPrefix(p, "postauth/"):
+		// A format and its own subpackages (tdx/tdxguest, the guest side),
+		// but not its test support.
 		own := strings.Join(strings.SplitN(p, "/", 3)[:2], "/")
 		return "Evidence format", func(dep string) bool {
-			return dep == "postauth" || dep == "posture" || under(dep, "internal/detcbor") || under(dep, own)
+			return dep == "postauth" || dep == "posture" || under(dep, "internal/detcbor") || (under(dep, own) && !formatTest(dep))
 		}, true
 	case p == "internal/httpbind":
 		return "HTTP binding helper", is("postauth"), true
@@ -139,7 +150,7 @@ var heavy = []string{
 // TestCoreStaysLean: users of the core packages link none of the heavy
 // dependencies (transitively).
 func TestCoreStaysLean(t *testing.T) {
-	core := []string{"posture", "postauth", "postauth/softeat", "postauth/tpm", "internal/httpbind", "middleware", "transports", "streams"}
+	core := []string{"posture", "postauth", "postauth/softeat", "postauth/tpm", "postauth/tdx", "postauth/tdx/tdxguest", "internal/httpbind", "middleware", "transports", "streams"}
 	for _, p := range list(t) {
 		if !slices.Contains(core, rel(p.ImportPath)) {
 			continue
