@@ -2,21 +2,28 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"io"
+	"flag"
 	"math/big"
+	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
+	"github.com/reattest/reattest/postauth/postauthtest"
 )
 
 // reportPer adds what one operation cost in protocol terms.
@@ -109,6 +116,14 @@ func BenchmarkServeHTTP(b *testing.B) {
 	}
 }
 
+// BenchmarkCore is the protocol core without HTTP, as in postauth:
+// BenchmarkExchange and its floor BenchmarkRawSignatures.
+func BenchmarkCore(b *testing.B) {
+	c := newCoreBench(b)
+	b.Run("Exchange", c.exchange)
+	b.Run("RawSignatures", c.raw)
+}
+
 // retained keeps the attested states of BenchmarkAttestedConnState alive,
 // so that -memprofile's inuse_space shows where per-connection bytes are
 // allocated.
@@ -146,15 +161,21 @@ func BenchmarkAttestedConnState(b *testing.B) {
 func TestScenarios(t *testing.T) {
 	e := newEnv(t)
 	want := map[string]perRequest{
-		keyOpen:   {1, 0, 0},
-		keyHit:    {1, 0, 0},
-		keyStale:  {2, 0, 1},
-		keyOp:     {2, 0, 1},
-		keyOpPre:  {1, 0, 1},
-		keyRATLS:  {1, 1, 1},
-		keyRATLSX: {1, 1, 1},
+		keyOpen:    {1, 0, 0},
+		keyHit:     {1, 0, 0},
+		keyStale:   {2, 0, 1},
+		keyOp:      {2, 0, 1},
+		keyOpPre:   {1, 0, 1},
+		keyRATLS:   {1, 1, 1},
+		keyRATLSX:  {1, 1, 1},
+		keyH3Open:  {1, 0, 0},
+		keyH3Hit:   {1, 0, 0},
+		keyH3Op:    {2, 0, 1},
+		keyH3OpPre: {1, 0, 1},
+		keyRaw:     {0, 0, 0},
 	}
-	r := &results{opts: options{n: 10, workers: 2, dur: 60 * time.Millisecond, serveCount: 1}, command: "test", started: time.Now()}
+	r := &results{opts: options{n: 10, workers: 2, dur: 60 * time.Millisecond, serveCount: 1}, command: "test", started: time.Now(), cores: runtime.GOMAXPROCS(0)}
+	r.raw.cv, r.raw.eat = len(e.raw.cvInput), len(e.raw.eatInput)
 	r.scenarios = e.scenarios()
 	r.latency = e.measureLatency(r.scenarios, r.opts.n)
 	r.tput = e.measureThroughput(r.scenarios, r.opts.workers, r.opts.dur)
@@ -174,9 +195,113 @@ func TestScenarios(t *testing.T) {
 		}
 		r.serve = append(r.serve, serveResult{name: c.name, ns: 1, allocs: 1, nsRuns: []float64{1}, runs: 1})
 	}
+	core := newCoreBench(t)
+	// A few iterations only: testing.Benchmark follows -test.benchtime.
+	bt := flag.Lookup("test.benchtime")
+	old := bt.Value.String()
+	bt.Value.Set("3x")
+	for name, f := range map[string]func(*testing.B){caseExchange: core.exchange, caseRawSignatures: core.raw} {
+		br := testing.Benchmark(f)
+		if br.N == 0 {
+			t.Errorf("%s did not run", name)
+		}
+		r.core = append(r.core, medianServe(name, []testing.BenchmarkResult{br}))
+	}
+	bt.Value.Set(old)
+	r.headers = headerSizes(e)
+	for _, h := range r.headers {
+		if h.err == nil && (h.value == 0 || h.authenticator == 0 || h.evidence == 0 || h.certs != 1) {
+			t.Errorf("%s: header size %+v", h.format, h)
+		}
+	}
+	if h := r.headers[0]; h.err != nil {
+		t.Errorf("software EAT header not measured: %v", h.err)
+	}
 	p := e.newInproc(2)
 	r.mem = append(r.mem, p.measureMemory(20, 2))
-	writeReport(io.Discard, r)
+	var out strings.Builder
+	writeReport(&out, r)
+	for _, want := range []string{"## 1. The limit", "(e3) HTTP/3", "## 6. End-to-end memory", "software EAT (postauth/softeat) | 1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestMain lets the test binary act as the child process of the
+// end-to-end memory measurement (TestConnMemory), as the bench program
+// does.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "connclient" {
+		runConnClient()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestConnMemory holds a few connections of each kind in a child process
+// and checks what the server saw: the kinds differ as the report says.
+func TestConnMemory(t *testing.T) {
+	e := newEnv(t)
+	m := e.newConnMem("")
+	m.settle = func() {}
+	const n = 8
+	res, err := m.measureAll([]int{n}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, hdr, plain := findConnMem(res, n, connAttested), findConnMem(res, n, connHeader), findConnMem(res, n, connPlain)
+	if att.requests != 2 || hdr.requests != 1 || plain.requests != 1 {
+		t.Errorf("requests per connection: attested %v, header %v, plain %v; want 2, 1, 1", att.requests, hdr.requests, plain.requests)
+	}
+	if att.headerLen < 500 || hdr.headerLen != att.headerLen || plain.headerLen != 0 {
+		t.Errorf("header sizes: attested %d, same-size %d, plain %d", att.headerLen, hdr.headerLen, plain.headerLen)
+	}
+	if att.goroutines < 1 {
+		t.Errorf("attested: %v server goroutines per held connection, want at least 1", att.goroutines)
+	}
+}
+
+// TestEATSigStructureLen rebuilds the Sig_structure of real software EAT
+// Evidence and checks its signature over it: (s) signs messages of the
+// right size.
+func TestEATSigStructureLen(t *testing.T) {
+	key := postauthtest.NewSoftwareKey(t)
+	att := key.Attester(t)
+	n, err := eatSigStructureLen(att)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 32)
+	ev, err := att.Attest(context.Background(), postauth.Challenge{Binder: b, KeyHash: b, Hash: crypto.SHA256, Role: postauth.RoleClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		_           struct{} `cbor:",toarray"`
+		Protected   []byte
+		Unprotected cbor.RawMessage
+		Payload     []byte
+		Signature   []byte
+	}
+	if err := cbor.Unmarshal(ev.Value, &tok); err != nil {
+		t.Fatal(err)
+	}
+	sig, err := cbor.Marshal([]any{"Signature1", tok.Protected, []byte{}, tok.Payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sig) != n {
+		t.Errorf("eatSigStructureLen = %d, the Sig_structure has %d bytes", n, len(sig))
+	}
+	d := sha256.Sum256(sig)
+	r, s := new(big.Int).SetBytes(tok.Signature[:32]), new(big.Int).SetBytes(tok.Signature[32:])
+	if !ecdsa.Verify(&key.Key.PublicKey, d[:], r, s) {
+		t.Error("the rebuilt Sig_structure is not what the Evidence signs")
+	}
+	if cvInputLen != 119 {
+		t.Errorf("cvInputLen = %d, want 119 (64 + 22 + 1 + 32)", cvInputLen)
+	}
 }
 
 // TestRATLSRefusesUnboundEvidence checks that the RA-TLS baseline is

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -94,12 +95,15 @@ type env struct {
 	serverCert tls.Certificate
 	clientCert tls.Certificate
 	id         *postauth.Identity
+	attKey     *ecdsa.PrivateKey // the software EAT attestation key
 	attester   *postauthtest.CountingAttester
 	responder  *postauth.Responder
 	verifier   *softeat.Verifier
 	guard      *middleware.Guard
 	srv        *httptest.Server
 	ratls      *ratlsServer
+	h3         *h3Server
+	raw        *rawSignatures
 
 	requests atomic.Int64 // HTTP requests that reached a server (before the Guard)
 	conns    atomic.Int64 // TLS connections accepted by either server
@@ -115,8 +119,8 @@ func newEnv(tb testing.TB) *env {
 	if e.id, err = postauth.IdentityFromTLS(&e.clientCert); err != nil {
 		tb.Fatal(err)
 	}
-	attKey := postauthtest.NewKey(tb)
-	att, err := softeat.NewAttester(attKey, softeat.WithClock(e.clock.now))
+	e.attKey = postauthtest.NewKey(tb)
+	att, err := softeat.NewAttester(e.attKey, softeat.WithClock(e.clock.now))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,7 +128,7 @@ func newEnv(tb testing.TB) *env {
 	if e.responder, err = postauth.NewResponder(e.id, e.attester); err != nil {
 		tb.Fatal(err)
 	}
-	e.verifier, err = softeat.NewVerifier([]crypto.PublicKey{attKey.Public()}, softeat.WithClock(e.clock.now), softeat.WithMaxAge(time.Hour))
+	e.verifier, err = softeat.NewVerifier([]crypto.PublicKey{e.attKey.Public()}, softeat.WithClock(e.clock.now), softeat.WithMaxAge(time.Hour))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -138,11 +142,7 @@ func newEnv(tb testing.TB) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	for _, p := range []string{pathOpen, pathConn, pathStale, pathOp, pathOpPreArm} {
-		mux.HandleFunc("POST "+p, okHandler)
-	}
-	e.srv = httptest.NewUnstartedServer(e.recordCurve(e.countRequests(e.guard.Middleware(mux))))
+	e.srv = httptest.NewUnstartedServer(e.recordCurve(e.countRequests(e.guard.Middleware(e.mux()))))
 	e.srv.EnableHTTP2 = true
 	e.srv.TLS = e.pki.ServerConfig(e.serverCert)
 	e.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
@@ -151,7 +151,18 @@ func newEnv(tb testing.TB) *env {
 	e.srv.StartTLS()
 	tb.Cleanup(e.srv.Close)
 	e.ratls = newRATLSServer(e)
+	e.h3 = newH3Server(e)
+	e.raw = e.newRawSignatures()
 	return e
+}
+
+// mux is the application: every route of the report, all with okHandler.
+func (e *env) mux() *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, p := range []string{pathOpen, pathConn, pathStale, pathOp, pathOpPreArm} {
+		mux.HandleFunc("POST "+p, okHandler)
+	}
+	return mux
 }
 
 // okHandler is the application: it reads the body and answers "ok".
@@ -226,9 +237,17 @@ func (e *env) newClient() *http.Client {
 
 // post sends one request with requestBody and checks for 200 "ok".
 func post(ctx context.Context, do func(*http.Request) (*http.Response, error), url string) error {
+	return postWith(ctx, do, url, nil)
+}
+
+// postWith is post with extra request headers.
+func postWith(ctx context.Context, do func(*http.Request) (*http.Response, error), url string, hdr http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(requestBody))
 	if err != nil {
 		return err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := do(req)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"net/http"
 	"runtime"
 	"slices"
 	"sync"
@@ -21,8 +22,13 @@ type scenario struct {
 	// (connection) instead of sharing one; see scenario (c).
 	connPerWorker bool
 	// reattests: the scenario attests on every request (compared with the
-	// RA-TLS reconnect baseline).
+	// RA-TLS reconnect baseline and the limit).
 	reattests bool
+	// h3: the scenario runs over HTTP/3 (its limit is (a3) + (s)).
+	h3 bool
+	// reference: not a request but the raw signature operations (s), a
+	// component of the limit.
+	reference bool
 }
 
 const (
@@ -33,14 +39,19 @@ const (
 	keyOpPre   = "e-op-prearmed"
 	keyRATLS   = "f-ratls-reconnect"
 	keyRATLSX  = "f2-ratls-x25519"
+	keyH3Open  = "h3-a-unprotected"
+	keyH3Hit   = "h3-b-conn-cache-hit"
+	keyH3Op    = "h3-d-op-challenge"
+	keyH3OpPre = "h3-e-op-prearmed"
+	keyRaw     = "s-raw-signatures"
 	warmupReqs = 20
 )
 
 func (e *env) scenarios() []scenario {
-	viaTransport := func(path string, before func()) func() func(context.Context) error {
+	via := func(newClient func() *http.Client, base, path string, before func()) func() func(context.Context) error {
 		return func() func(context.Context) error {
-			c := e.newClient()
-			url := e.srv.URL + path
+			c := newClient()
+			url := base + path
 			return func(ctx context.Context) error {
 				if before != nil {
 					before()
@@ -48,6 +59,12 @@ func (e *env) scenarios() []scenario {
 				return post(ctx, c.Do, url)
 			}
 		}
+	}
+	viaTransport := func(path string, before func()) func() func(context.Context) error {
+		return via(e.newClient, e.srv.URL, path, before)
+	}
+	viaH3 := func(path string) func() func(context.Context) error {
+		return via(e.newH3Client, e.h3.url, path, nil)
 	}
 	return []scenario{
 		{key: keyOpen, name: "(a) unprotected route", setup: viaTransport(pathOpen, nil)},
@@ -60,6 +77,12 @@ func (e *env) scenarios() []scenario {
 			setup: func() func(context.Context) error { return e.newRATLSClient(nil).do }},
 		{key: keyRATLSX, name: "(f2) RA-TLS as (f), X25519-only key exchange", reattests: true,
 			setup: func() func(context.Context) error { return e.newRATLSClient([]tls.CurveID{tls.X25519}).do }},
+		{key: keyH3Open, name: "(a3) HTTP/3, unprotected route", h3: true, setup: viaH3(pathOpen)},
+		{key: keyH3Hit, name: "(b3) HTTP/3, connection mode, cache hit", h3: true, setup: viaH3(pathConn)},
+		{key: keyH3Op, name: "(d3) HTTP/3, operation mode, 401 then retry", h3: true, reattests: true, setup: viaH3(pathOp)},
+		{key: keyH3OpPre, name: "(e3) HTTP/3, operation mode, pre-armed", h3: true, reattests: true, setup: viaH3(pathOpPreArm)},
+		{key: keyRaw, name: "(s) raw signature operations: 2 ECDSA P-256 signatures + 2 verifications", reference: true,
+			setup: func() func(context.Context) error { return e.raw.do }},
 	}
 }
 
@@ -174,6 +197,11 @@ type throughputResult struct {
 	rps      float64
 	per      perRequest
 	firstErr error
+	// cpu is the process's CPU time (user + system, rusage) during the
+	// runs, client and server together; cpuPerReq divides it by the
+	// completed requests.
+	cpu       time.Duration
+	cpuPerReq time.Duration
 }
 
 // throughputRounds: like the latency runs, the throughput runs take turns
@@ -212,8 +240,9 @@ func (e *env) measureThroughput(scs []scenario, workers int, dur time.Duration) 
 	for range throughputRounds {
 		for i, sc := range scs {
 			t := out[sc.key]
-			c0 := e.snapshot()
+			c0, cpu0 := e.snapshot(), cpuTime()
 			done, errs, elapsed, firstErr := runConcurrently(opsOf[i], dur/throughputRounds)
+			t.cpu += cpuTime() - cpu0
 			c[i] = c[i].add(e.snapshot().sub(c0))
 			t.done += done
 			t.errors += errs
@@ -227,6 +256,7 @@ func (e *env) measureThroughput(scs []scenario, workers int, dur time.Duration) 
 	for i, sc := range scs {
 		t := out[sc.key]
 		t.rps = float64(t.done) / t.elapsed.Seconds()
+		t.cpuPerReq = t.cpu / time.Duration(max(t.done, 1))
 		t.per = perReq(c[i], int(max(t.done+t.errors, 1)))
 		out[sc.key] = t
 	}

@@ -7,17 +7,31 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
 
-// Targets (issue 5, item 2).
+// Targets of issue 5 (item 2): the first turn, against the RA-TLS baseline.
 const (
 	targetReattestVsReconnect = 0.5      // re-attested latency / RA-TLS reconnect latency
 	targetHitNs               = 1000.0   // cache-hit overhead over the bare handler, ns
 	targetHitAllocs           = 3.0      // allocations over the bare handler
 	targetThroughput          = 0.9      // cache-hit req/s / unprotected req/s
 	targetConnsPer10MiB       = 10_000.0 // cached connections per 10 MiB
+)
+
+// Targets of issue 16: toward the physical limit.
+const (
+	targetVsLimit          = 1.3   // pre-armed operation-mode latency / (plain request + raw signatures)
+	targetExchangeVsRaw    = 1.1   // BenchmarkExchange / BenchmarkRawSignatures
+	targetExchangeAllocs   = 250.0 // BenchmarkExchange allocs/op
+	targetUnprotectedNs    = 50.0  // unprotected request through the Guard over the bare handler, ns
+	targetUnprotectedAlloc = 0.0   // ... allocations
+	targetHitNs16          = 200.0 // cache hit over the bare handler, ns
+	targetHitAllocs16      = 1.0   // ... allocations
+	targetCPUBound         = 0.8   // re-attestation req/s / CPU bound
+	targetConnHeap         = 1.15  // server heap per attested connection / same-size-header connection
 )
 
 const tenMiB = 10 << 20
@@ -69,11 +83,45 @@ func (m mdWriter) line(format string, args ...any) {
 	io.WriteString(m.w, "\n")
 }
 
+// limitOf returns the plain request and the limit (plain request + raw
+// signature operations, sequential medians) of HTTP/2 or HTTP/3.
+func (r *results) limitOf(h3 bool) (plainKey string, limit time.Duration) {
+	plainKey = keyOpen
+	if h3 {
+		plainKey = keyH3Open
+	}
+	return plainKey, r.latency[plainKey].median + r.latency[keyRaw].median
+}
+
+// boundOf is the CPU bound on re-attested requests per second: the cores
+// divided by the CPU time of one plain request and one round of the four
+// signature operations (process rusage over the throughput runs).
+func (r *results) boundOf(h3 bool) float64 {
+	plainKey, _ := r.limitOf(h3)
+	per := r.tput[plainKey].cpuPerReq + r.tput[keyRaw].cpuPerReq
+	if per <= 0 {
+		return 0
+	}
+	return float64(r.cores) / per.Seconds()
+}
+
+func (r *results) findServe(name string) serveResult {
+	for _, s := range append(slices.Clone(r.serve), r.core...) {
+		if s.name == name {
+			return s
+		}
+	}
+	return serveResult{name: name}
+}
+
 func writeReport(w io.Writer, r *results) {
 	md := mdWriter{w}
 	lat, tput := r.latency, r.tput
 	base, ratls, ratlsX := lat[keyOpen], lat[keyRATLS], lat[keyRATLSX]
 	baseT := tput[keyOpen]
+	raw := lat[keyRaw]
+	_, limit := r.limitOf(false)
+	bound := r.boundOf(false)
 
 	md.line("# reattest benchmark report")
 	md.line("")
@@ -82,21 +130,61 @@ func writeReport(w io.Writer, r *results) {
 	md.line("| | |")
 	md.line("|---|---|")
 	md.line("| CPU | %s |", cpuModel())
-	md.line("| cores | %d (GOMAXPROCS %d) |", runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	md.line("| cores | %d (GOMAXPROCS %d) |", runtime.NumCPU(), r.cores)
 	md.line("| Go | %s %s/%s |", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	md.line("| date | %s |", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	md.line("| source | commit %s |", gitCommit())
-	md.line("| run time | %v |", r.wall.Round(time.Second))
-	md.line("| transport | loopback TCP, TLS 1.3 (key exchange %s, Go's default, except in (f2)), HTTP/2, client and server in this one process sharing the cores |", r.curve)
+	md.line("| run time | %v (%s) |", r.wall.Round(time.Second), strings.Join(r.phases, ", "))
+	md.line("| load average at start | %s |", r.load)
+	md.line("| transport | loopback, TLS 1.3 (key exchange %s, Go's default, except in (f2)); HTTP/2 over TCP, and HTTP/3 over QUIC (quic-go) in the rows marked HTTP/3; client and server in this one process sharing the cores |", r.curve)
 	md.line("| Evidence | software EAT (postauth/softeat, ES256 COSE_Sign1) in every attesting scenario, RA-TLS included |")
 	md.line("")
 	md.line("Every figure is given with its ratio against a baseline measured in the same run:")
-	md.line("the unprotected route (a) for loopback figures, the RA-TLS reconnect (f) for re-attestation,")
-	md.line("the bare handler for in-process figures, bare contexts and the 10 MiB budget for memory.")
+	md.line("the limit (a plain request plus the four signature operations a re-attestation contains) and the")
+	md.line("RA-TLS reconnect (f) for re-attestation, the unprotected route (a) for loopback figures, the bare")
+	md.line("handler for in-process figures, a plain connection for memory.")
 	md.line("")
 
 	// Targets.
 	md.line("## Targets")
+	md.line("")
+	md.line("Issue 16 (toward the physical limit):")
+	md.line("")
+	md.line("| target | measured | result |")
+	md.line("|---|---|---|")
+	pre := lat[keyOpPre]
+	x := ratioOf(float64(pre.median), float64(limit))
+	md.line("| pre-armed operation-mode request ≤ %.1f× the limit | (e) median %s vs limit %s ((a) %s + (s) %s) = %.2f× | %s |",
+		targetVsLimit, us(pre.median), us(limit), us(base.median), us(raw.median), x, verdict(x <= targetVsLimit))
+	ex, rs := r.findServe(caseExchange), r.findServe(caseRawSignatures)
+	x = ratioOf(ex.ns, rs.ns)
+	md.line("| attested exchange ≤ %.1f× the raw signatures (BenchmarkExchange vs BenchmarkRawSignatures) | %.1f µs vs %.1f µs = %.2f× | %s |",
+		targetExchangeVsRaw, ex.ns/1e3, rs.ns/1e3, x, verdict(x <= targetExchangeVsRaw))
+	md.line("| attested exchange ≤ %.0f allocations | %.0f allocs/op, %.0f B/op | %s |",
+		targetExchangeAllocs, ex.allocs, ex.bytes, verdict(ex.allocs <= targetExchangeAllocs))
+	bare, open, hit := r.findServe("bare"), r.findServe("unprotected"), r.findServe("cache-hit")
+	md.line("| unprotected request through the middleware ≤ +%.0f ns over the bare handler (in-process) | %+.0f ns (%.0f vs %.0f ns/op) | %s |",
+		targetUnprotectedNs, open.ns-bare.ns, open.ns, bare.ns, verdict(open.ns-bare.ns <= targetUnprotectedNs))
+	md.line("| unprotected request through the middleware: +%.0f allocations | %+.0f allocs (%.0f vs %.0f allocs/op) | %s |",
+		targetUnprotectedAlloc, open.allocs-bare.allocs, open.allocs, bare.allocs, verdict(open.allocs-bare.allocs <= targetUnprotectedAlloc))
+	md.line("| cache hit ≤ +%.0f ns over the bare handler (in-process) | %+.0f ns (%.0f vs %.0f ns/op) | %s |",
+		targetHitNs16, hit.ns-bare.ns, hit.ns, bare.ns, verdict(hit.ns-bare.ns <= targetHitNs16))
+	md.line("| cache hit ≤ +%.0f allocation | %+.0f allocs (%.0f vs %.0f allocs/op) | %s |",
+		targetHitAllocs16, hit.allocs-bare.allocs, hit.allocs, bare.allocs, verdict(hit.allocs-bare.allocs <= targetHitAllocs16))
+	for _, k := range []string{keyStale, keyOp, keyOpPre} {
+		sc, t := findScenario(r.scenarios, k), tput[k]
+		x := ratioOf(t.rps, bound)
+		md.line("| re-attestation throughput ≥ %.0f%% of the CPU bound: %s | %.0f req/s vs %.0f req/s = %.0f%% | %s |",
+			100*targetCPUBound, sc.name, t.rps, bound, 100*x, verdict(x >= targetCPUBound))
+	}
+	for _, n := range connSizes(r.connmem) {
+		att, hdr := findConnMem(r.connmem, n, connAttested), findConnMem(r.connmem, n, connHeader)
+		x := ratioOf(att.heap, hdr.heap)
+		md.line("| server heap per held HTTP/2 connection, attested ≤ %.2f× a plain connection that sent a same-size header (N = %d) | %.0f vs %.0f B = %.2f× | %s |",
+			targetConnHeap, n, att.heap, hdr.heap, x, verdict(x <= targetConnHeap))
+	}
+	md.line("")
+	md.line("Issue 5 (first turn, against RA-TLS):")
 	md.line("")
 	md.line("| target | measured | result |")
 	md.line("|---|---|---|")
@@ -108,7 +196,6 @@ func writeReport(w io.Writer, r *results) {
 			targetReattestVsReconnect, sc.name, us(lat[k].median), us(ratls.median), x, us(ratlsX.median), x2,
 			verdict(max(x, x2) <= targetReattestVsReconnect))
 	}
-	bare, hit := findServe(r.serve, "bare"), findServe(r.serve, "cache-hit")
 	dns, dal := hit.ns-bare.ns, hit.allocs-bare.allocs
 	md.line("| cache hit ≤ 1 µs over the bare handler (in-process) | +%.0f ns (%.0f vs %.0f ns/op) | %s |", dns, hit.ns, bare.ns, verdict(dns <= targetHitNs))
 	md.line("| cache hit ≤ 3 allocations over the bare handler | +%.0f allocs (%.0f vs %.0f allocs/op) | %s |", dal, hit.allocs, bare.allocs, verdict(dal <= targetHitAllocs))
@@ -117,43 +204,152 @@ func writeReport(w io.Writer, r *results) {
 		tb.rps, baseT.rps, 100*tb.rps/baseT.rps, verdict(tb.rps >= targetThroughput*baseT.rps))
 	for _, m := range r.mem {
 		per := tenMiB / m.attestedBytes
-		md.line("| ≥ 10k cached connections per 10 MiB (N = %d) | %.0f B/connection → %.0f per 10 MiB | %s |", m.n, m.attestedBytes, per, verdict(per >= targetConnsPer10MiB))
+		md.line("| ≥ 10k cached connections per 10 MiB, middleware state (N = %d) | %.0f B/connection → %.0f per 10 MiB | %s |", m.n, m.attestedBytes, per, verdict(per >= targetConnsPer10MiB))
 	}
 	md.line("")
 
-	// Latency.
-	md.line("## 1. Request latency over loopback (one client, one request at a time)")
+	writeLimit(md, r)
+	writeLatency(md, r)
+	writeThroughput(md, r)
+	writeInProcess(md, r)
+	writeMemory(md, r)
+	writeConnMemory(md, r)
+
+	md.line("## 7. CPU amplification")
 	md.line("")
-	md.line("%d measured requests per scenario after %d warm-up requests, each scenario on its own client (its own HTTP/2 connection);", r.opts.n, warmupReqs)
+	if len(r.amp) == 0 {
+		md.line("Not measured in this run.")
+	} else {
+		md.line("What a client without a certificate makes the server spend per attempt, against what it spends itself:")
+		md.line("the server (a Guard with an operation-mode route and server attestation, TLS 1.3 + HTTP/2) runs in this")
+		md.line("process, the attacker in a child process; each side's CPU is its own process's rusage (`go run ./bench -only amplification`).")
+		md.line("")
+		writeAmplification(md, r.amp)
+	}
+	md.line("")
+	writeMethod(md, r)
+}
+
+func ratioOf(x, base float64) float64 {
+	if base == 0 {
+		return 0
+	}
+	return x / base
+}
+
+func writeLimit(md mdWriter, r *results) {
+	lat, tput := r.latency, r.tput
+	rs := r.raw
+	md.line("## 1. The limit: one plain request plus the signature operations")
+	md.line("")
+	md.line("A re-attested request cannot cost less than one plain request plus the four ECDSA P-256 operations it")
+	md.line("contains: the client signs its authenticator's CertificateVerify and the server verifies it, the attester")
+	md.line("signs the EAT's COSE_Sign1 and the verifier verifies it. (s) does exactly these, with the same keys (the")
+	md.line("client's TLS key, the attestation key) over messages of the same size (CertificateVerify input %d B,", rs.cv)
+	md.line("EAT Sig_structure %d B, SHA-256 included). The plain request is the unprotected route on the same", rs.eat)
+	md.line("setup: (a) over HTTP/2, (a3) over HTTP/3. Latencies are the sequential medians of section 2.")
+	md.line("")
+	md.line("The CPU bound is the cores divided by the CPU time of one plain request and one round of (s): the")
+	md.line("process's CPU time (user + system, getrusage) over the throughput runs of section 3 divided by the")
+	md.line("requests completed. Client and server share this process and its %d cores, so the CPU time of a", r.cores)
+	md.line("request is the client's and the server's together, and so is the bound.")
+	md.line("")
+	md.line("| component | median latency | CPU per operation (throughput runs) |")
+	md.line("|---|---|---|")
+	for _, k := range []string{keyOpen, keyH3Open, keyRaw} {
+		md.line("| %s | %s | %s |", findScenario(r.scenarios, k).name, us(lat[k].median), us(tput[k].cpuPerReq))
+	}
+	for _, h3 := range []bool{false, true} {
+		pk, limit := r.limitOf(h3)
+		md.line("| **limit %s** = %s + (s) | **%s** | %s → CPU bound **%.0f req/s** on %d cores |", protoName(h3), strings.SplitN(findScenario(r.scenarios, pk).name, " ", 2)[0],
+			us(limit), us(tput[pk].cpuPerReq+tput[keyRaw].cpuPerReq), r.boundOf(h3), r.cores)
+	}
+	md.line("")
+	md.line("| re-attesting scenario | median | × limit | req/s | %% of CPU bound | CPU per request | × CPU of plain + (s) |")
+	md.line("|---|---|---|---|---|---|---|")
+	for _, sc := range r.scenarios {
+		if !sc.reattests {
+			continue
+		}
+		pk, limit := r.limitOf(sc.h3)
+		l, t := lat[sc.key], tput[sc.key]
+		cpuBase := tput[pk].cpuPerReq + tput[keyRaw].cpuPerReq
+		md.line("| %s | %s | %s | %.0f | %.0f%% | %s | %s |", sc.name, us(l.median), ratio(float64(l.median), float64(limit)),
+			t.rps, 100*ratioOf(t.rps, r.boundOf(sc.h3)), us(t.cpuPerReq), ratio(float64(t.cpuPerReq), float64(cpuBase)))
+	}
+	md.line("")
+	md.line("The HTTP/3 rows are compared with the HTTP/3 limit; the RA-TLS rows (a new TLS connection per")
+	md.line("attestation over HTTP/2) with the HTTP/2 limit. (c) and (d) make two HTTP requests per re-attestation")
+	md.line("(401, then the attested retry), so their floor is one plain request higher than the limit.")
+	md.line("The last column does not depend on how much CPU the process got: when the run uses all the cores")
+	md.line("(section 3, \"cores used\"), the %% of the CPU bound is its inverse. On a loaded machine the process")
+	md.line("gets fewer cores and the %% of the bound falls while that ratio stays.")
+	md.line("")
+}
+
+func protoName(h3 bool) string {
+	if h3 {
+		return "HTTP/3"
+	}
+	return "HTTP/2"
+}
+
+func writeLatency(md mdWriter, r *results) {
+	lat := r.latency
+	base, ratls, ratlsX := lat[keyOpen], lat[keyRATLS], lat[keyRATLSX]
+	md.line("## 2. Request latency over loopback (one client, one request at a time)")
+	md.line("")
+	md.line("%d measured requests per scenario after %d warm-up requests, each scenario on its own client (its own HTTP/2 or QUIC connection);", r.opts.n, warmupReqs)
 	md.line("the scenarios take turns in %d rounds so that drift does not favour one.", latencyRounds)
 	md.line("Allocations are process-wide (client + server + runtime) per request, from runtime.MemStats.")
 	md.line("\"HTTP requests\", \"handshakes\" and \"attestations\" per request are counted by the servers and the attester and show what each scenario really did.")
 	md.line("")
-	md.line("| scenario | median | ×(a) | ×(f) | ×(f2) | p99 | ×(a) | mean | HTTP requests | TLS handshakes | attestations | allocs | ×(a) | bytes | ×(a) |")
-	md.line("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	md.line("| scenario | median | ×(a) | × limit | ×(f) | ×(f2) | p99 | ×(a) | mean | HTTP requests | TLS handshakes | attestations | allocs | ×(a) | bytes | ×(a) |")
+	md.line("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, sc := range r.scenarios {
+		if sc.reference {
+			continue
+		}
 		l := lat[sc.key]
-		md.line("| %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.0f | %s | %.0f | %s |",
-			sc.name, us(l.median), ratio(float64(l.median), float64(base.median)),
+		vsLimit := "—"
+		if sc.reattests {
+			_, limit := r.limitOf(sc.h3)
+			vsLimit = ratio(float64(l.median), float64(limit))
+		}
+		md.line("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.0f | %s | %.0f | %s |",
+			sc.name, us(l.median), ratio(float64(l.median), float64(base.median)), vsLimit,
 			ratio(float64(l.median), float64(ratls.median)), ratio(float64(l.median), float64(ratlsX.median)),
 			us(l.p99), ratio(float64(l.p99), float64(base.p99)), us(l.mean),
 			l.per.httpRequests, l.per.handshakes, l.per.attestations,
 			l.allocsPerReq, ratio(l.allocsPerReq, base.allocsPerReq), l.bytesPerReq, ratio(l.bytesPerReq, base.bytesPerReq))
 	}
 	md.line("")
+}
 
-	// Throughput.
-	md.line("## 2. Throughput over loopback")
+func writeThroughput(md mdWriter, r *results) {
+	tput := r.tput
+	baseT := tput[keyOpen]
+	md.line("## 3. Throughput over loopback")
 	md.line("")
 	md.line("%d concurrent clients, %v per scenario in total, the scenarios taking turns in %d rounds.", r.opts.workers, r.opts.dur, throughputRounds)
-	md.line("Clients share one HTTP/2 connection, except where the connections column says otherwise.")
+	md.line("Clients share one HTTP/2 (or QUIC) connection, except where the connections column says otherwise.")
+	md.line("CPU per request is the process's CPU time (client and server together, getrusage) during the runs divided by the completed requests.")
 	md.line("")
-	md.line("| scenario | connections | req/s | ×(a) | ×(f) | errors | HTTP requests | TLS handshakes | attestations |")
-	md.line("|---|---|---|---|---|---|---|---|---|")
+	md.line("\"cores used\" is that CPU time divided by the run's duration: the bound of section 1 assumes all %d.", r.cores)
+	md.line("")
+	md.line("| scenario | connections | req/s | ×(a) | ×(f) | %% of CPU bound | CPU per request | cores used | errors | HTTP requests | TLS handshakes | attestations |")
+	md.line("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, sc := range r.scenarios {
+		if sc.reference {
+			continue
+		}
 		t := tput[sc.key]
-		md.line("| %s | %s | %.0f | %s | %s | %d | %.2f | %.2f | %.2f |", sc.name, connsLabel(sc, t), t.rps,
-			ratio(t.rps, baseT.rps), ratio(t.rps, tput[keyRATLS].rps), t.errors,
+		pct := "—"
+		if sc.reattests {
+			pct = fmt.Sprintf("%.0f%%", 100*ratioOf(t.rps, r.boundOf(sc.h3)))
+		}
+		md.line("| %s | %s | %.0f | %s | %s | %s | %s | %.2f | %d | %.2f | %.2f | %.2f |", sc.name, connsLabel(sc, t), t.rps,
+			ratio(t.rps, baseT.rps), ratio(t.rps, tput[keyRATLS].rps), pct, us(t.cpuPerReq), ratioOf(float64(t.cpu), float64(t.elapsed)), t.errors,
 			t.per.httpRequests, t.per.handshakes, t.per.attestations)
 	}
 	for _, sc := range r.scenarios {
@@ -163,11 +359,13 @@ func writeReport(w io.Writer, r *results) {
 		}
 	}
 	md.line("")
+}
 
-	// ServeHTTP.
-	md.line("## 3. Cache-hit overhead in-process (BenchmarkServeHTTP)")
+func writeInProcess(md mdWriter, r *results) {
+	bare := r.findServe("bare")
+	md.line("## 4. In-process: middleware overhead and the protocol core")
 	md.line("")
-	md.line("The same POST request (r.TLS from a real loopback TLS 1.3 connection, context from")
+	md.line("BenchmarkServeHTTP: the same POST request (r.TLS from a real loopback TLS 1.3 connection, context from")
 	md.line("middleware.ContextWithConnState holding a verified connection-mode verdict) given to")
 	md.line("the bare handler, to Guard.Middleware on an unprotected path, and to Guard.Middleware")
 	md.line("on the protected route (cache hit). Median of %d testing.Benchmark runs; the", r.opts.serveCount)
@@ -176,17 +374,39 @@ func writeReport(w io.Writer, r *results) {
 	md.line("| case | ns/op | ×bare | Δ ns | B/op | allocs/op | Δ allocs | runs (ns/op) |")
 	md.line("|---|---|---|---|---|---|---|---|")
 	for _, s := range r.serve {
-		runs := make([]string, len(s.nsRuns))
-		for i, v := range s.nsRuns {
-			runs[i] = fmt.Sprintf("%.0f", v)
-		}
 		md.line("| %s | %.0f | %s | %+.0f | %.0f | %.0f | %+.0f | %s |", s.name, s.ns, ratio(s.ns, bare.ns), s.ns-bare.ns,
-			s.bytes, s.allocs, s.allocs-bare.allocs, strings.Join(runs, ", "))
+			s.bytes, s.allocs, s.allocs-bare.allocs, runsList(s))
 	}
 	md.line("")
+	rs := r.findServe(caseRawSignatures)
+	md.line("The protocol core without HTTP: the bodies of postauth's BenchmarkExchange (the relying party issues a")
+	md.line("request, the client answers it with software EAT Evidence on a real TLS 1.3 connection, the relying party")
+	md.line("verifies it) and BenchmarkRawSignatures (the four ECDSA P-256 operations it contains; here with the")
+	md.line("Sig_structure size of the Evidence, %d B), run by testing.Benchmark in this process, taking turns with the", r.raw.eat)
+	md.line("cases above; median of %d runs. `go test ./postauth -run '^$' -bench 'Exchange|RawSignatures' -benchmem` runs the same code.", r.opts.serveCount)
+	md.line("")
+	md.line("| case | µs/op | ×raw signatures | B/op | allocs/op | runs (µs/op) |")
+	md.line("|---|---|---|---|---|---|")
+	for _, s := range r.core {
+		runs := make([]string, len(s.nsRuns))
+		for i, v := range s.nsRuns {
+			runs[i] = fmt.Sprintf("%.1f", v/1e3)
+		}
+		md.line("| %s | %.1f | %s | %.0f | %.0f | %s |", s.name, s.ns/1e3, ratio(s.ns, rs.ns), s.bytes, s.allocs, strings.Join(runs, ", "))
+	}
+	md.line("")
+}
 
-	// Memory.
-	md.line("## 4. Memory per cached connection")
+func runsList(s serveResult) string {
+	runs := make([]string, len(s.nsRuns))
+	for i, v := range s.nsRuns {
+		runs[i] = fmt.Sprintf("%.0f", v)
+	}
+	return strings.Join(runs, ", ")
+}
+
+func writeMemory(md mdWriter, r *results) {
+	md.line("## 5. Memory per cached connection: the middleware's own state")
 	md.line("")
 	md.line("| N connections | bare context (B/conn) | fresh state, no request (B/conn, net) | attested, verdict cached (B/conn, net) | ×bare context | per 10 MiB | ×target (10k) | time to attest N |")
 	md.line("|---|---|---|---|---|---|---|---|")
@@ -208,17 +428,106 @@ func writeReport(w io.Writer, r *results) {
 	md.line("side): the connState, the connection's postauth.Requester and Channel (with its copy of")
 	md.line("tls.ConnectionState and the cached exporter-derived keys), the cached verified Result and what")
 	md.line("else the state still references. Not counted: the TLS connection itself, one-time caches, and")
-	md.line("garbage. The loopback servers are closed and the heap left to settle before this phase.")
+	md.line("garbage. Section 6 measures a real server end to end.")
 	md.line("")
+}
 
-	// Method.
+func writeConnMemory(md mdWriter, r *results) {
+	md.line("## 6. End-to-end memory per held connection (server side)")
+	md.line("")
+	if len(r.connmem) == 0 {
+		md.line("Not measured in this run.")
+		md.line("")
+	} else {
+		md.line("A server (`http.Server`, TLS 1.3 with mutual TLS, HTTP/2, `middleware.ConfigureServer`, `Guard.Middleware`")
+		md.line("with a connection-mode route) holds N connections from clients in a child process (this program")
+		md.line("re-executed), so that only the server's memory is counted: the growth of its live heap (HeapAlloc")
+		md.line("after GC, until stable) and of its goroutine stacks (StackInuse) while the N connections are open,")
+		md.line("divided by N. Each run has a fresh server; a small unrecorded run of each kind comes first. Kinds:")
+		md.line("")
+		md.line("- **plain**: never attested; one plain request (`POST /open`, %d-byte body).", len(requestBody))
+		md.line("- **same-size header**: the same request with an extra `%s` header whose name and value are as long as", padHeader)
+		md.line("  the attested connections' `Attestation` header (random base64, so HPACK's Huffman coding gives the same size).")
+		md.line("- **attested**: `transports.Transport` with the software EAT attester, one request to the connection-mode")
+		md.line("  route: 401 with a challenge, attest, the retry with `Attestation` → 200; the verdict stays cached.")
+		md.line("")
+		md.line("| N | connections | server heap / conn | × plain | × same-size header | stacks / conn | goroutines / conn | HTTP requests / conn | header value (B) | time to open N |")
+		md.line("|---|---|---|---|---|---|---|---|---|---|")
+		for _, n := range connSizes(r.connmem) {
+			plain, hdr := findConnMem(r.connmem, n, connPlain), findConnMem(r.connmem, n, connHeader)
+			for _, k := range []connKind{connPlain, connHeader, connAttested} {
+				c := findConnMem(r.connmem, n, k)
+				md.line("| %d | %s | %.0f B | %s | %s | %.0f B | %.1f | %.1f | %d | %v |", n, k, c.heap, ratio(c.heap, plain.heap),
+					ratio(c.heap, hdr.heap), c.stack, c.goroutines, c.requests, c.headerLen, c.open.Round(time.Millisecond))
+			}
+		}
+		md.line("")
+		md.line("| N | what TLS/HTTP/2 keep after the large header (same-size header − plain) | what attesting adds beyond it (attested − same-size header) | the middleware's own state (section 5) |")
+		md.line("|---|---|---|---|")
+		own := "not measured in this run"
+		if len(r.mem) > 0 {
+			own = fmt.Sprintf("%.0f B", r.mem[0].attestedBytes)
+		}
+		for _, n := range connSizes(r.connmem) {
+			plain, hdr, att := findConnMem(r.connmem, n, connPlain), findConnMem(r.connmem, n, connHeader), findConnMem(r.connmem, n, connAttested)
+			md.line("| %d | %+.0f B | %+.0f B | %s |", n, hdr.heap-plain.heap, att.heap-hdr.heap, own)
+		}
+		if r.opts.clientEncTable != 0 || r.opts.serverEncTable != 0 {
+			md.line("")
+			md.line("Experiment: HPACK encoder tables limited to %d bytes (clients) and %d bytes (server); 0 is Go's default, 4096.", r.opts.clientEncTable, r.opts.serverEncTable)
+		}
+		md.line("")
+		md.line("bench/FINDINGS.md explains where the bytes are (heap profiles: `go run ./bench -only connmem -memprofile DIR`).")
+		md.line("")
+	}
+	md.line("### The Attestation header per Evidence format")
+	md.line("")
+	md.line("One connection-mode answer per format on a real TLS 1.3 connection (verified), broken down. The HPACK")
+	md.line("entry is name + value + 32 bytes (RFC 7541 section 4.1); Go's HTTP/2 client indexes every field no")
+	md.line("larger than the dynamic table (4096 bytes unless the server advertises another size), so the server's")
+	md.line("decoder keeps such a header in its table for the connection's lifetime or until newer fields evict it.")
+	md.line("")
+	md.line("| Evidence format | Attestation value (B) | HPACK entry (B) | authenticator (B) | certificates | certificate DER (B) | CMW extension (B) | Evidence (B) | CertificateVerify signature (B) | Finished (B) |")
+	md.line("|---|---|---|---|---|---|---|---|---|---|")
+	for _, h := range r.headers {
+		if h.err != nil {
+			md.line("| %s | %s | | | | | | | | |", h.format, strings.ReplaceAll(h.err.Error(), "|", "/"))
+			continue
+		}
+		md.line("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d |", h.format, h.value, h.hpack, h.authenticator, h.certs,
+			h.certBytes, h.extBytes, h.evidence, h.signature, h.finished)
+	}
+	md.line("")
+}
+
+func connSizes(rs []connMemResult) []int {
+	var ns []int
+	for _, c := range rs {
+		if !slices.Contains(ns, c.n) {
+			ns = append(ns, c.n)
+		}
+	}
+	return ns
+}
+
+func findConnMem(rs []connMemResult, n int, k connKind) connMemResult {
+	for _, c := range rs {
+		if c.n == n && c.kind == k {
+			return c
+		}
+	}
+	return connMemResult{n: n, kind: k}
+}
+
+func writeMethod(md mdWriter, r *results) {
 	md.line("## Method")
 	md.line("")
 	md.line("- One process: a reattest server (httptest, HTTP/2, TLS 1.3 with the PKI of postauth/postauthtest,")
-	md.line("  mutual TLS, `middleware.ConfigureServer`, `Guard.Middleware` around a mux) and an RA-TLS server,")
-	md.line("  both on loopback; clients are `transports.Transport` (pinned to one connection with")
-	md.line("  `WithMaxConnsPerHost(1)`) with the client certificate as Identity and the software EAT")
-	md.line("  attester. Every request is `POST` with the same %d-byte body to a handler that reads it and", len(requestBody))
+	md.line("  mutual TLS, `middleware.ConfigureServer`, `Guard.Middleware` around a mux), the same Guard and mux")
+	md.line("  behind an `http3.Server` configured with `middleware/h3attest.ConfigureServer`, and an RA-TLS server,")
+	md.line("  all on loopback; clients are `transports.Transport` (HTTP/3: `transports/h3.NewTransport`), pinned to")
+	md.line("  one connection with `WithMaxConnsPerHost(1)`, with the client certificate as Identity and the software")
+	md.line("  EAT attester. Every request is `POST` with the same %d-byte body to a handler that reads it and", len(requestBody))
 	md.line("  answers `ok`; routes differ only in policy.")
 	md.line("- (a) `/open` is not marked high-impact (it still passes through the Guard, which looks the route up).")
 	md.line("- (b) `/conn`: `Route{}` (connection mode, MaxAge 5 min); after the warm-up every request is a cache hit.")
@@ -235,6 +544,8 @@ func writeReport(w io.Writer, r *results) {
 	md.line("  transport answers it proactively on the next request (one round trip). With concurrent clients")
 	md.line("  on one connection the templates (one per response, at most 4 held by the transport) sometimes")
 	md.line("  run out and a request falls back to 401 + retry: see its HTTP requests per request.")
+	md.line("- (a3), (b3), (d3), (e3) are (a), (b), (d), (e) over HTTP/3 (QUIC on loopback UDP, quic-go).")
+	md.line("- (s) is not a request: the four signature operations of section 1, measured like the requests.")
 	md.line("- (f) RA-TLS / attested TLS: for every attestation the client generates an ECDSA P-256 key, makes")
 	md.line("  software EAT Evidence with eat_nonce = SHA-256(label ‖ SPKI ‖ 30-second time window) and key")
 	md.line("  hash SHA-256(SPKI), puts the CMW in a self-signed certificate extension, and does TCP connect +")
@@ -271,13 +582,4 @@ func findScenario(s []scenario, key string) scenario {
 		}
 	}
 	return scenario{key: key, name: key}
-}
-
-func findServe(s []serveResult, name string) serveResult {
-	for _, r := range s {
-		if r.name == name {
-			return r
-		}
-	}
-	return serveResult{name: name}
 }

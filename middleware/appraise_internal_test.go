@@ -12,7 +12,7 @@ import (
 func TestAppraiseDropsLatePass(t *testing.T) {
 	for range 200 {
 		ctx, cancel := context.WithCancel(context.Background())
-		x := &exchange{rt: &route{Route: Route{Appraise: func(context.Context, *postauth.Result) error {
+		x := &exchange{g: &Guard{}, rt: &route{Route: Route{Appraise: func(context.Context, *postauth.Result) error {
 			cancel() // the client goes away just as the hook passes
 			return nil
 		}}}}

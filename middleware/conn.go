@@ -68,6 +68,9 @@ type cachedResult struct {
 	// hint is the posture head as the client sends it in
 	// Attestation-Posture (":base64:"), empty if the result has no posture.
 	hint string
+	// shared is the verdict's state for the coordinator and observers
+	// (coordinate.go); nil when neither is configured.
+	shared *verdictState
 }
 
 // requester returns the connection's Requester, creating it from r.TLS on
@@ -107,12 +110,12 @@ func (s *connState) lookup(rt *route) *cachedResult {
 	return nil
 }
 
-func (s *connState) store(rt *route, res *postauth.Result, hint string) {
+func (s *connState) store(rt *route, res *postauth.Result, hint string, shared *verdictState) {
 	if c := s.lookup(rt); c != nil {
-		c.res, c.hint = res, hint
+		c.res, c.hint, c.shared = res, hint, shared
 		return
 	}
-	s.results = append(s.results, cachedResult{route: rt, res: res, hint: hint})
+	s.results = append(s.results, cachedResult{route: rt, res: res, hint: hint, shared: shared})
 }
 
 func (s *connState) drop(rt *route) {

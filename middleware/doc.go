@@ -35,6 +35,19 @@
 // with ServeMux patterns; both may be combined, and a request is then
 // verified once.
 //
+// # Many replicas
+//
+// Verdicts stay per connection, in each replica; what a replica learns
+// reaches the others through a [Coordinator] ([WithCoordinator]; package
+// middleware/redisstate implements it over Redis): revocations by attester
+// [Identity] ([Guard.Revoke]), invalidated verdicts when a replica sees an
+// attester's posture change or a policy deny it, versioned
+// [PolicyDocument]s, rate limits shared by every replica ([WithLimits]) and
+// an audit trail ([Auditor]). The Guard keeps a local view that the
+// Coordinator updates, so a cached verdict is served without I/O; while the
+// Coordinator is out of sync no cached verdict is trusted
+// ([WithCoordinatorDown]). See docs/scale-out.md.
+//
 // # Threat model
 //
 // What the middleware guarantees on a marked route: the handler runs only

@@ -26,6 +26,9 @@ type exchange struct {
 	// presented.
 	start time.Time
 	dur   time.Duration
+	// att names the attester of the verified or cached Result, when a
+	// coordinator or an observer needs it.
+	att *Attester
 }
 
 // decide runs the checks of a first pass through the Guard.
@@ -34,6 +37,10 @@ func (x *exchange) decide(next http.Handler) {
 	if r.TLS != nil && !r.TLS.HandshakeComplete { // mutation: too early
 		// TLS early data can be replayed; nothing high-impact runs on it.
 		x.refuse(postauth.ErrorFor(postauth.ReasonEarlyData, nil))
+		return
+	}
+	if !g.co.admits() { // mutation: coordinator down deny
+		x.refuse(postauth.ErrorFor(postauth.ReasonCoordinatorUnavailable, nil))
 		return
 	}
 	st, err := g.connState(r)
@@ -70,6 +77,14 @@ func (x *exchange) decide(next http.Handler) {
 				reason = postauth.ReasonPostureChanged
 				st.drop(rt)
 			default:
+				x.att = c.attester()
+				if why := g.co.check(r.Context(), rt, c); why != "" {
+					// Revoked, invalidated by a replica, or the coordinator
+					// is out of sync (coordinate.go).
+					reason = why
+					st.drop(rt)
+					break
+				}
 				res := c.res
 				st.mu.Unlock()
 				x.pass(res, OutcomeCacheHit, next)
@@ -143,13 +158,21 @@ func (x *exchange) verify(hdr string, next http.Handler) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.verifyTimeout)
 	defer cancel()
+	if g.limits != nil && !g.limits.allowVerify(ctx, r) { // mutation: verify rate limit
+		x.refuse(postauth.ErrorFor(postauth.ReasonRateLimited, nil))
+		return
+	}
+	born, policy := g.co.snapshot()
 	x.start = time.Now()
 	res, err := reqr.VerifyWith(ctx, rt.rp, raw, x.binding) // bounded by ctx
 	if err == nil {
 		err = x.appraise(ctx, res)
 	}
 	x.dur = time.Since(x.start)
+	x.att = g.attesterOf(res)
 	if err != nil {
+		// Other replicas drop its verdicts.
+		g.co.denied(x.att, err)
 		if rt.Mode == ModeConnection && postauth.CodeOf(err) == postauth.CodePolicyDenied { // mutation: denial revokes verdict
 			// The peer's current state is denied: its earlier verdict must
 			// not serve this route any more. (A merely invalid answer, such
@@ -161,13 +184,14 @@ func (x *exchange) verify(hdr string, next http.Handler) {
 		x.refuse(err)
 		return
 	}
+	g.co.verified(x.att) // other replicas drop verdicts of its other postures
 	if rt.Mode == ModeConnection {
 		hint := ""
 		if h := res.PostureHead(); h != nil {
 			hint = httpbind.EncodeBytes(h)
 		}
 		st.mu.Lock()
-		st.store(rt, res, hint)
+		st.store(rt, res, hint, g.newVerdict(x.att, born, policy))
 		if st.reqr == reqr && st.challenges == nil && reqr.Pending() == 0 {
 			// Nothing is pending: a cache hit needs only the Result. The
 			// Requester (and its channel) is rebuilt from r.TLS at the next
@@ -187,13 +211,28 @@ func (x *exchange) verify(hdr string, next http.Handler) {
 	x.pass(res, OutcomeVerified, next)
 }
 
-// appraise runs the route's posture policy and Appraise hook on a verified
-// Result, bounded by ctx (which carries the verify timeout): a verdict that
-// comes after the deadline or after the client went away is not a pass,
-// and the request is answered at the deadline whatever the hook does
-// afterwards. A panic in a hook is an unavailable verdict, never a crash of
-// the stream. (The Verifier itself is bounded the same way by postauth.)
+// appraise admits a verified Result for the route: not revoked (a
+// coordinator's table), then the route's posture policy and Appraise hook,
+// then the shared policy document's policy. ctx carries the verify
+// timeout: a verdict that comes after the deadline or after the client went
+// away is not a pass, and the request is answered at the deadline whatever
+// a hook does afterwards. A panic in a hook is an unavailable verdict,
+// never a crash of the stream. (The Verifier itself is bounded the same way
+// by postauth.)
 func (x *exchange) appraise(ctx context.Context, res *postauth.Result) error {
+	rt, co := x.rt, x.g.co
+	if err := co.admit(res); err != nil {
+		return err
+	}
+	if err := x.appraiseHooks(ctx, res); err != nil {
+		return err
+	}
+	return co.appraiseShared(ctx, rt, res)
+}
+
+// appraiseHooks runs the route's posture policy and Appraise hook, bounded
+// by ctx.
+func (x *exchange) appraiseHooks(ctx context.Context, res *postauth.Result) error {
 	rt := x.rt
 	if rt.Posture == nil && rt.Appraise == nil {
 		return nil

@@ -54,6 +54,9 @@ type Guard struct {
 
 	serverMu     sync.Mutex // guards serverBudget
 	serverBudget tokenBucket
+
+	co     *coordination // nil without WithCoordinator (coordinate.go)
+	limits *limiter      // nil without WithLimits (limit.go)
 }
 
 // New returns a Guard that verifies Evidence with v (the default for every
@@ -99,6 +102,7 @@ func New(v postauth.Verifier, opts ...Option) (*Guard, error) {
 		g.prefixes = append(g.prefixes, staticPrefix(spec.pattern))
 	}
 	g.methods = routeMethods(cfg.routes)
+	g.startCoordination()
 	return g, nil
 }
 

@@ -54,14 +54,31 @@ type Decision struct {
 	// attestation (and its appraisal), when one was presented.
 	VerifyStart    time.Time
 	VerifyDuration time.Duration
+	// Attester names the attester of the verdict (passes, and refusals of
+	// a cached or newly verified one: denied, revoked, invalidated) by the
+	// identities of its Result; zero when no Result was involved.
+	Attester Attester
 }
 
 func (g *Guard) observe(x *exchange, outcome Outcome, status int, reason postauth.Reason, format string) {
-	if g.cfg.observe == nil {
+	var audit Auditor
+	if g.co != nil && (outcome != OutcomeCacheHit || g.co.hits) {
+		audit = g.co.audit
+	}
+	if g.cfg.observe == nil && audit == nil {
 		return
 	}
-	g.cfg.observe(x.r.Context(), Decision{
+	d := Decision{
 		Route: x.rt.label(x.r), Mode: x.rt.Mode, Outcome: outcome, Status: status,
 		Reason: reason, Format: format, VerifyStart: x.start, VerifyDuration: x.dur,
-	})
+	}
+	if x.att != nil {
+		d.Attester = *x.att
+	}
+	if g.cfg.observe != nil {
+		g.cfg.observe(x.r.Context(), d)
+	}
+	if audit != nil {
+		audit.Audit(x.r.Context(), d)
+	}
 }

@@ -65,6 +65,10 @@ type config struct {
 	serverRate    float64
 	serverBurst   int
 	observe       func(context.Context, Decision)
+	// Scale-out (coordinate.go, limit.go).
+	coordinator     Coordinator
+	coordinatorDown CoordinatorDown
+	limits          Limits
 }
 
 func newConfig(opts []Option) config {

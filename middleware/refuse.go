@@ -65,7 +65,7 @@ func (x *exchange) refuse(err error) {
 			h.Set("WWW-Authenticate", ch.Format())
 		}
 	}
-	if ans.Status == http.StatusServiceUnavailable {
+	if ans.Status == http.StatusServiceUnavailable || ans.Status == http.StatusTooManyRequests {
 		h.Set("Retry-After", strconv.Itoa(int((x.g.cfg.retryAfter+time.Second-1)/time.Second)))
 	}
 	x.g.logRefusal(x, ans, pe)

@@ -47,6 +47,10 @@ func (g *Guard) answerServerAttestation(w http.ResponseWriter, r *http.Request) 
 		ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst) // mutation: server attest global limit
 		g.serverMu.Unlock()
 	}
+	if ok && g.limits != nil {
+		// And the limits shared by every replica (WithLimits).
+		ok = g.limits.allowServerAttest(r.Context(), r) // mutation: server attest shared limit
+	}
 	if !ok {
 		g.logServer(r, "server attestation rate limited", nil)
 		return

@@ -107,15 +107,18 @@ type Appraisal struct {
 	// Format names the Evidence format, for example "software-eat".
 	Format string
 	// HardwareBacked says whether a hardware root of trust signed the
-	// Evidence. The software EAT format sets it to false.
+	// Evidence (and, for formats that appraise it, whether the platform's
+	// state met the verifier's reference values: the TPM format sets it
+	// only with a boot-state policy). The software EAT format sets it to
+	// false.
 	HardwareBacked bool
 	// Nonce is the freshness value signed in the Evidence.
 	Nonce []byte
 	// KeyHash is the authenticator key hash signed in the Evidence.
 	KeyHash []byte
-	// MachineID identifies the attesting machine or instance (EAT ueid, TPM
-	// AK name, TDX MRCONFIGID, ...). The relying party should check it
-	// against the peer it meant to reach.
+	// MachineID identifies the attesting machine or instance (EAT ueid,
+	// SHA-256 of a TPM's EK public key, TDX MRCONFIGID, ...). The relying
+	// party should check it against the peer it meant to reach.
 	MachineID []byte
 	// AttestedAt is when the Evidence was produced (EAT iat). Zero means
 	// unknown; the relying party then uses the verification time.

@@ -128,6 +128,22 @@ const (
 	ReasonPCRDigestMismatch Reason = "pcr_digest_mismatch"
 	// ReasonPCRPolicyDenied: PCR values outside the verifier's policy (TPM).
 	ReasonPCRPolicyDenied Reason = "pcr_policy_denied"
+	// ReasonKeyNotResident: the verifier requires a hardware-resident
+	// authenticator key and the Evidence does not certify one (TPM: no
+	// TPM2_Certify of the key).
+	ReasonKeyNotResident Reason = "key_not_resident"
+	// ReasonKeyCertificationInvalid: the Evidence's certification of the
+	// authenticator key does not certify the key it names, or certifies a
+	// key that may leave the hardware (TPM).
+	ReasonKeyCertificationInvalid Reason = "key_certification_invalid"
+	// ReasonEKInvalid: the endorsement key certificate is missing where the
+	// verifier requires it, does not chain to a trusted manufacturer root,
+	// or is not the EK the AK certificate was issued for (TPM).
+	ReasonEKInvalid Reason = "ek_invalid"
+	// ReasonEventLogInvalid: the boot event log is missing where the
+	// verifier requires it, does not parse, or does not replay to the
+	// quoted PCR values (TPM).
+	ReasonEventLogInvalid Reason = "event_log_invalid"
 )
 
 // Intel TDX quotes and Intel's collateral (postauth/tdx). The collateral
@@ -229,71 +245,109 @@ const (
 	ReasonFrameTooLarge Reason = "frame_too_large"
 )
 
+// Scale-out: replicas that share revocations, invalidations, policy and
+// rate limits through a coordinator (middleware.WithCoordinator,
+// middleware.WithLimits; docs/scale-out.md).
+const (
+	// ReasonAttesterRevoked: the attester (its key, machine, posture or
+	// subject) is revoked: its cached verdicts are dropped and its new
+	// Evidence is refused until the revocation expires.
+	ReasonAttesterRevoked Reason = "attester_revoked"
+	// ReasonVerdictInvalidated: the cached verdict was dropped because a
+	// replica saw the attester's posture change or denied it, the shared
+	// policy changed and denies it, or the replica resynchronised with the
+	// coordinator. The attester re-attests.
+	ReasonVerdictInvalidated Reason = "verdict_invalidated"
+	// ReasonVerdictUnconfirmed: the coordinator is unreachable, so no cached
+	// verdict is trusted (it might have been revoked): every high-impact
+	// request re-attests.
+	ReasonVerdictUnconfirmed Reason = "verdict_unconfirmed"
+	// ReasonCoordinatorUnavailable: the coordinator is unreachable and the
+	// server is configured to deny high-impact requests meanwhile.
+	ReasonCoordinatorUnavailable Reason = "coordinator_unavailable"
+	// ReasonRateLimited: the peer, or every peer together, is over the
+	// rate limit of verifications.
+	ReasonRateLimited Reason = "rate_limited"
+)
+
 // reasonCodes gives the code each reason is reported with.
 var reasonCodes = map[Reason]Code{
-	ReasonNoTLS:                 CodeInvalid,
-	ReasonTLS13Required:         CodeInvalid,
-	ReasonHandshakeIncomplete:   CodeInvalid,
-	ReasonUnsupportedSuite:      CodeInvalid,
-	ReasonExporterFailed:        CodeInvalid,
-	ReasonMalformed:             CodeInvalid,
-	ReasonWrongRequestType:      CodeInvalid,
-	ReasonContextMismatch:       CodeInvalid,
-	ReasonUnsupportedExtension:  CodeInvalid,
-	ReasonBadFinished:           CodeInvalid,
-	ReasonUnsupportedScheme:     CodeInvalid,
-	ReasonBadCertificate:        CodeInvalid,
-	ReasonBadSignature:          CodeInvalid,
-	ReasonKeyNotTrusted:         CodeInvalid,
-	ReasonAttestationRefused:    CodeRequired,
-	ReasonUnknownContext:        CodeInvalid,
-	ReasonContextReused:         CodeInvalid,
-	ReasonContextExpired:        CodeStale,
-	ReasonOperationMismatch:     CodeInvalid,
-	ReasonAttestationNotOffered: CodeInvalid,
-	ReasonNoAttestation:         CodeRequired,
-	ReasonUnsupportedCMW:        CodeInvalid,
-	ReasonFormatNotAccepted:     CodeInvalid,
-	ReasonEvidenceInvalid:       CodeInvalid,
-	ReasonBinderMismatch:        CodeInvalid,
-	ReasonKeyHashMismatch:       CodeInvalid,
-	ReasonVerifierTimeout:       CodeUnavailable,
-	ReasonVerifierFailed:        CodeUnavailable,
-	ReasonCanceled:              CodeCanceled,
-	ReasonUntrustedAttester:     CodeInvalid,
-	ReasonBadEvidenceSignature:  CodeInvalid,
-	ReasonUnknownMachine:        CodeInvalid,
-	ReasonEvidenceStale:         CodeStale,
-	ReasonPostureInvalid:        CodeInvalid,
-	ReasonPostureMissing:        CodeInvalid,
-	ReasonPCRSelectionMismatch:  CodeInvalid,
-	ReasonPCRDigestMismatch:     CodeInvalid,
-	ReasonPCRPolicyDenied:       CodePolicyDenied,
-	ReasonCollateralUnavailable: CodeUnavailable,
-	ReasonCollateralInvalid:     CodeUnavailable,
-	ReasonCollateralExpired:     CodeUnavailable,
-	ReasonPCKRevoked:            CodeInvalid,
-	ReasonTDXModuleMismatch:     CodeInvalid,
-	ReasonQEIdentityMismatch:    CodeInvalid,
-	ReasonTCBNotSupported:       CodeInvalid,
-	ReasonTCBStatusDenied:       CodePolicyDenied,
-	ReasonTDXPolicyDenied:       CodePolicyDenied,
-	ReasonPolicyDenied:          CodePolicyDenied,
-	ReasonPostureDenied:         CodePolicyDenied,
-	ReasonPolicyInvalid:         CodeUnavailable,
-	ReasonAttestationRequired:   CodeRequired,
-	ReasonAttestationStale:      CodeStale,
-	ReasonPostureChanged:        CodeStale,
-	ReasonInvalidAttestation:    CodeInvalid,
-	ReasonMalformedHeader:       CodeInvalid,
-	ReasonEarlyData:             CodeRequired,
-	ReasonBadBody:               CodeInvalid,
-	ReasonBodyTooLarge:          CodeInvalid,
-	ReasonConnectionClosed:      CodeCanceled,
-	ReasonMisconfigured:         CodeUnavailable,
-	ReasonAnswerTimeout:         CodeRequired,
-	ReasonProtocolViolation:     CodeInvalid,
-	ReasonFrameTooLarge:         CodeInvalid,
+	ReasonNoTLS:                   CodeInvalid,
+	ReasonTLS13Required:           CodeInvalid,
+	ReasonHandshakeIncomplete:     CodeInvalid,
+	ReasonUnsupportedSuite:        CodeInvalid,
+	ReasonExporterFailed:          CodeInvalid,
+	ReasonMalformed:               CodeInvalid,
+	ReasonWrongRequestType:        CodeInvalid,
+	ReasonContextMismatch:         CodeInvalid,
+	ReasonUnsupportedExtension:    CodeInvalid,
+	ReasonBadFinished:             CodeInvalid,
+	ReasonUnsupportedScheme:       CodeInvalid,
+	ReasonBadCertificate:          CodeInvalid,
+	ReasonBadSignature:            CodeInvalid,
+	ReasonKeyNotTrusted:           CodeInvalid,
+	ReasonAttestationRefused:      CodeRequired,
+	ReasonUnknownContext:          CodeInvalid,
+	ReasonContextReused:           CodeInvalid,
+	ReasonContextExpired:          CodeStale,
+	ReasonOperationMismatch:       CodeInvalid,
+	ReasonAttestationNotOffered:   CodeInvalid,
+	ReasonNoAttestation:           CodeRequired,
+	ReasonUnsupportedCMW:          CodeInvalid,
+	ReasonFormatNotAccepted:       CodeInvalid,
+	ReasonEvidenceInvalid:         CodeInvalid,
+	ReasonBinderMismatch:          CodeInvalid,
+	ReasonKeyHashMismatch:         CodeInvalid,
+	ReasonVerifierTimeout:         CodeUnavailable,
+	ReasonVerifierFailed:          CodeUnavailable,
+	ReasonCanceled:                CodeCanceled,
+	ReasonUntrustedAttester:       CodeInvalid,
+	ReasonBadEvidenceSignature:    CodeInvalid,
+	ReasonUnknownMachine:          CodeInvalid,
+	ReasonEvidenceStale:           CodeStale,
+	ReasonPostureInvalid:          CodeInvalid,
+	ReasonPostureMissing:          CodeInvalid,
+	ReasonPCRSelectionMismatch:    CodeInvalid,
+	ReasonPCRDigestMismatch:       CodeInvalid,
+	ReasonPCRPolicyDenied:         CodePolicyDenied,
+	ReasonCollateralUnavailable:   CodeUnavailable,
+	ReasonCollateralInvalid:       CodeUnavailable,
+	ReasonCollateralExpired:       CodeUnavailable,
+	ReasonPCKRevoked:              CodeInvalid,
+	ReasonTDXModuleMismatch:       CodeInvalid,
+	ReasonQEIdentityMismatch:      CodeInvalid,
+	ReasonTCBNotSupported:         CodeInvalid,
+	ReasonTCBStatusDenied:         CodePolicyDenied,
+	ReasonTDXPolicyDenied:         CodePolicyDenied,
+	ReasonPolicyDenied:            CodePolicyDenied,
+	ReasonPostureDenied:           CodePolicyDenied,
+	ReasonPolicyInvalid:           CodeUnavailable,
+	ReasonAttestationRequired:     CodeRequired,
+	ReasonAttestationStale:        CodeStale,
+	ReasonPostureChanged:          CodeStale,
+	ReasonInvalidAttestation:      CodeInvalid,
+	ReasonMalformedHeader:         CodeInvalid,
+	ReasonEarlyData:               CodeRequired,
+	ReasonBadBody:                 CodeInvalid,
+	ReasonBodyTooLarge:            CodeInvalid,
+	ReasonConnectionClosed:        CodeCanceled,
+	ReasonMisconfigured:           CodeUnavailable,
+	ReasonKeyNotResident:          CodePolicyDenied,
+	ReasonKeyCertificationInvalid: CodeInvalid,
+	ReasonEKInvalid:               CodeInvalid,
+	ReasonEventLogInvalid:         CodeInvalid,
+
+	// Scale-out.
+	ReasonAttesterRevoked:        CodePolicyDenied,
+	ReasonVerdictInvalidated:     CodeStale,
+	ReasonVerdictUnconfirmed:     CodeStale,
+	ReasonCoordinatorUnavailable: CodeUnavailable,
+	ReasonRateLimited:            CodeUnavailable,
+
+	// The stream binding.
+	ReasonAnswerTimeout:     CodeRequired,
+	ReasonProtocolViolation: CodeInvalid,
+	ReasonFrameTooLarge:     CodeInvalid,
 }
 
 // Code is the code r is reported with, or CodeUnknown for a reason that is

@@ -49,7 +49,7 @@ func newEvidence(name, mode string) (evidence, error) {
 		}
 		return &tdxTestEvidence{env: env}, nil
 	}
-	return nil, fmt.Errorf("unknown -attester %q (software or tdx-test)", name)
+	return nil, fmt.Errorf("unknown -attester %q (software, tpm or tdx-test)", name)
 }
 
 // softwareEvidence is software EAT (postauth/softeat): not hardware-backed.

@@ -7,6 +7,8 @@
 //	go run ./examples/agent -mode gateway   # just the gateway, on -listen
 //	go run ./examples/agent -mode agent -gateway https://127.0.0.1:8443
 //	go run ./examples/agent -attester tdx-test  # the story with TDX quotes of a simulated TD (not hardware)
+//	go run ./examples/agent -attester tpm   # the TPM 2.0 trust chain (simulator; -tpm-addr for swtpm or /dev/tpmrm0)
+//	go run ./examples/agent -replicas 2 [-redis host:port]  # scale-out (replicas.go)
 //
 // With no flags it uses the embedded demo credentials in assets/ (public:
 // never trust them anywhere else) and exits 0 only if every step of the
@@ -47,9 +49,14 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&ag.keyFile, "client-key", "", "agent: TLS client key PEM (default: embedded demo)")
 	fs.StringVar(&ag.attKeyFile, "attestation-key", "", "agent: its attestation key PEM (default: embedded demo)")
 	fs.StringVar(&ag.gatewayAttPub, "gateway-attestation-pub", "", "agent: trusted gateway attestation public key PEM (default: embedded demo)")
-	attester := fs.String("attester", "software", "the agent's Evidence: software (EAT) or tdx-test (TDX quotes of a simulated TD, test PKI, NOT hardware; demo mode)")
+	attester := fs.String("attester", "software", "the agent's Evidence: software (EAT), tpm (the TPM 2.0 trust chain, tpm.go; demo mode) or tdx-test (TDX quotes of a simulated TD, test PKI, NOT hardware; demo mode)")
 	ca := fs.String("ca", "", "CA certificate PEM for both sides (default: embedded demo)")
 	outDir := fs.String("out", "assets", "gen-assets: output directory")
+	var tc tpmConfig
+	fs.StringVar(&tc.addr, "tpm-addr", "", "-attester tpm: swtpm host:port or a TPM device (/dev/tpmrm0); default: the in-process simulator")
+	fs.StringVar(&tc.ekRoots, "ek-roots", "", "-attester tpm: PEM file of the TPM manufacturer's CA certificates (default: the demo vendor, or swtpm's local CA)")
+	replicas := fs.Int("replicas", 0, "demo: run the scale-out story with this many gateway replicas sharing Redis (2 to 8)")
+	redisAddr := fs.String("redis", "", "demo with -replicas: Redis host:port (default: an embedded miniredis)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -57,6 +64,12 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	gw.caFile, ag.caFile = *ca, *ca
+	if *attester == "tpm" {
+		if *mode != "demo" {
+			return fmt.Errorf("-attester tpm runs in -mode demo only")
+		}
+		return tpmDemo(out, tc)
+	}
 	ev, err := newEvidence(*attester, *mode)
 	if err != nil {
 		return err
@@ -65,6 +78,9 @@ func run(args []string, out io.Writer) error {
 
 	switch *mode {
 	case "demo":
+		if *replicas > 0 {
+			return replicasDemo(out, *replicas, *redisAddr, gw, ag)
+		}
 		gw.listen = "127.0.0.1:0"
 		return demo(out, gw, ag)
 	case "gateway":

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -69,10 +68,12 @@ var (
 	ErrPostureMismatch = errors.New("tpm: the posture PCR does not match the posture log")
 )
 
-// Attester produces TPM 2.0 quote Evidence. Attest quotes the configured
-// PCRs with the Challenge's binder as qualifying data and signs with the
-// attestation key (AK). It is safe for concurrent use: TPM commands are
-// serialized through its *SharedTPM.
+// Attester produces TPM 2.0 Evidence. Attest quotes the configured PCRs
+// with the Challenge's binder as qualifying data, signed by the attestation
+// key (AK), certifies the authenticator key ([WithCertifiedKey]) with the
+// same binder, and adds the AK certificate chain once [Attester.Enroll] or
+// [Attester.SetAKCertificate] set it. It is safe for concurrent use: TPM
+// commands are serialized through its *SharedTPM.
 type Attester struct {
 	tpm        *SharedTPM
 	ak         tpm2.TPMHandle
@@ -82,8 +83,22 @@ type Attester struct {
 	pcrs       []int  // ascending
 	posture    posture.Source
 	posturePCR int
-	maxData    int // largest TPM2B_DATA the TPM accepts (TPM_PT_MAX_DIGEST)
+	maxData    int  // largest TPM2B_DATA the TPM accepts (TPM_PT_MAX_DIGEST)
+	akNull     bool // the AK's scheme is NULL: commands name ECDSA/SHA-256
+	key        *Key // the certified authenticator key, or nil
+	eventLog   []byte
+	includeEK  bool
+	ekCert     []byte // with includeEK: the EK certificate read by NewAttester
 	closed     atomic.Bool
+
+	chains atomic.Pointer[chains] // AK (and EK) certificate chains, set by Enroll or SetAKCertificate
+}
+
+// chains are the certificate chains the Evidence carries.
+type chains struct {
+	ak        [][]byte
+	ek        [][]byte
+	machineID []byte
 }
 
 var _ postauth.Attester = (*Attester)(nil)
@@ -91,8 +106,14 @@ var _ postauth.Attester = (*Attester)(nil)
 // NewAttester loads or creates the attestation key on the TPM behind t and
 // returns an Attester. t is not closed by the Attester; Close flushes a
 // created AK. If a PCRRegister (posture) uses the same TPM, pass both the
-// same *SharedTPM (see [Share]). Options: [WithPCRs], [WithPosture],
-// [WithPosturePCR], [WithAKHandle], [WithEndorsementAuth].
+// same *SharedTPM (see [Share]); the same holds for a certified [Key].
+// Options: [WithPCRs], [WithPosture], [WithPosturePCR], [WithAKHandle],
+// [WithEndorsementAuth], [WithCertifiedKey], [WithEventLog],
+// [IncludeEKCertificate].
+//
+// The Evidence carries an AK certificate once [Attester.Enroll] (or
+// [Attester.SetAKCertificate]) has run; before that, only a verifier that
+// pins the AK ([WithPinnedAKs]) accepts it.
 func NewAttester(ctx context.Context, t transport.TPM, opts ...AttesterOption) (*Attester, error) {
 	if t == nil {
 		return nil, errors.New("tpm: nil transport")
@@ -103,7 +124,19 @@ func NewAttester(ctx context.Context, t transport.TPM, opts ...AttesterOption) (
 			o.applyAttester(&cfg)
 		}
 	}
-	a := &Attester{tpm: Share(t), posture: cfg.posture}
+	a := &Attester{tpm: Share(t), posture: cfg.posture, key: cfg.key, includeEK: cfg.includeEK}
+	if cfg.key != nil && cfg.key.tpm != a.tpm {
+		return nil, errors.New("tpm: the certified Key uses another lock: give the Attester and the Key the same *tpm.SharedTPM (tpm.Share)")
+	}
+	if cfg.eventLog != nil {
+		if len(cfg.eventLog) == 0 || len(cfg.eventLog) > MaxEventLogLen {
+			return nil, fmt.Errorf("tpm: event log of %d bytes (at most %d)", len(cfg.eventLog), MaxEventLogLen)
+		}
+		if _, err := ParseEventLog(cfg.eventLog); err != nil {
+			return nil, err
+		}
+		a.eventLog = slices.Clone(cfg.eventLog)
+	}
 	pcrs := cfg.pcrs
 	if pcrs == nil {
 		pcrs = []int{0, 1, 2, 3, 4, 5, 6, 7}
@@ -142,6 +175,11 @@ func NewAttester(ctx context.Context, t transport.TPM, opts ...AttesterOption) (
 		var err error
 		if a.maxData, err = maxDigest(t); err != nil {
 			return err
+		}
+		if a.includeEK {
+			if a.ekCert, _, err = readEKCert(t, ekConfig{}); err != nil {
+				return err
+			}
 		}
 		if cfg.akHandle != 0 {
 			return a.loadAK(t, cfg.akHandle)
@@ -189,6 +227,7 @@ func (a *Attester) createAK(t transport.TPM, auth []byte) error {
 		_, _ = tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(t)
 		return err
 	}
+	a.akNull = akSchemeIsNull(a.akPub)
 	return nil
 }
 
@@ -199,6 +238,7 @@ func (a *Attester) loadAK(t transport.TPM, h tpm2.TPMHandle) error {
 	}
 	a.ak, a.akName, a.akPub = h, rsp.Name, slices.Clone(rsp.OutPublic.Bytes())
 	_, _, err = parseAK(a.akPub)
+	a.akNull = akSchemeIsNull(a.akPub)
 	return err
 }
 
@@ -242,7 +282,8 @@ func (a *Attester) snapshot() (*posture.Snapshot, error) {
 // (SHA-256 of the binder if the binder is longer than the TPM's largest
 // digest, see docs/tpm.md) and returns the Evidence: the quote, its
 // signature, the AK public area, the PCR values and, if configured, the
-// posture log. The PCR values are read in the same locked sequence as the
+// certification of the authenticator key, the AK (and EK) certificate
+// chain, the event log and the posture log. The PCR values are read in the same locked sequence as the
 // quote and checked against the quote's PCR digest, and the posture log
 // against the posture PCR; if either changed meanwhile, Attest tries again
 // (a few times). It honours ctx while waiting for and talking to the TPM.
@@ -269,6 +310,7 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 		}
 		var values map[int][]byte
 		var rsp *tpm2.QuoteResponse
+		var cert *Certification
 		err := a.tpm.do(ctx, func(t transport.TPM) error {
 			if a.closed.Load() {
 				return ErrClosed
@@ -280,16 +322,18 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 			rsp, err = tpm2.Quote{
 				SignHandle:     tpm2.AuthHandle{Handle: a.ak, Name: a.akName, Auth: tpm2.PasswordAuth(nil)},
 				QualifyingData: tpm2.TPM2BData{Buffer: qd},
-				InScheme: tpm2.TPMTSigScheme{
-					Scheme:  tpm2.TPMAlgECDSA,
-					Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-				},
+				InScheme:       ecdsaScheme,
 				PCRSelect: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{
 					{Hash: tpm2.TPMAlgSHA256, PCRSelect: tpm2.PCClientCompatible.PCRs(sel...)},
 				}},
 			}.Execute(t)
 			if err != nil {
 				return fmt.Errorf("tpm: quote: %w", err)
+			}
+			if a.key != nil {
+				if cert, err = a.certify(t, qd); err != nil {
+					return err
+				}
 			}
 			return nil
 		})
@@ -308,7 +352,11 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 			lastErr = ErrPCRsChanged
 			continue
 		}
-		ev := &Evidence{Quote: quote, Signature: tpm2.Marshal(rsp.Signature), AK: a.akPub, PCRs: values}
+		ev := &Evidence{Quote: quote, Signature: tpm2.Marshal(rsp.Signature), AK: a.akPub, PCRs: values,
+			Certification: cert, EventLog: a.eventLog}
+		if c := a.chains.Load(); c != nil {
+			ev.AKChain, ev.EKChain = c.ak, c.ek
+		}
 		if a.posture != nil {
 			snap := before
 			if !bytes.Equal(values[a.posturePCR], snap.Head) {
@@ -333,6 +381,44 @@ func (a *Attester) Attest(ctx context.Context, ch postauth.Challenge) (postauth.
 	return postauth.Evidence{}, lastErr
 }
 
+// ecdsaScheme is the signature scheme of quotes and certifications.
+var ecdsaScheme = tpm2.TPMTSigScheme{
+	Scheme:  tpm2.TPMAlgECDSA,
+	Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+}
+
+// certify runs TPM2_Certify of the authenticator key by the AK, with the
+// qualifying data qd (the binder), and checks what the TPM returned.
+func (a *Attester) certify(t transport.TPM, qd []byte) (*Certification, error) {
+	if a.key.closed.Load() {
+		return nil, errors.New("tpm: the certified key is closed")
+	}
+	// An AK with a scheme of its own takes the NULL scheme here (swtpm
+	// refuses a scheme that repeats the key's, TPM_RC_SCHEME).
+	scheme := tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull}
+	if a.akNull {
+		scheme = ecdsaScheme
+	}
+	rsp, err := tpm2.Certify{
+		ObjectHandle:   a.key.authHandle(),
+		SignHandle:     tpm2.AuthHandle{Handle: a.ak, Name: a.akName, Auth: tpm2.PasswordAuth(nil)},
+		QualifyingData: tpm2.TPM2BData{Buffer: qd},
+		InScheme:       scheme,
+	}.Execute(t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: certify: %w", err)
+	}
+	c := &Certification{Attest: slices.Clone(rsp.CertifyInfo.Bytes()), Signature: tpm2.Marshal(rsp.Signature), Key: slices.Clone(a.key.pubArea)}
+	at, err := ParseCertification(c.Attest)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: the TPM returned an unusable certification: %w", err)
+	}
+	if !bytes.Equal(at.ExtraData, qd) || !bytes.Equal(at.CertifiedName, objectName(c.Key)) {
+		return nil, errors.New("tpm: the TPM certified other data than requested")
+	}
+	return c, nil
+}
+
 // parseAK parses a TPMT_PUBLIC that must be an attestation key this
 // profile accepts: ECC P-256, name algorithm SHA-256, restricted signing
 // (not decrypting), fixedTPM, scheme ECDSA with SHA-256 (or NULL), and
@@ -341,12 +427,9 @@ func parseAK(raw []byte) (*ecdsa.PublicKey, []byte, error) {
 	if len(raw) == 0 || len(raw) > MaxAKLen {
 		return nil, nil, errors.New("tpm: AK public area size out of range")
 	}
-	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](raw)
+	pub, err := unmarshalSigningPublic(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tpm: AK public area: %w", err)
-	}
-	if !bytes.Equal(tpm2.Marshal(*pub), raw) {
-		return nil, nil, errors.New("tpm: AK public area has trailing or non-canonical bytes")
 	}
 	attrs := pub.ObjectAttributes
 	if pub.Type != tpm2.TPMAlgECC || pub.NameAlg != tpm2.TPMAlgSHA256 {
@@ -359,9 +442,6 @@ func parseAK(raw []byte) (*ecdsa.PublicKey, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("tpm: AK parameters: %w", err)
 	}
-	if parms.CurveID != tpm2.TPMECCNistP256 {
-		return nil, nil, errors.New("tpm: the AK must be on curve P-256")
-	}
 	switch parms.Scheme.Scheme {
 	case tpm2.TPMAlgNull:
 	case tpm2.TPMAlgECDSA:
@@ -372,28 +452,27 @@ func parseAK(raw []byte) (*ecdsa.PublicKey, []byte, error) {
 	default:
 		return nil, nil, errors.New("tpm: the AK scheme must be ECDSA with SHA-256")
 	}
-	pt, err := pub.Unique.ECC()
+	key, err := eccPublic(pub)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tpm: AK point: %w", err)
+		return nil, nil, fmt.Errorf("tpm: AK: %w", err)
 	}
-	x, y := pt.X.Buffer, pt.Y.Buffer
-	if len(x) > 32 || len(y) > 32 {
-		return nil, nil, errors.New("tpm: AK point coordinates too long")
-	}
-	enc := make([]byte, 65)
-	enc[0] = 4
-	copy(enc[33-len(x):33], x)
-	copy(enc[65-len(y):], y)
-	key, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), enc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tpm: AK point: %w", err)
-	}
-	return key, akName(raw), nil
+	return key, objectName(raw), nil
 }
 
-// akName is the TPM name of an AK with name algorithm SHA-256:
+// akSchemeIsNull reports whether the AK public area (already accepted by
+// parseAK) has the NULL scheme: commands then name ECDSA/SHA-256.
+func akSchemeIsNull(raw []byte) bool {
+	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](raw)
+	if err != nil {
+		return false
+	}
+	parms, err := pub.Parameters.ECCDetail()
+	return err == nil && parms.Scheme.Scheme == tpm2.TPMAlgNull
+}
+
+// objectName is the TPM name of an object with name algorithm SHA-256:
 // TPM_ALG_SHA256 (2 bytes) || SHA-256(TPMT_PUBLIC).
-func akName(raw []byte) []byte {
+func objectName(raw []byte) []byte {
 	sum := sha256.Sum256(raw)
 	return append([]byte{0x00, 0x0B}, sum[:]...)
 }

@@ -1,44 +1,47 @@
-// Package tpm is the TPM 2.0 quote Evidence format for reattest: a
-// TPM2_Quote over a PCR selection of the SHA-256 bank, with the
-// connection's binder as qualifying data, signed by an ECC P-256
-// restricted attestation key (AK) that never leaves the TPM. It is
-// hardware-backed: Results report [postauth.Result.HardwareBacked] true
-// and [postauth.Result.Format] "tpm2-quote". docs/tpm.md specifies the
-// profile.
+// Package tpm is the TPM 2.0 Evidence format for reattest, with its trust
+// chain: an authenticator key that lives in the TPM ([Key]), certified
+// (TPM2_Certify) by an attestation key (AK) that an enrollment CA
+// certified after credential activation against the TPM's endorsement key
+// (EK), whose certificate a TPM manufacturer signed; and a TPM2_Quote of
+// the PCRs, all bound to the connection's binder. docs/tpm.md specifies
+// the profile; package enroll is the enrollment CA; package tpmtest helps
+// tests run on the simulator and on swtpm.
 //
-// # What a verified quote guarantees
+// # What a verified Evidence guarantees
 //
 // When the [Verifier] accepts Evidence:
 //
-//   - a TPM holding one of the pinned AKs signed the quote. The AK is a
-//     fixedTPM restricted signing key, and a restricted key signs a
-//     structure that starts with TPM_GENERATED_VALUE only if the TPM made
-//     it, so the quote was not composed by software;
-//   - the quote's extraData is this connection's binder, Hash(SPKI ||
-//     TLS-Exporter("Attestation", context, 32)): the TPM quoted for this
-//     request on this connection, and the binder covers the authenticator
-//     key, so the Verifier reports the Challenge's key hash as the key the
-//     Evidence vouches for (the key hash is implied by the binder; the
-//     format carries no separate key hash);
-//   - the reported PCR values are the values the TPM quoted (their
-//     SHA-256 digest is the signed PCR digest), and they satisfy the
-//     optional PCR policy ([WithPCRPolicy]);
+//   - the AK is a TPM's: its AK certificate chains to a trusted enrollment
+//     CA ([WithAKRoots]), which issued it only to the TPM holding a
+//     manufacturer-certified EK and that AK; optionally the EK certificate
+//     itself chains to a manufacturer root ([WithEKRoots]). The AK is a
+//     fixedTPM restricted signing key, so what it signs the TPM composed;
+//   - the authenticator key lives in that TPM and cannot leave it: the AK
+//     certified a fixedTPM, fixedParent, sensitiveDataOrigin signing key,
+//     and the Appraisal's KeyHash is Hash(SPKI) of that key, which the
+//     relying party compares with the key that signed the Exported
+//     Authenticator ([AllowSoftwareKey] lifts the requirement);
+//   - the quote's and the certification's extraData is this connection's
+//     binder, Hash(SPKI || TLS-Exporter("Attestation", context, 32)), and
+//     the same AK signed both;
+//   - the machine is the EK's: MachineID is SHA-256 of the EK's SPKI
+//     ([MachineID]); [WithMachineIDs] pins allowed machines;
+//   - the reported PCR values are the quoted ones, a boot event log (if
+//     any) replays to them, and they satisfy the boot-state policy
+//     ([WithPCRPolicy]); only with that policy does the Appraisal report
+//     HardwareBacked;
 //   - with posture, the posture log replays to the quoted posture PCR (the
 //     relying party replays it: [postauth.RelyingParty.Verify]).
 //
-// It does not guarantee that the AK belongs to a real TPM: pinning an AK
-// ([NewVerifier]) is the relying party's trust decision and must follow an
-// enrolment it trusts (for example credential activation against a known
-// endorsement key). AK certificate chains are future work. Nor does it
-// prove that the authenticator key lives in the TPM: TPM2_Certify of a
-// TPM-resident authenticator key is future work, so the authenticator key
-// is as safe as the attesting host's software. The posture PCR proves
-// what the PCR held; that only the agent's Tracker extended it is an
-// assumption about the host (see [PCRRegister]).
+// It does not guarantee that only the agent uses the TPM key (any software
+// on the machine with access to the TPM can), that the enrollment CA and the
+// manufacturer are honest, or that a certificate was not revoked (there is
+// no revocation). The posture PCR proves what the PCR held; that only the
+// agent's Tracker extended it is an assumption about the host (see
+// [PCRRegister]).
 //
 // The TPM simulator (go-tpm's tpm2/transport/simulator, which needs cgo)
-// is for tests. Its keys are in process memory: never pin a simulator's
-// AK outside tests.
+// is for tests. Its keys are in process memory.
 //
 // # Evidence
 //
@@ -51,38 +54,38 @@
 //	4  pcrs       {* uint => bstr}  PCR index => 32-byte SHA-256 bank value;
 //	                                the keys are the PCR selection
 //	5  posture    {1: uint PCR index, 2: posture log}   (optional)
+//	6  certify    bstr  TPMS_ATTEST as returned by TPM2_Certify  (optional,
+//	7  certsig    bstr  TPMT_SIGNATURE by the AK                  6, 7, 8
+//	8  key        bstr  TPMT_PUBLIC of the certified key           together)
+//	9  akchain    [+ bstr]  AK certificate, then intermediates (optional)
+//	10 ekchain    [+ bstr]  EK certificate, then intermediates (optional)
+//	11 eventlog   bstr  TCG crypto-agile boot event log (optional)
 //
-// The posture log is the posture package's log encoding (a CBOR map, not
-// wrapped in a bstr). [DecodeEvidence] and [ParseAttest] decode the
+// [DecodeEvidence], [ParseAttest] and [ParseCertification] decode the
 // structures for logging (clock information, firmware version); they
-// verify nothing.
-//
-// The binder is the quote's extraData as is when it fits the TPM's
-// TPM2B_DATA, whose maximum is the TPM's largest digest
-// (TPM_PT_MAX_DIGEST; 64 on the simulator). A TPM whose largest digest is
-// SHA-256 cannot take a 48-byte binder (SHA-384 suites): the Attester then
-// puts SHA-256(binder) in extraData, and the Verifier accepts either form
-// for binders longer than 32 bytes.
-//
-// MachineID is the AK's TPM name, 0x000B || SHA-256(TPMT_PUBLIC).
+// verify nothing. TPM structures are decoded with go-tpm's tpm2.Unmarshal.
 //
 // # Use
 //
+// The agent:
+//
 //	dev := tpm.Share(rwc) // rwc: a transport.TPM, e.g. linuxtpm.Open("/dev/tpmrm0")
-//	reg, err := tpm.NewPCRRegister(ctx, dev) // resets PCR 23
-//	tracker, err := posture.NewTracker(posture.WithRegister(reg))
-//	att, err := tpm.NewAttester(ctx, dev, tpm.WithPosture(tracker))
-//	defer att.Close()
-//	enrol(att.AKPublic()) // the relying party pins it
+//	key, err := tpm.NewKey(ctx, dev) // the authenticator key, in the TPM
+//	att, err := tpm.NewAttester(ctx, dev, tpm.WithCertifiedKey(key))
+//	err = att.Enroll(ctx, enrollClient) // enroll.NewClient(caURL, httpClient)
+//	cert := ... // a TLS client certificate for key.Public(); tls.Certificate{PrivateKey: key}
+//	id, err := postauth.IdentityFromTLS(&cert)
+//	tr, err := transports.NewTransport(base, transports.WithAttester(id, att))
 //
-//	v, err := tpm.NewVerifier([][]byte{akPublic},
-//		tpm.WithPCRPolicy(map[int][][]byte{7: {secureBootPCR7}}), // optional
-//		tpm.RequirePosture())
+// The relying party:
+//
+//	v, err := tpm.NewVerifier(
+//		tpm.WithAKRoots(enrollmentCARoot),
+//		tpm.WithMachineIDs(allowedMachines...),                   // optional
+//		tpm.WithPCRPolicy(map[int][][]byte{7: {secureBootPCR7}})) // boot state
 //	rp, err := postauth.NewRelyingParty(v)
-//	requester, err := rp.NewRequester(ch, postauth.RoleClient)
-//	res, err := requester.Verify(ctx, answer, nil)
 //
-// Attesters, PCRRegisters and Verifiers are safe for concurrent use. An
-// Attester and a PCRRegister on the same TPM must share one *[SharedTPM],
-// which serializes their commands.
+// Attesters, Keys, PCRRegisters and Verifiers are safe for concurrent use.
+// An Attester, its Key and a PCRRegister on the same TPM must share one
+// *[SharedTPM], which serializes their commands.
 package tpm

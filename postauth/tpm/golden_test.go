@@ -102,7 +102,7 @@ func TestGolden(t *testing.T) {
 			if g.name == "posture" {
 				opts = append(opts, tpm.RequirePosture())
 			}
-			v, err := tpm.NewVerifier([][]byte{g.ak}, opts...)
+			v, err := tpm.NewVerifier(append([]tpm.VerifierOption{tpm.WithPinnedAKs(g.ak), tpm.AllowSoftwareKey()}, opts...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,9 +111,18 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			name := sha256.Sum256(g.ak)
-			if !app.HardwareBacked || !bytes.Equal(app.MachineID, append([]byte{0, 0x0b}, name[:]...)) ||
+			if app.HardwareBacked || !bytes.Equal(app.MachineID, append([]byte{0, 0x0b}, name[:]...)) ||
 				!bytes.Equal(app.Nonce, g.ch.Binder) || !bytes.Equal(app.KeyHash, g.ch.KeyHash) {
 				t.Fatalf("appraisal %+v", app)
+			}
+			// Hardware-backed only with a boot-state policy.
+			vb, err := tpm.NewVerifier(append([]tpm.VerifierOption{tpm.WithPinnedAKs(g.ak), tpm.AllowSoftwareKey(),
+				tpm.WithPCRPolicy(map[int][][]byte{0: {g.decode.PCRs[0]}})}, opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if app, err := vb.Verify(context.Background(), g.ch, g.ev); err != nil || !app.HardwareBacked {
+				t.Fatalf("with a boot policy: %v", err)
 			}
 			if (app.PostureLog != nil) != (g.name == "posture") {
 				t.Fatal("posture presence")

@@ -114,3 +114,12 @@ func zeroPCRs(idx ...int) map[int][]byte {
 	}
 	return m
 }
+
+func encode(t testing.TB, d *tpm.Evidence) postauth.Evidence {
+	t.Helper()
+	b, err := d.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postauth.Evidence{Type: tpm.MediaType, Value: b}
+}

@@ -72,7 +72,7 @@ func newAttester(tb testing.TB, opts ...tpm.AttesterOption) *tpm.Attester {
 
 func newVerifier(tb testing.TB, aks [][]byte, opts ...tpm.VerifierOption) *tpm.Verifier {
 	tb.Helper()
-	v, err := tpm.NewVerifier(aks, opts...)
+	v, err := tpm.NewVerifier(append([]tpm.VerifierOption{tpm.WithPinnedAKs(aks...), tpm.AllowSoftwareKey()}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -100,7 +100,23 @@ type tlsEnv struct {
 
 func newTLSEnv(tb testing.TB, v postauth.Verifier) *tlsEnv {
 	tb.Helper()
-	ep := postauthtest.MutualTLS(tb)
+	return newTLSEnvKey(tb, v, nil)
+}
+
+// newTLSEnvKey is newTLSEnv with the client's TLS certificate (and so its
+// authenticator key, same-peer key trust) for key: a TPM-resident key
+// signs the TLS 1.3 CertificateVerify of the handshake and the Exported
+// Authenticators. A nil key is a fresh software key.
+func newTLSEnvKey(tb testing.TB, v postauth.Verifier, key crypto.Signer, rpOpts ...postauth.Option) *tlsEnv {
+	tb.Helper()
+	pki := postauthtest.New(tb)
+	var issue []postauthtest.IssueOption
+	if key != nil {
+		issue = append(issue, postauthtest.WithKey(key))
+	}
+	cc := pki.Issue(tb, "agent", issue...)
+	client, server := postauthtest.Pair(tb, pki.ClientConfig(&cc), pki.ServerConfig(pki.Issue(tb, "localhost", postauthtest.ServerAuth())))
+	ep := &postauthtest.Endpoints{Client: client, Server: server, ClientCert: cc}
 	ccs, scs := ep.Client.ConnectionState(), ep.Server.ConnectionState()
 	e := &tlsEnv{t: tb}
 	var err error
@@ -116,7 +132,7 @@ func newTLSEnv(tb testing.TB, v postauth.Verifier) *tlsEnv {
 	}
 	// Without WithFormats the RelyingParty accepts the media types the
 	// Verifier declares (tpm.MediaType for a *tpm.Verifier).
-	rp, err := postauth.NewRelyingParty(v)
+	rp, err := postauth.NewRelyingParty(v, rpOpts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func fixedKey(tb testing.TB) *ecdsa.PrivateKey {
 // never sign these, but the parser must refuse them on its own.
 func TestForgedStructure(t *testing.T) {
 	key := postauthtest.NewKey(t)
-	v, err := tpm.NewVerifier([][]byte{softwareAK(t, key)})
+	v, err := tpm.NewVerifier(tpm.WithPinnedAKs(softwareAK(t, key)), tpm.AllowSoftwareKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,21 +131,21 @@ func TestNewVerifierRejects(t *testing.T) {
 		}),
 	}
 	for name, ak := range cases {
-		if _, err := tpm.NewVerifier([][]byte{ak}); err == nil {
+		if _, err := tpm.NewVerifier(tpm.WithPinnedAKs(ak)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := tpm.NewVerifier(nil); err == nil {
+	if _, err := tpm.NewVerifier(); err == nil {
 		t.Error("no AKs accepted")
 	}
-	if _, err := tpm.NewVerifier([][]byte{good}, tpm.WithPosturePCR(24)); err == nil {
+	if _, err := tpm.NewVerifier(tpm.WithPinnedAKs(good), tpm.WithPosturePCR(24)); err == nil {
 		t.Error("posture PCR 24 accepted")
 	}
 	nullScheme := edit(func(p *tpm2.TPMTPublic) {
 		parms, _ := p.Parameters.ECCDetail()
 		parms.Scheme = tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull}
 	})
-	if _, err := tpm.NewVerifier([][]byte{nullScheme}); err != nil {
+	if _, err := tpm.NewVerifier(tpm.WithPinnedAKs(nullScheme)); err != nil {
 		t.Errorf("AK with a NULL scheme: %v", err)
 	}
 }
@@ -232,7 +232,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(binder, forged.Value)
 	fd, _ := tpm.DecodeEvidence(forged.Value)
 	signed[string(fd.Quote)] = true
-	v, err := tpm.NewVerifier(aks, tpm.WithPCRPolicy(map[int][][]byte{0: {make([]byte, 32)}}))
+	v, err := tpm.NewVerifier(tpm.WithPinnedAKs(aks...), tpm.AllowSoftwareKey(), tpm.WithPCRPolicy(map[int][][]byte{0: {make([]byte, 32)}}))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func FuzzVerify(f *testing.F) {
 // quote: decoding, the AK lookup, ECDSA P-256 verification and the checks.
 func BenchmarkVerify(b *testing.B) {
 	g := loadGolden(b)[0]
-	v, err := tpm.NewVerifier([][]byte{g.ak})
+	v, err := tpm.NewVerifier(tpm.WithPinnedAKs(g.ak), tpm.AllowSoftwareKey())
 	if err != nil {
 		b.Fatal(err)
 	}
