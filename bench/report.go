@@ -474,7 +474,7 @@ func writeConnMemory(md mdWriter, r *results) {
 		}
 		if r.opts.clientEncTable != 0 || r.opts.serverEncTable != 0 {
 			md.line("")
-			md.line("Experiment: HPACK encoder tables limited to %d bytes (clients) and %d bytes (server); 0 is Go's default, 4096.", r.opts.clientEncTable, r.opts.serverEncTable)
+			md.line("Experiment: HPACK encoder tables limited to %d bytes (clients) and %d bytes (server); 0 is the default (server: middleware.ServerHeaderTableSize; attesting clients: transports.ClientHeaderTableSize; other clients: Go's 4096).", r.opts.clientEncTable, r.opts.serverEncTable)
 		}
 		md.line("")
 		md.line("bench/FINDINGS.md explains where the bytes are (heap profiles: `go run ./bench -only connmem -memprofile DIR`).")

@@ -150,6 +150,11 @@ func (b *tokenBucket) take(now time.Time, rate float64, burst int) bool {
 
 type connKey struct{}
 
+// ServerHeaderTableSize is the HTTP/2 HPACK encoder table size
+// [ConfigureServer] gives a server that did not choose one (Go's default
+// is 4096 bytes).
+const ServerHeaderTableSize = 256
+
 // Conns tracks the attestation state of the connections of one
 // [http.Server]; see [ConfigureServer].
 type Conns struct {
@@ -167,8 +172,21 @@ func (c *Conns) Len() int { return int(c.live.Load()) }
 // first. Call it before the server starts. Without it the middleware falls
 // back to a bounded cache keyed by an exporter-derived connection id, which
 // costs an exporter call per protected request.
+//
+// When srv.HTTP2.MaxEncoderHeaderTableSize is unset, ConfigureServer sets
+// it to [ServerHeaderTableSize]: the challenge's single-use
+// Attestation-Request would otherwise stay in each connection's HPACK
+// table (about 1.4 KB more per attested connection, bench/FINDINGS.md);
+// small response fields are still indexed. Set the field yourself to keep
+// another size.
 func ConfigureServer(srv *http.Server) *Conns {
 	c := &Conns{}
+	if srv.HTTP2 == nil {
+		srv.HTTP2 = &http.HTTP2Config{}
+	}
+	if srv.HTTP2.MaxEncoderHeaderTableSize == 0 {
+		srv.HTTP2.MaxEncoderHeaderTableSize = ServerHeaderTableSize
+	}
 	prevCtx, prevState := srv.ConnContext, srv.ConnState
 	srv.ConnContext = func(ctx context.Context, nc net.Conn) context.Context {
 		if prevCtx != nil {

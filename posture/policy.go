@@ -148,7 +148,7 @@ func (p *Policy) Evaluate(s *State) ([]Violation, error) {
 
 // Validate reports every malformed entry of p: digests with an unknown
 // algorithm or the wrong length, empty or over-long names, non-printable
-// characters.
+// characters, a tool both allowed and denied.
 func (p *Policy) Validate() error {
 	_, err := p.compile()
 	return err
@@ -253,6 +253,13 @@ func (p *Policy) compile() (*compiled, error) {
 			continue
 		}
 		c.deny[d] = true
+	}
+	for i, r := range c.allow {
+		if c.deny[r.name] {
+			// Deny wins when the policy is used anyway, but a policy that
+			// says both is a mistake its author should hear about.
+			bad(fmt.Sprintf("tools.allow[%d]", i), fmt.Errorf("tool %q is also denied (tools.deny): remove it from one of the lists", trunc(r.name)))
+		}
 	}
 	for i, t := range p.Templates {
 		d, err := ParseDigest(t)

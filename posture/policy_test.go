@@ -49,7 +49,7 @@ func TestPolicyListsEveryViolation(t *testing.T) {
 	ctx := context.Background()
 	pol := &posture.Policy{
 		Models:      []posture.ModelRule{{Name: "gpt-x", Digest: digest("weights").String()}},
-		Tools:       posture.ToolRules{Allow: []string{"search@" + digest("search").String(), "shell"}, Deny: []string{"shell"}},
+		Tools:       posture.ToolRules{Allow: []string{"search@" + digest("search").String()}, Deny: []string{"shell"}},
 		Templates:   []string{digest("template").String()},
 		Permissions: map[string][]string{"payments": {"read"}},
 		Flags:       map[string]string{"fips_mode": "on", "region": "eu"},
@@ -151,6 +151,7 @@ func TestPolicyRules(t *testing.T) {
 		name    string
 		policy  posture.Policy
 		noState bool // check "no posture" instead of a State
+		invalid bool // Validate refuses the policy; Check still decides
 		changes []change
 		want    []string
 	}{
@@ -189,7 +190,7 @@ func TestPolicyRules(t *testing.T) {
 			changes: []change{tool("search", "v2")}, want: []string{"tool:search not allowed"}},
 		{name: "allow-unlisted", policy: posture.Policy{Tools: posture.ToolRules{Allow: []string{"search"}}},
 			changes: []change{tool("search", "s"), tool("browser", "b")}, want: []string{"tool:browser not allowed"}},
-		{name: "deny-wins", policy: posture.Policy{Tools: posture.ToolRules{Allow: []string{"shell"}, Deny: []string{"shell"}}},
+		{name: "deny-wins", policy: posture.Policy{Tools: posture.ToolRules{Allow: []string{"shell"}, Deny: []string{"shell"}}}, invalid: true,
 			changes: []change{tool("shell", "s")}, want: []string{"tool:shell forbidden"}},
 		{name: "deny-any-digest", policy: posture.Policy{Tools: posture.ToolRules{Deny: []string{"shell"}}},
 			changes: []change{tool("shell", "renamed build"), tool("search", "s")}, want: []string{"tool:shell forbidden"}},
@@ -240,8 +241,8 @@ func TestPolicyRules(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.policy.Validate(); err != nil {
-				t.Fatalf("test policy invalid: %v", err)
+			if err := tc.policy.Validate(); (err != nil) != tc.invalid {
+				t.Fatalf("Validate = %v, want an error: %v", err, tc.invalid)
 			}
 			var st *posture.State
 			if !tc.noState {
@@ -412,6 +413,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"tool-bad-pin", "yaml", "tools: {allow: [\"search@sha-256:00\"]}\n", "tools.allow[0]"},
 		{"tool-empty-name", "yaml", "tools: {allow: [\"@" + d + "\"]}\n", "tools.allow[0]: empty tool name"},
 		{"deny-with-digest", "yaml", "tools: {deny: [\"shell@" + d + "\"]}\n", "deny takes tool names only"},
+		{"allowed-and-denied", "yaml", "tools: {allow: [search, shell], deny: [shell]}\n", `tools.allow[1]: tool "shell" is also denied`},
+		{"allowed-pinned-and-denied", "yaml", "tools: {allow: [\"shell@" + d + "\"], deny: [shell]}\n", `tools.allow[0]: tool "shell" is also denied`},
 		{"deny-empty", "json", `{"tools": {"deny": [""]}}`, "tools.deny[0]: empty tool name"},
 		{"name-too-long", "json", `{"tools": {"deny": ["` + strings.Repeat("n", posture.MaxNameLen+1) + `"]}}`, "longer than 128 bytes"},
 		{"name-control-char", "json", `{"tools": {"deny": ["sh\u0007ell"]}}`, "non-printable"},

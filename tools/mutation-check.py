@@ -17,12 +17,18 @@ survived; 2 if the tool itself failed (marker missing or duplicated, a
 mutation that does not compile, a marker without an entry). Run it from the
 repository root: python3 tools/mutation-check.py [name-substring ...];
 --self-test checks that a mutation that does not compile is an error.
+Mutations run side by side in copies of the module (MUTATION_JOBS workers,
+default the number of CPUs up to 4); the working tree is never modified.
 """
+import concurrent.futures
 import json
 import os
+import queue
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 # name: (packages, test regexp[, (old, new) replacement on the marked line])
 MUTATIONS = {
@@ -281,8 +287,8 @@ def mutate_line(line, name, replacement):
     raise ToolError("%s: the marked line is not an if or case; give a replacement: %r" % (name, code.strip()))
 
 
-def run(cmd, timeout=600):
-    return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
+def run(cmd, timeout=600, cwd=None):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def build_failed(r):
@@ -313,7 +319,37 @@ def failed_tests(output, wanted):
     return sorted(failed)
 
 
-def main(filters):
+def mutate_one(name, markers, workdir):
+    """Mutates the marked line of name in workdir, runs its tests there and
+    restores the file. Returns (name, killers or None if it survived)."""
+    entry = MUTATIONS[name]
+    pkgs, tests = entry[0], entry[1]
+    replacement = entry[2] if len(entry) > 2 else None
+    rel, idx = markers[name]
+    path = os.path.join(workdir, rel)
+    src = open(path, encoding="utf-8").read()
+    lines = src.split("\n")
+    lines[idx] = mutate_line(lines[idx], name, replacement)
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+        # -vet=off: vet is not a test (the build check below still runs);
+        # -trimpath: the build cache is shared by the copies.
+        r = run("go test -count=1 -vet=off -trimpath -json -run '^(%s)$' %s" % (tests, pkgs), cwd=workdir)
+        if build_failed(r):
+            raise ToolError("%s: the mutation does not compile (an error of the tool, not a kill):\n%s" % (name, (r.stdout + r.stderr)[-2000:]))
+        killers = failed_tests(r.stdout, tests)
+        if r.returncode != 0 and killers:
+            return name, killers
+        if r.returncode != 0:
+            raise ToolError("%s: go test failed without a named test failing:\n%s" % (name, (r.stdout + r.stderr)[-2000:]))
+        return name, None
+    finally:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(src)
+
+
+def main(filters, jobs=None):
     markers = find_markers()
     problems = []
     for name in markers:
@@ -324,33 +360,45 @@ def main(filters):
             problems.append("entry %r has no marker in the code" % name)
     if problems:
         raise ToolError("\n".join(problems))
-    survived = 0
     selected = [n for n in MUTATIONS if not filters or any(f in n for f in filters)]
-    for name in selected:
-        entry = MUTATIONS[name]
-        pkgs, tests = entry[0], entry[1]
-        replacement = entry[2] if len(entry) > 2 else None
-        path, idx = markers[name]
-        src = open(path, encoding="utf-8").read()
-        lines = src.split("\n")
-        lines[idx] = mutate_line(lines[idx], name, replacement)
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write("\n".join(lines))
-            r = run("go test -count=1 -json -run '^(%s)$' %s" % (tests, pkgs))
-            if build_failed(r):
-                raise ToolError("%s: the mutation does not compile (an error of the tool, not a kill):\n%s" % (name, (r.stdout + r.stderr)[-2000:]))
-            killers = failed_tests(r.stdout, tests)
-            if r.returncode != 0 and killers:
-                print("KILLED   %-32s by %s" % (name, ", ".join(killers[:3])))
-            elif r.returncode != 0:
-                raise ToolError("%s: go test failed without a named test failing:\n%s" % (name, (r.stdout + r.stderr)[-2000:]))
-            else:
-                print("SURVIVED %-32s (%s in %s all pass)" % (name, tests, pkgs))
-                survived += 1
-        finally:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(src)
+    if jobs is None:
+        jobs = int(os.environ.get("MUTATION_JOBS", "0")) or min(4, os.cpu_count() or 1)
+    jobs = max(1, min(jobs, len(selected)))
+    # Each worker mutates its own copy of the module (the build cache is
+    # shared), so that mutations run side by side and the working tree is
+    # never touched.
+    tmp = tempfile.mkdtemp(prefix="mutation-check-")
+    try:
+        dirs = queue.Queue()
+        for i in range(jobs):
+            d = os.path.join(tmp, str(i))
+            shutil.copytree(".", d, ignore=shutil.ignore_patterns(".git"))
+            dirs.put(d)
+
+        def work(name):
+            d = dirs.get()
+            try:
+                return mutate_one(name, markers, d)
+            finally:
+                dirs.put(d)
+
+        survived = 0
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(work, n) for n in selected]
+            try:
+                for fut in futures:  # in the table's order
+                    name, killers = fut.result()
+                    if killers:
+                        print("KILLED   %-32s by %s" % (name, ", ".join(killers[:3])), flush=True)
+                    else:
+                        print("SURVIVED %-32s (%s in %s all pass)" % (name, MUTATIONS[name][1], MUTATIONS[name][0]), flush=True)
+                        survived += 1
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print("%d mutations, %d killed, %d survived" % (len(selected), len(selected) - survived, survived))
     return 1 if survived else 0
 
@@ -359,7 +407,7 @@ def self_test():
     """The tool must refuse a mutation that does not compile."""
     MUTATIONS["role check"] = ("./postauth", "TestAttackReflection", ("responder != role", "responder != notDeclaredAnywhere"))
     try:
-        main(["role check"])
+        main(["role check"], jobs=1)
     except ToolError as e:
         if "does not compile" in str(e):
             print("self-test: a mutation that does not compile is an error of the tool: ok")

@@ -44,6 +44,13 @@ type routeKey struct{ host, method, path string }
 // maxLearned bounds the remembered high-impact routes.
 const maxLearned = 1024
 
+// ClientHeaderTableSize is the HTTP/2 HPACK encoder table size of a
+// Transport with an attester whose base did not choose one (Go's default
+// is 4096 bytes): smaller than an Attestation header, so that the header,
+// single use, goes out as a literal instead of evicting useful entries and
+// staying in the server's table.
+const ClientHeaderTableSize = 1024
+
 // Interface guards.
 var (
 	_ http.RoundTripper = (*Transport)(nil)
@@ -55,7 +62,9 @@ var (
 // base provides dialing, TLS configuration and proxies; the Transport
 // keeps its own connection pool on top of it (base is cloned). It fails on
 // invalid configuration: an attester without an identity or without
-// [WithAttestTo], server attestation without a relying party.
+// [WithAttestTo], server attestation without a relying party. With an
+// attester, an unset HTTP2.MaxEncoderHeaderTableSize of base becomes
+// [ClientHeaderTableSize] in the clone.
 func NewTransport(base *http.Transport, opts ...Option) (*Transport, error) {
 	cfg := newConfig(opts)
 	if (cfg.id == nil) != (cfg.att == nil) {
@@ -83,6 +92,19 @@ func NewTransport(base *http.Transport, opts ...Option) (*Transport, error) {
 			ForceAttemptHTTP2: true,
 			IdleConnTimeout:   90 * time.Second,
 		}
+	}
+	if t.responder != nil && (t.base.HTTP2 == nil || t.base.HTTP2.MaxEncoderHeaderTableSize == 0) {
+		// An Attestation header (about 1.1 KB for software EAT, more for
+		// hardware Evidence) is single use: indexed, it would evict the
+		// useful entries of the HPACK table on both sides and stay in the
+		// server's decoder table. A table smaller than the header makes
+		// Go send it as a literal.
+		h2 := http.HTTP2Config{}
+		if t.base.HTTP2 != nil {
+			h2 = *t.base.HTTP2
+		}
+		h2.MaxEncoderHeaderTableSize = ClientHeaderTableSize
+		t.base.HTTP2 = &h2
 	}
 	if t.base.Protocols == nil {
 		p := new(http.Protocols)

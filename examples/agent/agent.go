@@ -152,6 +152,22 @@ func (a *agent) takeEvents() []transports.Activity {
 
 func (a *agent) close() { a.tr.Close() }
 
+// reachable checks, before the story, that a reattest gateway answers at
+// a.base: one clear error instead of a failure per step.
+func (a *agent) reachable() error {
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: a.tlsConf.Clone(), ForceAttemptHTTP2: true}, Timeout: 5 * time.Second}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(a.base + middleware.WellKnownPath)
+	if err != nil {
+		return fmt.Errorf("gateway %s unreachable: %w (start one with: go run ./examples/agent -mode gateway)", a.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s does not look like a reattest gateway: %s%s answered %s", a.base, a.base, middleware.WellKnownPath, resp.Status)
+	}
+	return nil
+}
+
 // reply is what a step observed.
 type reply struct {
 	status int
@@ -223,7 +239,7 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 	r := show("Search is not high-impact: it passes untouched.", "GET", "/v1/search", "")
 	check(r.status == 200 && len(r.events) == 0, "want 200 without attestation, got %d [%s]", r.status, kinds(r))
 
-	r = show("A payment is high-impact (operation mode): challenged, attested on the same connection, executed.",
+	r = show("A payment is high-impact (operation mode): challenged, attested on the same connection, executed; the response pre-arms the next payment.",
 		"POST", "/v1/payments", `{"to":"acme-supplies","amount":25}`)
 	check(r.status == 200 && kinds(r) == "challenged,attested", "want 401 then 200 with one attestation, got %d [%s]", r.status, kinds(r))
 	var paid struct {
@@ -248,23 +264,42 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 	r = show("A second config change rides on the connection's cached verdict.", "PUT", "/v1/config", `{"retries":4}`)
 	check(r.status == 200 && len(r.events) == 0, "want 200 with no new attestation, got %d [%s]", r.status, kinds(r))
 
+	r = show("The next payment takes one round trip: the last response carried a pre-armed challenge, which the agent answers up front.",
+		"POST", "/v1/payments", `{"to":"acme-supplies","amount":40}`)
+	check(r.status == 200 && kinds(r) == "attested" && r.events[0].Proactive, "want 200 with one pre-armed attestation and no 401, got %d [%s]", r.status, kinds(r))
+
 	step++
-	fmt.Fprintf(w, "\n[%d] The agent enables a forbidden `shell` tool: its posture log and register move.\n", step)
+	fmt.Fprintf(w, "\n[%d] The agent enables a forbidden `shell` tool: its measured posture changes.\n", step)
 	before := fmt.Sprintf("%x", a.tracker.Head()[:8])
 	if err := a.tracker.EnableTool(ctx, toolShell); err != nil {
 		check(false, "enable shell: %v", err)
 	}
 	fmt.Fprintf(w, "    posture head %s... -> %x...\n", before, a.tracker.Head()[:8])
+	fmt.Fprintln(w, "      (the posture head is the hash chain over the agent's posture log: model, prompt template,")
+	fmt.Fprintln(w, "       tools, grants, flags. Evidence covers it, and the agent announces it on every request")
+	fmt.Fprintln(w, "       in the Attestation-Posture header, so a gateway notices the change at once.)")
 
-	r = show("Its next payment is challenged again and denied, naming the tool.", "POST", "/v1/payments", `{"to":"acme-supplies","amount":900}`)
+	r = show("A config change: the connection's cached verdict covers the old posture, so the gateway re-challenges (posture_changed); the new posture is denied.",
+		"PUT", "/v1/config", `{"retries":5}`)
 	var problem middleware.Problem
+	json.Unmarshal([]byte(r.body), &problem)
+	check(r.status == 403 && kinds(r) == "challenged,attested" && len(r.events) > 0 && r.events[0].Reason == postauth.ReasonPostureChanged,
+		"want 401 posture_changed, then attestation and 403, got %d [%s]", r.status, kinds(r))
+	check(len(problem.Violations) == 1 && problem.Violations[0] == "tool:shell forbidden", "want a 403 naming tool:shell, got %v", problem.Violations)
+	if r.status == 403 {
+		fmt.Fprintf(w, "      403 problem: %s; violations: %s\n", problem.Reason, strings.Join(problem.Violations, ", "))
+	}
+
+	r = show("A payment is attested on its own, as every payment is (operation mode): denied too, naming the tool.",
+		"POST", "/v1/payments", `{"to":"acme-supplies","amount":900}`)
+	problem = middleware.Problem{}
 	json.Unmarshal([]byte(r.body), &problem)
 	check(r.status == 403 && len(problem.Violations) == 1 && problem.Violations[0] == "tool:shell forbidden",
 		"want 403 naming tool:shell, got %d %v", r.status, problem.Violations)
 	if r.status == 403 {
 		fmt.Fprintf(w, "      403 problem: %s; violations: %s\n", problem.Reason, strings.Join(problem.Violations, ", "))
 	}
-	check(gw == nil || payments() == paidBefore, "the denied payment ran")
+	check(gw == nil || payments() == paidBefore+1, "the denied payment ran")
 
 	step++
 	fmt.Fprintf(w, "\n[%d] The agent disables the tool.\n", step)
@@ -273,6 +308,8 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 	}
 	r = show("It pays again: allowed.", "POST", "/v1/payments", `{"to":"acme-supplies","amount":900}`)
 	check(r.status == 200, "want 200, got %d", r.status)
+	r = show("And changes the config again: attested afresh, allowed.", "PUT", "/v1/config", `{"retries":5}`)
+	check(r.status == 200 && strings.HasSuffix(kinds(r), "attested"), "want a new attestation and 200, got %d [%s]", r.status, kinds(r))
 
 	step++
 	fmt.Fprintf(w, "\n[%d] An attacker replays a captured Attestation header on its own connection.\n", step)
@@ -289,7 +326,7 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 			fmt.Fprintln(w, "      the header answers a challenge of another connection: its exporter, and so its binder, differ")
 			check(status == 401, "want 401 for a replayed header, got %d", status)
 		}
-		check(payments() == paidBefore+1, "the replayed payment ran")
+		check(payments() == paidBefore+2, "the replayed payment ran")
 	}
 
 	fmt.Fprintln(w)
@@ -340,11 +377,10 @@ func describe(e transports.Activity, evidence string) string {
 	case transports.ActivityChallenged:
 		return fmt.Sprintf("<- 401 challenge: %s (%s mode)", e.Reason, e.Mode)
 	case transports.ActivityAttested:
-		how := "answered the challenge"
 		if e.Proactive {
-			how = "answered a pre-armed request"
+			return fmt.Sprintf("-> attested up front: answered the pre-armed challenge with %s bound to this connection, no 401 (%s)", evidence, fmtDur(e.Duration))
 		}
-		return fmt.Sprintf("-> attested: %s with %s bound to this connection, retried (%s)", how, evidence, fmtDur(e.Duration))
+		return fmt.Sprintf("-> attested: answered the challenge with %s bound to this connection, retried (%s)", evidence, fmtDur(e.Duration))
 	case transports.ActivityShared:
 		return "-> rode on the connection's attestation"
 	case transports.ActivityServerAttested:

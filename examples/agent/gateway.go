@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -29,13 +30,16 @@ type gatewayConfig struct {
 	attKeyFile string // the gateway's own attestation key (server attests)
 	policyFile string // posture policy for payments
 	configTTL  time.Duration
-	evidence   evidence // how agents attest (nil: software EAT)
+	evidence   evidence  // how agents attest (nil: software EAT)
+	log        io.Writer // if set, one line per decision (-mode gateway)
 }
 
 // gateway is a gin API gateway for AI agents with three routes:
 //   - GET  /v1/search   not high-impact: untouched;
-//   - POST /v1/payments high-impact, operation mode, strict posture policy;
-//   - PUT  /v1/config   high-impact, connection mode, short max-age.
+//   - POST /v1/payments high-impact, operation mode, posture policy,
+//     pre-armed (each response carries the challenge for the next payment);
+//   - PUT  /v1/config   high-impact, connection mode, short max-age, the
+//     same posture policy.
 //
 // It also attests itself to clients that ask (server-attests direction).
 type gateway struct {
@@ -87,16 +91,19 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	guard, err := middleware.New(verifier,
-		middleware.WithServerAttestation(serverID, serverAtt, softeat.MediaType))
+	opts := []middleware.Option{middleware.WithServerAttestation(serverID, serverAtt, softeat.MediaType)}
+	if cfg.log != nil {
+		opts = append(opts, middleware.WithObserver(decisionLogger(cfg.log)))
+	}
+	guard, err := middleware.New(verifier, opts...)
 	if err != nil {
 		return nil, err
 	}
-	pay, err := ginattest.Protect(guard, middleware.Route{Name: "POST /v1/payments", Mode: middleware.ModeOperation, Posture: policy})
+	pay, err := ginattest.Protect(guard, middleware.Route{Name: "POST /v1/payments", Mode: middleware.ModeOperation, Posture: policy, PreArm: true})
 	if err != nil {
 		return nil, err
 	}
-	configure, err := ginattest.Protect(guard, middleware.Route{Name: "PUT /v1/config", Mode: middleware.ModeConnection, MaxAge: cfg.configTTL})
+	configure, err := ginattest.Protect(guard, middleware.Route{Name: "PUT /v1/config", Mode: middleware.ModeConnection, MaxAge: cfg.configTTL, Posture: policy})
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +147,35 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 	return g, nil
 }
 
+// decisionLogger writes one line per decision of the Guard: the route, the
+// outcome, the HTTP status, the reason, the Evidence format, the
+// verification time and the attester's key hash (a prefix). Never Evidence
+// or headers.
+func decisionLogger(w io.Writer) func(context.Context, middleware.Decision) {
+	var mu sync.Mutex
+	return func(_ context.Context, d middleware.Decision) {
+		line := fmt.Sprintf("%s decision route=%q mode=%s outcome=%s", time.Now().UTC().Format("15:04:05.000"), d.Route, d.Mode, d.Outcome)
+		if d.Status != 0 {
+			line += fmt.Sprintf(" status=%d", d.Status)
+		}
+		if d.Reason != "" {
+			line += " reason=" + string(d.Reason)
+		}
+		if d.Format != "" {
+			line += " format=" + d.Format
+		}
+		if d.VerifyDuration > 0 {
+			line += " verify=" + fmtDur(d.VerifyDuration)
+		}
+		if k := d.Attester.KeyHash; k != "" {
+			line += " key=" + k[:min(len(k), 16)]
+		}
+		mu.Lock()
+		fmt.Fprintln(w, line)
+		mu.Unlock()
+	}
+}
+
 // capture remembers the last Attestation header, as an attacker reading the
 // gateway's request logs would.
 func (g *gateway) capture(c *gin.Context) {
@@ -168,3 +204,13 @@ func (g *gateway) serve() error {
 }
 
 func (g *gateway) close() { g.srv.Close() }
+
+// shutdown stops accepting connections and lets requests in flight finish
+// (at most d).
+func (g *gateway) shutdown(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if g.srv.Shutdown(ctx) != nil {
+		g.srv.Close()
+	}
+}

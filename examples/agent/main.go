@@ -22,8 +22,29 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 )
+
+// usage is printed by -h before the flags.
+const usage = `reattest demo: a gin API gateway that demands fresh, connection-bound
+attestation before high-impact requests, and an AI agent that attests.
+
+Examples:
+  go run ./examples/agent                          the whole story in one process
+  go run ./examples/agent -mode gateway            the gateway alone, on -listen (logs each decision)
+  go run ./examples/agent -mode agent -gateway https://127.0.0.1:8443
+                                                   the agent alone, against that gateway
+  go run ./examples/agent -attester tpm            the TPM 2.0 trust chain (simulator; -tpm-addr for swtpm)
+  go run ./examples/agent -attester tdx-test       TDX quotes of a simulated TD (test PKI, not hardware)
+  go run ./examples/agent -replicas 2              two gateway replicas sharing state (-redis host:port)
+
+With no flags the demo uses the embedded demo credentials (assets/, public:
+never trust them anywhere else) and exits 0 only if every step went as
+expected.
+
+Flags:
+`
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
@@ -34,6 +55,11 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	mode := fs.String("mode", "demo", "demo (gateway and agent in one process), gateway, agent, or gen-assets")
 	var gw gatewayConfig
 	var ag agentConfig
@@ -84,16 +110,20 @@ func run(args []string, out io.Writer) error {
 		gw.listen = "127.0.0.1:0"
 		return demo(out, gw, ag)
 	case "gateway":
+		gw.log = out
 		g, err := newGateway(gw)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "gateway listening on https://%s (Ctrl-C to stop)\n", g.addr())
+		fmt.Fprintf(out, "gateway listening on https://%s (Ctrl-C or SIGTERM to stop); one line per decision:\n", g.addr())
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sig)
 		go func() {
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt)
-			<-sig
-			g.close()
+			if s, ok := <-sig; ok {
+				fmt.Fprintf(out, "%v: stopping\n", s)
+				g.shutdown(5 * time.Second)
+			}
 		}()
 		return g.serve()
 	case "agent":
@@ -102,6 +132,9 @@ func run(args []string, out io.Writer) error {
 			return err
 		}
 		defer a.close()
+		if err := a.reachable(); err != nil {
+			return err
+		}
 		fmt.Fprintf(out, "reattest demo: agent against %s\n", ag.gatewayURL)
 		return story(out, a, nil)
 	case "gen-assets":
