@@ -116,7 +116,7 @@ func TestBodyLimits(t *testing.T) {
 // second), whatever the server-wide budget.
 func TestServerAttestationLimitedPerConnection(t *testing.T) {
 	serverKey := postauthtest.NewKey(t)
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(e2e.StandardRoutes()...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 		opt, _ := serverAttestation(t, h, serverKey)
 		return opt
 	}))
@@ -143,7 +143,7 @@ func TestServerAttestationLimitedPerConnection(t *testing.T) {
 // several hosts. An operation-mode authenticator binds the authority, so it
 // cannot be presented for the same path on another host.
 func TestOperationBindsAuthority(t *testing.T) {
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...))
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(e2e.StandardRoutes()...))
 	rc := h.Raw()
 	send := func(host, att string) int {
 		req, _ := http.NewRequest("POST", h.URL("/pay"), strings.NewReader("amount=1"))

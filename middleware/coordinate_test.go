@@ -636,7 +636,7 @@ func TestVerifyRateLimit(t *testing.T) {
 func TestServerAttestSharedLimit(t *testing.T) {
 	serverKey := postauthtest.NewKey(t)
 	co := &limitedCoordinator{memCoordinator: newMemCoordinator(), taken: map[string]int{}}
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...), e2e.WithGuard(middleware.WithCoordinator(co),
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(e2e.StandardRoutes()...), e2e.WithGuard(middleware.WithCoordinator(co),
 		middleware.WithLimits(middleware.Limits{ServerAttestPerPeer: middleware.Limit{Rate: 0.001, Burst: 2}})),
 		e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 			opt, _ := serverAttestation(t, h, serverKey)

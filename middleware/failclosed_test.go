@@ -84,7 +84,7 @@ func TestLatePassNeverRuns(t *testing.T) {
 func TestHungUpClientsRunNoHandler(t *testing.T) {
 	var inner postauth.Verifier
 	h := e2e.New(t, e2e.HTTP2(true), e2e.WithVerifier(lateVerifier(300*time.Millisecond, &inner)),
-		e2e.WithGuard(standardRoutes...))
+		e2e.WithGuard(e2e.StandardRoutes()...))
 	inner = h.AttKey.Verifier(t, softeat.WithClock(h.Clock.Now), softeat.WithMaxAge(time.Hour))
 	var wg sync.WaitGroup
 	var gaveUp atomic.Int64

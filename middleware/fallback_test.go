@@ -17,7 +17,7 @@ import (
 // a flood of connections keeps at most the configured number of entries.
 func TestFallbackCacheBounded(t *testing.T) {
 	h := e2e.New(t, e2e.HTTP2(true), e2e.WithoutConnHooks(),
-		e2e.WithGuard(append([]middleware.Option{middleware.WithFallbackCache(50, time.Hour)}, standardRoutes...)...))
+		e2e.WithGuard(append([]middleware.Option{middleware.WithFallbackCache(50, time.Hour)}, e2e.StandardRoutes()...)...))
 	for range 80 {
 		rc := h.Raw()
 		if r := rc.Send("POST", "/pay", "x", nil); r.StatusCode != 401 {
@@ -34,7 +34,7 @@ func TestFallbackCacheBounded(t *testing.T) {
 // their challenges expired; attested ones keep their verdict.
 func TestFallbackDropsUnattested(t *testing.T) {
 	h := e2e.New(t, e2e.HTTP2(true), e2e.WithoutConnHooks(),
-		e2e.WithGuard(append([]middleware.Option{middleware.WithFallbackCache(1000, time.Hour)}, standardRoutes...)...))
+		e2e.WithGuard(append([]middleware.Option{middleware.WithFallbackCache(1000, time.Hour)}, e2e.StandardRoutes()...)...))
 	c, _ := h.Client()
 	if s, _, _ := e2e.Do(t, c, "POST", h.URL("/echo"), "v=1"); s != 200 { // attested: keeps its verdict
 		t.Fatal(s)
@@ -65,7 +65,7 @@ func TestFallbackMemoryBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("memory measurement")
 	}
-	h := e2e.New(t, e2e.WithoutConnHooks(), e2e.WithGuard(standardRoutes...))
+	h := e2e.New(t, e2e.WithoutConnHooks(), e2e.WithGuard(e2e.StandardRoutes()...))
 	const n = 500
 	heap := func() uint64 {
 		var m runtime.MemStats

@@ -23,26 +23,9 @@ import (
 	"github.com/reattest/reattest/transports"
 )
 
-var standardRoutes = []middleware.Option{
-	middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation}),
-	middleware.WithRoute("PUT /config", middleware.Route{MaxAge: time.Minute}),
-	middleware.WithRoute("POST /echo", middleware.Route{}),
-}
-
-// eachProto runs f over HTTP/1.1 and HTTP/2: every behaviour is tested
-// with both.
-func eachProto(t *testing.T, f func(t *testing.T, h2 bool)) {
-	for _, p := range []struct {
-		name string
-		h2   bool
-	}{{"http1", false}, {"http2", true}} {
-		t.Run(p.name, func(t *testing.T) { f(t, p.h2) })
-	}
-}
-
 func TestHappyPathAndCache(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		c, _ := h.Client()
 		status, body, hdr := e2e.Do(t, c, "PUT", h.URL("/config"), "v=1")
 		if status != 200 || !strings.Contains(body, "attested=true format=software-eat") {
@@ -81,8 +64,8 @@ func TestHappyPathAndCache(t *testing.T) {
 }
 
 func TestMaxAgeExpiry(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		c, _ := h.Client()
 		if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=1"); s != 200 {
 			t.Fatal(s)
@@ -102,8 +85,8 @@ func TestMaxAgeExpiry(t *testing.T) {
 }
 
 func TestUnannotatedRoutesUntouched(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		// A client with no attestation support at all.
 		c := &http.Client{Transport: h.BaseTransport()}
 		status, body, hdr := e2e.Do(t, c, "GET", h.URL("/search"), "")
@@ -118,8 +101,8 @@ func TestUnannotatedRoutesUntouched(t *testing.T) {
 
 // Downgrade: a client that does not support attestation gets no way in.
 func TestDowngradeRefused(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		c := &http.Client{Transport: h.BaseTransport()}
 		for _, tc := range []struct{ method, path string }{{"POST", "/pay"}, {"PUT", "/config"}} {
 			status, _, hdr := e2e.Do(t, c, tc.method, h.URL(tc.path), "amount=1")
@@ -141,8 +124,8 @@ func TestDowngradeRefused(t *testing.T) {
 }
 
 func TestOperationMode(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		c, _ := h.Client()
 		for i := range 3 {
 			status, body, _ := e2e.Do(t, c, "POST", h.URL("/pay"), "amount=1")
@@ -159,8 +142,8 @@ func TestOperationMode(t *testing.T) {
 // Operation swap: the authenticator made for amount=1 is sent with
 // amount=1000.
 func TestAttackOperationSwap(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		rc := h.Raw()
 		chal := rc.Send("POST", "/pay", "amount=1", nil)
 		if chal.StatusCode != 401 {
@@ -191,8 +174,8 @@ func TestAttackOperationSwap(t *testing.T) {
 
 // Relay: an Attestation header made on connection A is sent on B.
 func TestAttackRelay(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		a, b := h.Raw(), h.Raw()
 		att := a.Answer(a.Send("PUT", "/config", "", nil))
 		b.Send("PUT", "/config", "", nil) // B has its own challenge pending
@@ -211,8 +194,8 @@ func TestAttackRelay(t *testing.T) {
 }
 
 func TestAttackReplay(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		rc := h.Raw()
 		att := rc.Answer(rc.Send("POST", "/pay", "amount=1", nil))
 		hdr := map[string]string{middleware.HeaderAttestation: att}
@@ -230,7 +213,7 @@ func TestAttackReplay(t *testing.T) {
 }
 
 func TestProblemBodyNamesReason(t *testing.T) {
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...))
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(e2e.StandardRoutes()...))
 	rc := h.Raw()
 	att := rc.Answer(rc.Send("POST", "/pay", "amount=1", nil))
 	req, _ := http.NewRequest("POST", h.URL("/pay"), strings.NewReader("amount=1000"))
@@ -250,14 +233,14 @@ func TestProblemBodyNamesReason(t *testing.T) {
 }
 
 func TestPostureHintChangeRechallenges(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
 		tr, err := posture.NewTracker()
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
 		tr.SetModel(ctx, posture.Model{Name: "m", Version: "1", Digest: posture.DigestOf([]byte("weights"))})
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...), e2e.WithAttester(softeat.WithPosture(tr)))
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...), e2e.WithAttester(softeat.WithPosture(tr)))
 		c, _ := h.Client(transports.WithPosture(tr))
 		if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v=1"); s != 200 {
 			t.Fatal(s)
@@ -279,7 +262,7 @@ func TestPostureHintChangeRechallenges(t *testing.T) {
 }
 
 func TestPolicyDenial(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
 		deny := func(ctx context.Context, res *postauth.Result) error {
 			return &postauth.Error{Code: postauth.CodePolicyDenied, Reason: "posture_denied", Violations: []string{"tool:shell forbidden", "model:x not allowed"}}
 		}
@@ -330,11 +313,11 @@ func TestVerifierDownOrSlowFailsClosed(t *testing.T) {
 		}},
 	}
 	for _, tc := range cases {
-		eachProto(t, func(t *testing.T, h2 bool) {
+		e2e.EachProto(t, func(t *testing.T, h2 bool) {
 			t.Run(tc.name, func(t *testing.T) {
 				h := e2e.New(t, e2e.HTTP2(h2), e2e.WithVerifier(tc.v), e2e.WithGuard(append([]middleware.Option{
 					middleware.WithVerifyTimeout(50 * time.Millisecond), middleware.WithRetryAfter(7 * time.Second),
-				}, standardRoutes...)...))
+				}, e2e.StandardRoutes()...)...))
 				c, _ := h.Client()
 				status, _, hdr := e2e.Do(t, c, "POST", h.URL("/pay"), "amount=1")
 				if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
@@ -349,8 +332,8 @@ func TestVerifierDownOrSlowFailsClosed(t *testing.T) {
 }
 
 func TestMalformedAndOversizedHeaders(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		rc := h.Raw()
 		rc.Send("PUT", "/config", "", nil)
 		for _, tc := range []struct{ name, hdr, val string }{
@@ -375,8 +358,8 @@ func TestMalformedAndOversizedHeaders(t *testing.T) {
 }
 
 func TestFallbackWithoutConnHooks(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithoutConnHooks(), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithoutConnHooks(), e2e.WithGuard(e2e.StandardRoutes()...))
 		c, _ := h.Client()
 		for i := range 3 {
 			if s, _, _ := e2e.Do(t, c, "PUT", h.URL("/config"), "v"); s != 200 {
@@ -390,7 +373,7 @@ func TestFallbackWithoutConnHooks(t *testing.T) {
 }
 
 func TestConnStateEvictedOnClose(t *testing.T) {
-	h := e2e.New(t, e2e.HTTP2(false), e2e.WithGuard(standardRoutes...))
+	h := e2e.New(t, e2e.HTTP2(false), e2e.WithGuard(e2e.StandardRoutes()...))
 	c, tr := h.Client()
 	e2e.Do(t, c, "PUT", h.URL("/config"), "v")
 	if h.Conns.Len() != 1 {
@@ -407,7 +390,7 @@ func TestConnStateEvictedOnClose(t *testing.T) {
 }
 
 func TestTooEarly(t *testing.T) {
-	g, err := middleware.New(verifierFunc(nil), standardRoutes...)
+	g, err := middleware.New(verifierFunc(nil), e2e.StandardRoutes()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +407,7 @@ func TestTooEarly(t *testing.T) {
 }
 
 func TestDiscovery(t *testing.T) {
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(append([]middleware.Option{middleware.WithProtocol(postauth.WithFormats(softeat.MediaType))}, standardRoutes...)...))
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(append([]middleware.Option{middleware.WithProtocol(postauth.WithFormats(softeat.MediaType))}, e2e.StandardRoutes()...)...))
 	c := &http.Client{Transport: h.BaseTransport()}
 	status, body, hdr := e2e.Do(t, c, "GET", h.URL(middleware.WellKnownPath), "")
 	if status != 200 || hdr.Get("Content-Type") != "application/json" {
@@ -441,7 +424,7 @@ func TestDiscovery(t *testing.T) {
 }
 
 func TestNotTLS(t *testing.T) {
-	g, err := middleware.New(verifierFunc(nil), standardRoutes...)
+	g, err := middleware.New(verifierFunc(nil), e2e.StandardRoutes()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -592,7 +575,7 @@ func TestLogLevels(t *testing.T) {
 	var buf strings.Builder
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) }), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(append([]middleware.Option{middleware.WithLogger(log)}, standardRoutes...)...))
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(append([]middleware.Option{middleware.WithLogger(log)}, e2e.StandardRoutes()...)...))
 	rc := h.Raw()
 	first := rc.Send("POST", "/pay", "amount=1", nil)
 	att := rc.Answer(first)

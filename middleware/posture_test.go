@@ -54,7 +54,7 @@ func TestForbiddenToolDeniedThenAllowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eachProto(t, func(t *testing.T, h2 bool) {
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
 		tr := agentTracker(t)
 		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithAttester(softeat.WithPosture(tr)), e2e.WithGuard(
 			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Posture: pol}),
@@ -103,7 +103,7 @@ func (l lyingHint) Snapshot() (*posture.Snapshot, error) { return nil, errors.Ne
 // operation-mode request through: its fresh Evidence carries the real head.
 func TestLyingPostureHintCannotPassOperationMode(t *testing.T) {
 	pol, _ := posture.ParsePolicy([]byte(noShellPolicy), "yaml")
-	eachProto(t, func(t *testing.T, h2 bool) {
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
 		tr := agentTracker(t)
 		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithAttester(softeat.WithPosture(tr)), e2e.WithGuard(
 			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, Posture: pol})))

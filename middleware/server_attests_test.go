@@ -42,12 +42,12 @@ func serverAttestation(t *testing.T, h *e2e.Harness, key crypto.Signer) (middlew
 func isCritical(r *http.Request) bool { return r.Method == http.MethodPut && r.URL.Path == "/config" }
 
 func TestServerAttests(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
 		// The harness is built twice: once to learn its certificate for the
 		// server identity, then with the option (newHarness takes options).
 		serverKey := postauthtest.NewKey(t)
 		var verifier postauth.Verifier
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 			opt, v := serverAttestation(t, h, serverKey)
 			verifier = v
 			return opt
@@ -86,9 +86,9 @@ func TestServerNotAttestedRequestNotSent(t *testing.T) {
 		attests bool // the server attests, but with a key the client does not trust
 	}{{"server-cannot-attest", false}, {"untrusted-server-evidence", true}}
 	for _, tc := range cases {
-		eachProto(t, func(t *testing.T, h2 bool) {
+		e2e.EachProto(t, func(t *testing.T, h2 bool) {
 			t.Run(tc.name, func(t *testing.T) {
-				h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
+				h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 					if !tc.attests {
 						return nil
 					}
@@ -118,7 +118,7 @@ func TestServerNotAttestedRequestNotSent(t *testing.T) {
 // (the client's own role) is not reflected back.
 func TestServerIgnoresCertificateRequest(t *testing.T) {
 	serverKey := postauthtest.NewKey(t)
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(e2e.StandardRoutes()...), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 		opt, _ := serverAttestation(t, h, serverKey)
 		return opt
 	}))
@@ -136,7 +136,7 @@ func TestServerIgnoresCertificateRequest(t *testing.T) {
 // whole server, so anonymous connections cannot keep the attester busy.
 func TestServerAttestationLimited(t *testing.T) {
 	serverKey := postauthtest.NewKey(t)
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...), e2e.WithGuard(middleware.WithServerAttestationLimit(0.001, 3)), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(e2e.StandardRoutes()...), e2e.WithGuard(middleware.WithServerAttestationLimit(0.001, 3)), e2e.WithGuardFunc(func(h *e2e.Harness) middleware.Option {
 		opt, _ := serverAttestation(t, h, serverKey)
 		return opt
 	}))

@@ -263,6 +263,22 @@ const (
 	ReasonMisconfigured Reason = "misconfigured"
 )
 
+// The stream binding (package streams: raw TLS and QUIC connections with
+// periodic re-attestation). Each closes the connection; docs/protocol.md
+// section 10 gives the application error code it is sent with.
+const (
+	// ReasonAnswerTimeout: the peer did not answer an attestation request
+	// within the answer deadline.
+	ReasonAnswerTimeout Reason = "answer_timeout"
+	// ReasonProtocolViolation: a frame that is malformed, unknown, or not
+	// allowed in the connection's state (an authenticator nobody asked for,
+	// more unanswered requests or more data than allowed, a wrong
+	// application protocol).
+	ReasonProtocolViolation Reason = "protocol_violation"
+	// ReasonFrameTooLarge: a frame over the size limit of its type.
+	ReasonFrameTooLarge Reason = "frame_too_large"
+)
+
 // Scale-out: replicas that share revocations, invalidations, policy and
 // rate limits through a coordinator (middleware.WithCoordinator,
 // middleware.WithLimits; docs/scale-out.md).
@@ -370,6 +386,11 @@ var reasonCodes = map[Reason]Code{
 	ReasonVerdictUnconfirmed:     CodeStale,
 	ReasonCoordinatorUnavailable: CodeUnavailable,
 	ReasonRateLimited:            CodeUnavailable,
+
+	// The stream binding.
+	ReasonAnswerTimeout:     CodeRequired,
+	ReasonProtocolViolation: CodeInvalid,
+	ReasonFrameTooLarge:     CodeInvalid,
 }
 
 // Code is the code r is reported with, or CodeUnknown for a reason that is

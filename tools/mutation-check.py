@@ -233,6 +233,27 @@ MUTATIONS = {
                           ("mayAttest := t.mayAttest(req)", "mayAttest := t.responder != nil")),
     "critical requests": ("./transports", "TestCriticalRequestNotSentInClear",
                           ("critical := t.cfg.server != nil && req.URL != nil && t.cfg.server.require(req)", "critical := false")),
+    # stream binding (raw TLS and QUIC)
+    "frame size limit": ("./streams", "TestOversizedFrame|TestFrameLimits"),
+    "stream ALPN": ("./streams", "TestALPNRequired"),
+    "stream read gate": ("./streams", "TestUnverifiedDataHeld|TestAttackRelay"),
+    "stream write gate": ("./streams", "TestNoDataToUnattestedPeer"),
+    "refuse unverified data": ("./streams", "TestUnverifiedDataRefused"),
+    "stream flow control": ("./streams", "TestFlowControl"),
+    "request queue bound": ("./streams", "TestRequestFlood"),
+    "answer deadline": ("./streams", "TestLateAnswer|TestPeerStopsAnswering"),
+    "stream verdict failure closes": ("./streams", "TestAttackRelay|TestAttackReplay|TestRefusalClosesTheConnection|TestNoDataToUnattestedPeer"),
+    "stream posture policy": ("./streams", "TestPostureChangeForcesReattestation"),
+    "posture notice suspends": ("./streams", "TestPostureNoticeSuspends",
+                                ("s.suspended = true", "s.suspended = false")),
+    "posture notice re-attests": ("./streams", "TestPostureChangeForcesReattestation|TestPostureNoticeSuspends",
+                                  ("s.exchange(TriggerPosture)", "_ = TriggerPosture")),
+    "quic 0-RTT refused": ("./streams/quicstream", "TestZeroRTTRefused"),
+    "quic refuse unverified streams": ("./streams/quicstream", "TestQUICUnverifiedStreamRefused"),
+    "quic open gate": ("./streams/quicstream", "TestQUICNoStreamToUnattestedPeer"),
+    "quic accept gate": ("./streams/quicstream", "TestQUICUnverifiedStreamHeld"),
+    "quic stream read gate": ("./streams/quicstream", "TestQUICPostureNoticeSuspends"),
+    "quic stream write gate": ("./streams/quicstream", "TestQUICPostureNoticeSuspends"),
 }
 
 MARKER = re.compile(r"\s*// mutation: (.+?)\s*$")

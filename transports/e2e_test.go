@@ -10,32 +10,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/reattest/reattest/internal/e2e"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/transports"
 )
 
-var standardRoutes = []middleware.Option{
-	middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation}),
-	middleware.WithRoute("PUT /config", middleware.Route{MaxAge: time.Minute}),
-	middleware.WithRoute("POST /echo", middleware.Route{}),
-}
-
-// eachProto runs f over HTTP/1.1 and HTTP/2.
-func eachProto(t *testing.T, f func(t *testing.T, h2 bool)) {
-	for _, p := range []struct {
-		name string
-		h2   bool
-	}{{"http1", false}, {"http2", true}} {
-		t.Run(p.name, func(t *testing.T) { f(t, p.h2) })
-	}
-}
-
 func TestBodyReplayed(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		c, _ := h.Client()
 		body := strings.Repeat("payload-", 10_000)
 		for _, path := range []string{"/echo", "/pay"} {
@@ -53,8 +36,8 @@ func TestBodyReplayed(t *testing.T) {
 }
 
 func TestBodyNotReplayable(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
-		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(standardRoutes...))
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
+		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(e2e.StandardRoutes()...))
 		c, _ := h.Client()
 		pr, pw := io.Pipe()
 		go func() { pw.Write([]byte("amount=1")); pw.Close() }()
@@ -70,7 +53,7 @@ func TestBodyNotReplayable(t *testing.T) {
 }
 
 func TestConcurrentRequestsShareOneAttestation(t *testing.T) {
-	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(standardRoutes...))
+	h := e2e.New(t, e2e.HTTP2(true), e2e.WithGuard(e2e.StandardRoutes()...))
 	c, tr := h.Client(transports.WithMaxConnsPerHost(1))
 	const n = 100
 	var wg sync.WaitGroup
@@ -109,7 +92,7 @@ func TestConcurrentRequestsShareOneAttestation(t *testing.T) {
 }
 
 func TestPreArmedOperation(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
 		h := e2e.New(t, e2e.HTTP2(h2), e2e.WithGuard(
 			middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation, PreArm: true})))
 		c, _ := h.Client()

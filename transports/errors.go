@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -49,32 +48,13 @@ type RefusalError struct {
 }
 
 func (e *RefusalError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "transports: server refused the request: %d", e.Status)
-	if e.Reason != "" {
-		fmt.Fprintf(&b, " (%s)", e.Reason)
-	}
-	if len(e.Violations) > 0 {
-		b.WriteString(": ")
-		b.WriteString(strings.Join(e.Violations, "; "))
-	}
-	return b.String()
+	return httpbind.RefusalMessage("transports: server refused the request", e.Status, e.Reason, e.Violations)
 }
 
-// Unwrap returns the refusal as a *postauth.Error with the reason's code.
+// Unwrap returns the refusal as a *postauth.Error with the reason's code
+// (or, for a reason this version does not know, the status's).
 func (e *RefusalError) Unwrap() error {
-	code := e.Reason.Code()
-	if code == postauth.CodeUnknown {
-		switch e.Status {
-		case http.StatusForbidden:
-			code = postauth.CodePolicyDenied
-		case http.StatusServiceUnavailable:
-			code = postauth.CodeUnavailable
-		default:
-			code = postauth.CodeInvalid
-		}
-	}
-	return &postauth.Error{Code: code, Reason: e.Reason, Violations: e.Violations}
+	return httpbind.RefusalError(e.Status, e.Reason, e.Violations)
 }
 
 // maxProblemBody bounds the problem body ResponseError reads.

@@ -45,6 +45,24 @@ var (
 	toolShell    = posture.Tool{Name: "shell", Version: "5.2", Digest: posture.DigestOf([]byte("/bin/sh 5.2"))}
 )
 
+// measureStartingPosture records the agent's starting posture in tr: the
+// model, template, tools, grant and flag the payments policy allows.
+func measureStartingPosture(ctx context.Context, tr *posture.Tracker) error {
+	for _, step := range []func() error{
+		func() error { return tr.SetModel(ctx, demoModel) },
+		func() error { return tr.SetTemplate(ctx, demoTemplate) },
+		func() error { return tr.EnableTool(ctx, toolSearch) },
+		func() error { return tr.EnableTool(ctx, toolPayments) },
+		func() error { return tr.Grant(ctx, "payments", "transfer") },
+		func() error { return tr.SetFlag(ctx, "fips_mode", "on") },
+	} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // agent is an AI agent with a measured posture, a software attester that
 // covers it, and an HTTP client whose transport answers challenges.
 type agent struct {
@@ -94,17 +112,8 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	if a.tracker, err = a.evidence.newTracker(); err != nil {
 		return nil, err
 	}
-	for _, step := range []func() error{
-		func() error { return a.tracker.SetModel(ctx, demoModel) },
-		func() error { return a.tracker.SetTemplate(ctx, demoTemplate) },
-		func() error { return a.tracker.EnableTool(ctx, toolSearch) },
-		func() error { return a.tracker.EnableTool(ctx, toolPayments) },
-		func() error { return a.tracker.Grant(ctx, "payments", "transfer") },
-		func() error { return a.tracker.SetFlag(ctx, "fips_mode", "on") },
-	} {
-		if err := step(); err != nil {
-			return nil, err
-		}
+	if err := measureStartingPosture(ctx, a.tracker); err != nil {
+		return nil, err
 	}
 	inner, err := a.evidence.attester(attKey, a.tracker)
 	if err != nil {

@@ -152,17 +152,8 @@ func newReplicaAgent(ac agentConfig) (*replicaAgent, error) {
 	if a.tracker, err = posture.NewTracker(); err != nil {
 		return nil, err
 	}
-	for _, step := range []func() error{
-		func() error { return a.tracker.SetModel(ctx, demoModel) },
-		func() error { return a.tracker.SetTemplate(ctx, demoTemplate) },
-		func() error { return a.tracker.EnableTool(ctx, toolSearch) },
-		func() error { return a.tracker.EnableTool(ctx, toolPayments) },
-		func() error { return a.tracker.Grant(ctx, "payments", "transfer") },
-		func() error { return a.tracker.SetFlag(ctx, "fips_mode", "on") },
-	} {
-		if err := step(); err != nil {
-			return nil, err
-		}
+	if err := measureStartingPosture(ctx, a.tracker); err != nil {
+		return nil, err
 	}
 	attester, err := softeat.NewAttester(attKey, softeat.WithPosture(a.tracker))
 	if err != nil {

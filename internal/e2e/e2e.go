@@ -351,3 +351,25 @@ func (c *RawConn) Answer(resp *http.Response) string {
 	}
 	return httpbind.EncodeBytes(out)
 }
+
+// StandardRoutes are the Guard routes most end-to-end tests use: POST /pay
+// in operation mode, PUT /config in connection mode with a one-minute
+// max-age, POST /echo in connection mode.
+func StandardRoutes() []middleware.Option {
+	return []middleware.Option{
+		middleware.WithRoute("POST /pay", middleware.Route{Mode: middleware.ModeOperation}),
+		middleware.WithRoute("PUT /config", middleware.Route{MaxAge: time.Minute}),
+		middleware.WithRoute("POST /echo", middleware.Route{}),
+	}
+}
+
+// EachProto runs f over HTTP/1.1 and HTTP/2, as subtests "http1" and
+// "http2": every behaviour is tested with both.
+func EachProto(t *testing.T, f func(t *testing.T, h2 bool)) {
+	for _, p := range []struct {
+		name string
+		h2   bool
+	}{{"http1", false}, {"http2", true}} {
+		t.Run(p.name, func(t *testing.T) { f(t, p.h2) })
+	}
+}

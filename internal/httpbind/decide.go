@@ -187,6 +187,11 @@ var decisions = map[postauth.Reason]Answer{
 	postauth.ReasonVerdictUnconfirmed:     decInvalidated,
 	postauth.ReasonCoordinatorUnavailable: decUnavailable,
 	postauth.ReasonRateLimited:            decRateLimited,
+	// The stream binding (package streams); they do not arise over HTTP,
+	// and are answered as the failures they are closest to.
+	postauth.ReasonAnswerTimeout:     decMissing,
+	postauth.ReasonProtocolViolation: decInvalid,
+	postauth.ReasonFrameTooLarge:     decInvalid,
 }
 
 // byCode answers reasons the table does not list (a format of your own),

@@ -170,33 +170,13 @@ type Refusal struct {
 }
 
 func (e *Refusal) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "mcpattest: the gateway refused the request: %d", e.Status)
-	if e.Reason != "" {
-		fmt.Fprintf(&b, " (%s)", e.Reason)
-	}
-	if len(e.Violations) > 0 {
-		b.WriteString(": ")
-		b.WriteString(strings.Join(e.Violations, "; "))
-	}
-	return b.String()
+	return httpbind.RefusalMessage("mcpattest: the gateway refused the request", e.Status, e.Reason, e.Violations)
 }
 
 // Unwrap returns the refusal as a *postauth.Error with the reason's code
 // (or, for a reason this version does not know, the status's).
 func (e *Refusal) Unwrap() error {
-	code := e.Reason.Code()
-	if code == postauth.CodeUnknown {
-		switch e.Status {
-		case http.StatusForbidden:
-			code = postauth.CodePolicyDenied
-		case http.StatusServiceUnavailable, http.StatusInternalServerError:
-			code = postauth.CodeUnavailable
-		default:
-			code = postauth.CodeInvalid
-		}
-	}
-	return &postauth.Error{Code: code, Reason: e.Reason, Violations: e.Violations}
+	return httpbind.RefusalError(e.Status, e.Reason, e.Violations)
 }
 
 // RefusalOf returns the reattest refusal that err (the error of an MCP

@@ -223,13 +223,3 @@ func errorsOf(t testing.TB, body string) []rpcError {
 	}
 	return []rpcError{one}
 }
-
-// eachProto runs f over HTTP/1.1 and HTTP/2.
-func eachProto(t *testing.T, f func(t *testing.T, h2 bool)) {
-	for _, p := range []struct {
-		name string
-		h2   bool
-	}{{"http1", false}, {"http2", true}} {
-		t.Run(p.name, func(t *testing.T) { f(t, p.h2) })
-	}
-}

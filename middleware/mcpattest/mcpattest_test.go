@@ -25,7 +25,7 @@ import (
 // without attestation and high-impact tools and resources with it, over
 // HTTP/1.1 and HTTP/2, stateful (SSE responses, sessions) and stateless.
 func TestToolCalls(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
 		for _, stateless := range []bool{false, true} {
 			name := "stateful"
 			if stateless {
@@ -224,7 +224,7 @@ func TestDenialSurfacedAsJSONRPCError(t *testing.T) {
 // with attestation the whole batch runs after one attestation of the
 // strictest rule, and every matched rule's policy applies.
 func TestBatch(t *testing.T) {
-	eachProto(t, func(t *testing.T, h2 bool) {
+	e2e.EachProto(t, func(t *testing.T, h2 bool) {
 		g := newGateway(t, gatewayConfig{h2: h2, json: true})
 		batch := `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"q"}}},` +
 			`{"jsonrpc":"2.0","id":"two","method":"tools/call","params":{"name":"payments.transfer","arguments":{"to":"acme","amount":5}}},` +

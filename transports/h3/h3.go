@@ -11,7 +11,9 @@
 // complete: a 0-RTT request is replayable and never carries attestation.
 //
 // Raw QUIC: [Channel] gives the attestation channel of a QUIC connection
-// once its handshake is complete, for protocols other than HTTP/3.
+// once its handshake is complete, for protocols other than HTTP/3. For
+// attested raw QUIC connections with the whole protocol (mutual and
+// periodic attestation, gated streams), use package streams/quicstream.
 package h3
 
 import (
