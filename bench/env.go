@@ -112,26 +112,8 @@ type env struct {
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	e := &env{tb: tb, clock: &clock{}, pki: postauthtest.New(tb)}
-	e.serverCert = e.pki.Issue(tb, "localhost", postauthtest.ServerAuth())
-	e.clientCert = e.pki.Issue(tb, "agent")
+	e := newBaseEnv(tb)
 	var err error
-	if e.id, err = postauth.IdentityFromTLS(&e.clientCert); err != nil {
-		tb.Fatal(err)
-	}
-	e.attKey = postauthtest.NewKey(tb)
-	att, err := softeat.NewAttester(e.attKey, softeat.WithClock(e.clock.now))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e.attester = &postauthtest.CountingAttester{Inner: att}
-	if e.responder, err = postauth.NewResponder(e.id, e.attester); err != nil {
-		tb.Fatal(err)
-	}
-	e.verifier, err = softeat.NewVerifier([]crypto.PublicKey{e.attKey.Public()}, softeat.WithClock(e.clock.now), softeat.WithMaxAge(time.Hour))
-	if err != nil {
-		tb.Fatal(err)
-	}
 	e.guard, err = middleware.New(e.verifier,
 		middleware.WithClock(e.clock.now),
 		middleware.WithRoute("POST "+pathConn, middleware.Route{}),
@@ -153,6 +135,34 @@ func newEnv(tb testing.TB) *env {
 	e.ratls = newRATLSServer(e)
 	e.h3 = newH3Server(e)
 	e.raw = e.newRawSignatures()
+	return e
+}
+
+// newBaseEnv returns the parts of an env that start nothing: the PKI, the
+// client's TLS identity, the software EAT attester and its responder, the
+// verifier (the in-process measurements need no more).
+func newBaseEnv(tb testing.TB) *env {
+	tb.Helper()
+	e := &env{tb: tb, clock: &clock{}, pki: postauthtest.New(tb)}
+	e.serverCert = e.pki.Issue(tb, "localhost", postauthtest.ServerAuth())
+	e.clientCert = e.pki.Issue(tb, "agent")
+	var err error
+	if e.id, err = postauth.IdentityFromTLS(&e.clientCert); err != nil {
+		tb.Fatal(err)
+	}
+	e.attKey = postauthtest.NewKey(tb)
+	att, err := softeat.NewAttester(e.attKey, softeat.WithClock(e.clock.now))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.attester = &postauthtest.CountingAttester{Inner: att}
+	if e.responder, err = postauth.NewResponder(e.id, e.attester); err != nil {
+		tb.Fatal(err)
+	}
+	e.verifier, err = softeat.NewVerifier([]crypto.PublicKey{e.attKey.Public()}, softeat.WithClock(e.clock.now), softeat.WithMaxAge(time.Hour))
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return e
 }
 

@@ -23,6 +23,7 @@ import (
 // postauth.Respond on the matching client side.
 type inproc struct {
 	e       *env
+	guard   *middleware.Guard
 	handler http.Handler // Guard.Middleware(okHandler-like trivial handler)
 	pool    []poolConn
 }
@@ -45,13 +46,15 @@ var trivialHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Reques
 
 var okBody = []byte("ok")
 
-func (e *env) newInproc(poolSize int) *inproc {
+// newInproc returns an inproc whose Guard has the connection-mode route
+// POST /pay and opts, on poolSize real TLS connections.
+func (e *env) newInproc(poolSize int, opts ...middleware.Option) *inproc {
 	e.tb.Helper()
-	g, err := middleware.New(e.verifier, middleware.WithRoute("POST "+protectedPath, middleware.Route{}))
+	g, err := middleware.New(e.verifier, append([]middleware.Option{middleware.WithRoute("POST "+protectedPath, middleware.Route{})}, opts...)...)
 	if err != nil {
 		e.tb.Fatal(err)
 	}
-	p := &inproc{e: e, handler: g.Middleware(trivialHandler)}
+	p := &inproc{e: e, guard: g, handler: g.Middleware(trivialHandler)}
 	for range poolSize {
 		c, s := postauthtest.Pair(e.tb, e.pki.ClientConfig(&e.clientCert), e.pki.ServerConfig(e.serverCert))
 		ss, cs := s.ConnectionState(), c.ConnectionState()

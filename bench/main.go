@@ -10,6 +10,7 @@
 //	go run ./bench            # full run, writes bench/REPORT.md (about 4 minutes on 2 idle cores)
 //	go run ./bench -quick     # a short run (about 1 minute)
 //	go run ./bench -only amplification
+//	go run ./bench -only redis   # the Scale-out (Redis) section (REATTEST_REDIS, or a redis-server it starts)
 //	go run ./bench -only connmem -conns 10000 -memprofile /tmp/prof
 //
 // The same scenarios are Go benchmarks in this package:
@@ -52,9 +53,9 @@ func parseFlags() options {
 	var o options
 	var mem, conns string
 	flag.StringVar(&o.out, "out", "bench/REPORT.md", "report file (relative to the working directory)")
-	flag.IntVar(&o.n, "n", 2000, "sequential requests measured per loopback scenario (latency, allocations)")
+	flag.IntVar(&o.n, "n", 2000, "sequential requests measured per loopback scenario (latency, allocations), and revocations timed in the Redis section")
 	flag.IntVar(&o.workers, "c", 8, "concurrent clients in the throughput runs")
-	flag.DurationVar(&o.dur, "dur", 3*time.Second, "duration of each throughput run")
+	flag.DurationVar(&o.dur, "dur", 3*time.Second, "duration of each throughput run, and of the Redis section's paired cache-hit rounds (its re-attestation rounds: 3×dur)")
 	flag.StringVar(&mem, "mem", "1000,10000,100000", "simulated connection counts for the memory measurement (the 100k point takes about 15 s on 2 vCPU)")
 	flag.IntVar(&o.serveCount, "count", 5, "runs of each in-process ServeHTTP benchmark (the median is reported)")
 	flag.StringVar(&conns, "conns", "1000,10000", "held TLS + HTTP/2 connections for the end-to-end memory measurement (each count is run for every kind of connection)")
@@ -64,7 +65,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.quick, "quick", false, "short run: -n 200 -dur 500ms -mem 1000,10000 -conns 500 -count 1 -amp 300 unless set explicitly")
 	flag.IntVar(&o.ampN, "amp", 2000, "attempts per CPU amplification scenario")
 	flag.BoolVar(&o.attacker, "attacker", false, "internal: run as the amplification attacker (a child process)")
-	flag.StringVar(&o.only, "only", "", "run only this part and print it: amplification, connmem")
+	flag.StringVar(&o.only, "only", "", "run only this part and print it: amplification, connmem, redis")
 	flag.Parse()
 	if o.quick {
 		set := map[string]bool{}
@@ -90,7 +91,7 @@ func parseFlags() options {
 	}
 	o.memSizes = counts("mem", mem)
 	o.conns = counts("conns", conns)
-	if o.only != "" && o.only != "amplification" && o.only != "connmem" {
+	if o.only != "" && o.only != "amplification" && o.only != "connmem" && o.only != "redis" {
 		log.Fatalf("bad -only value %q", o.only)
 	}
 	if o.n < 10 || o.workers < 1 || o.serveCount < 1 {
@@ -141,6 +142,7 @@ type results struct {
 	raw       struct{ cv, eat int } // message sizes of (s)
 	headers   []headerSize
 	connmem   []connMemResult
+	redis     redisResult
 	phases    []string // "name duration" of each phase, in order
 }
 
@@ -178,6 +180,11 @@ func main() {
 
 	r := &results{opts: o, started: time.Now(), cores: runtime.GOMAXPROCS(0), load: loadAverage()}
 	r.command = strings.Join(append([]string{"go run ./bench"}, os.Args[1:]...), " ")
+	if o.only == "redis" {
+		r.redis = runRedis(o)
+		writeRedis(mdWriter{os.Stdout}, r, true)
+		return
+	}
 	e := newEnv(tb)
 	r.raw.cv, r.raw.eat = len(e.raw.cvInput), len(e.raw.eatInput)
 	if o.only == "connmem" {
@@ -234,6 +241,8 @@ func main() {
 	}
 	r.amp = amp
 	phase("amplification")
+	r.redis = runRedis(o)
+	phase("redis")
 	r.headers = headerSizes(e)
 
 	// The memory phases measure heap growth: first close the loopback
@@ -263,6 +272,16 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("wrote %s in %v", o.out, r.wall.Round(time.Second))
+}
+
+// runRedis measures the Scale-out (Redis) section, logging what it does.
+func runRedis(o options) redisResult {
+	log.Printf("redis      cache hits for %v, re-attestations for %v, %d revocations (paired rounds on a real redis-server)", o.dur, 3*o.dur, o.n)
+	res := measureRedis(o.n, o.dur)
+	if res.skipped != "" {
+		log.Printf("redis      not measured: %s", res.skipped)
+	}
+	return res
 }
 
 // phaseTimer returns a function that records the time since its previous

@@ -207,6 +207,10 @@ func writeReport(w io.Writer, r *results) {
 		md.line("| ≥ 10k cached connections per 10 MiB, middleware state (N = %d) | %.0f B/connection → %.0f per 10 MiB | %s |", m.n, m.attestedBytes, per, verdict(per >= targetConnsPer10MiB))
 	}
 	md.line("")
+	md.line("Issue 13 (scale-out on Redis, section 8):")
+	md.line("")
+	writeRedisTargets(md, r.redis)
+	md.line("")
 
 	writeLimit(md, r)
 	writeLatency(md, r)
@@ -227,6 +231,7 @@ func writeReport(w io.Writer, r *results) {
 		writeAmplification(md, r.amp)
 	}
 	md.line("")
+	writeRedis(md, r, false)
 	writeMethod(md, r)
 }
 
