@@ -89,7 +89,7 @@ func layer(p string) (name string, may func(dep string) bool, ok bool) {
 	case p == "internal/httpbind":
 		return "HTTP binding helper", is("postauth"), true
 	case p == "middleware":
-		return "server", is("postauth", "posture", "internal/httpbind"), true
+		return "server", is("postauth", "posture", "internal/httpbind", "internal/strictdoc"), true
 	case p == "transports":
 		return "client", is("postauth", "posture", "internal/httpbind"), true
 	case strings.HasPrefix(p, "middleware/"):
