@@ -717,6 +717,12 @@ func TestPolicyDocumentParse(t *testing.T) {
 		`{"version": 1, "routes": {"": {}}}`,
 		`{"version": 1} {}`,
 		`[]`,
+		// One reading only: a second key for a route (the first policy
+		// would be dropped silently), for the version, or for "routes"
+		// spelled in another case (encoding/json would merge them).
+		`{"version": 1, "routes": {"PUT /v1/config": {"posture": {"tools": {"deny": ["shell"]}}}, "PUT /v1/config": {}}}`,
+		`{"version": 1, "version": 2}`,
+		`{"version": 1, "routes": {}, "Routes": {"r": {}}}`,
 		strings.Repeat(" ", middleware.MaxPolicyDocumentLen+1),
 	} {
 		if _, err := middleware.ParsePolicyDocument([]byte(bad)); err == nil {

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"unicode/utf8"
 
+	"github.com/reattest/reattest/internal/strictdoc"
 	"github.com/reattest/reattest/posture"
 )
 
@@ -92,27 +92,20 @@ func (d *PolicyDocument) Marshal() ([]byte, error) {
 //
 //	{"version": 7, "routes": {"PUT /v1/config": {"posture": {"tools": {"deny": ["shell"]}}}}}
 //
-// Parsing is strict: unknown fields, trailing data and documents over
-// MaxPolicyDocumentLen bytes are errors, each posture policy is parsed as
-// [posture.ParsePolicy] does (duplicate keys refused), and the document is
-// validated.
+// Parsing is strict (internal/strictdoc): unknown fields, duplicate keys
+// (route names compared exactly, field names as encoding/json folds them),
+// trailing data and documents over MaxPolicyDocumentLen bytes are errors,
+// each posture policy is parsed as [posture.ParsePolicy] does, and the
+// document is validated.
 func ParsePolicyDocument(data []byte) (*PolicyDocument, error) {
-	if len(data) > MaxPolicyDocumentLen {
-		return nil, fmt.Errorf("middleware: policy document larger than %d bytes", MaxPolicyDocumentLen)
-	}
 	var raw struct {
 		Version uint64 `json:"version"`
 		Routes  map[string]struct {
 			Posture json.RawMessage `json:"posture"`
 		} `json:"routes"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("middleware: policy document: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("middleware: policy document: trailing data")
+	if err := (strictdoc.Doc{Noun: "policy document", Max: MaxPolicyDocumentLen}).Decode(data, "json", &raw); err != nil {
+		return nil, fmt.Errorf("middleware: %w", err)
 	}
 	d := &PolicyDocument{Version: raw.Version}
 	if len(raw.Routes) > maxPolicyRoutes {

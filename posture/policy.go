@@ -1,19 +1,14 @@
 package posture
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/reattest/reattest/internal/strictdoc"
 )
 
 // MaxPolicyLen bounds a policy file or document.
@@ -384,149 +379,36 @@ func sortedBy[T any](s []T, key func(T) string) []T {
 	return slices.SortedStableFunc(slices.Values(s), cmp)
 }
 
+// policyDoc is the strict JSON/YAML form of a Policy.
+var policyDoc = strictdoc.Doc{Noun: "policy", Max: MaxPolicyLen}
+
 // LoadPolicy reads a policy file, JSON if its name ends in ".json" and YAML
-// if it ends in ".yaml" or ".yml", and parses it with [ParsePolicy].
+// if it ends in ".yaml" or ".yml", and parses it like [ParsePolicy].
 func LoadPolicy(path string) (*Policy, error) {
-	var format string
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".json":
-		format = "json"
-	case ".yaml", ".yml":
-		format = "yaml"
-	default:
-		return nil, fmt.Errorf("posture: policy file %q: unknown extension (want .json, .yaml or .yml)", path)
+	var p Policy
+	if err := policyDoc.Load(path, &p); err != nil {
+		return nil, fmt.Errorf("posture: %w", err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("posture: policy file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxPolicyLen+1))
-	if err != nil {
-		return nil, fmt.Errorf("posture: policy file %q: %w", path, err)
-	}
-	p, err := ParsePolicy(data, format)
-	if err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
-	return p, nil
+	return &p, nil
 }
 
 // ParsePolicy parses a policy document in format "json" or "yaml" (also
 // "yml") and validates it ([Policy.Validate]). Parsing is strict: unknown
 // fields, duplicate keys (in JSON, also field names differing only in
-// case, which encoding/json would merge), trailing data, a second YAML
-// document, a document that is not an object, and documents over
-// MaxPolicyLen bytes are errors.
+// case, which encoding/json would merge; the keys of permissions and flags
+// are case-sensitive), trailing data, a second YAML document, a document
+// that is not an object or nests more than 16 levels deep, and documents
+// over MaxPolicyLen bytes are errors.
 func ParsePolicy(data []byte, format string) (*Policy, error) {
-	if len(data) > MaxPolicyLen {
-		return nil, fmt.Errorf("posture: policy larger than %d bytes", MaxPolicyLen)
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("posture: empty policy")
-	}
 	var p Policy
-	switch strings.ToLower(format) {
-	case "json":
-		if err := checkJSONKeys(data); err != nil {
-			return nil, fmt.Errorf("posture: policy JSON: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("posture: policy JSON: %w", err)
-		}
-	case "yaml", "yml":
-		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return nil, fmt.Errorf("posture: policy YAML: %w", err)
-		}
-		if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-			return nil, errors.New("posture: policy YAML: the document must be a mapping")
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&p); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil, errors.New("posture: empty policy")
-			}
-			return nil, fmt.Errorf("posture: policy YAML: %w", err)
-		}
-		var extra yaml.Node
-		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-			return nil, errors.New("posture: policy YAML: more than one document")
-		}
-	default:
-		return nil, fmt.Errorf("posture: unknown policy format %q (want json or yaml)", format)
+	if err := policyDoc.Decode(data, format, &p); err != nil {
+		return nil, fmt.Errorf("posture: %w", err)
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	return &p, nil
-}
-
-// checkJSONKeys walks one JSON object and fails on duplicate keys and on
-// anything after the object. encoding/json alone would keep the last of two
-// "deny" lists and silently drop the first; it also matches field names
-// case-insensitively, so in objects that decode into structs keys that
-// differ only in case are duplicates too. The permissions and flags maps
-// compare keys exactly, as their names are case-sensitive.
-func checkJSONKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil {
-		return err
-	} else if tok != json.Delim('{') {
-		return errors.New("the policy must be a JSON object")
-	}
-	type frame struct {
-		object  bool
-		fold    bool // keys are struct field names, matched case-insensitively
-		keys    map[string]bool
-		atKey   bool   // in an object, the next token is a key
-		lastKey string // in an object, the key of the value being read
-	}
-	newObject := func(fold bool) *frame {
-		return &frame{object: true, fold: fold, keys: make(map[string]bool), atKey: true}
-	}
-	stack := []*frame{newObject(true)}
-	for len(stack) > 0 {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		top := stack[len(stack)-1]
-		if top.object && top.atKey {
-			if tok == json.Delim('}') {
-				stack = stack[:len(stack)-1]
-				continue
-			}
-			key, _ := tok.(string)
-			k := key
-			if top.fold {
-				k = strings.ToLower(key)
-			}
-			if top.keys[k] {
-				return fmt.Errorf("duplicate key %q", trunc(key))
-			}
-			top.keys[k] = true
-			top.atKey, top.lastKey = false, strings.ToLower(key)
-			continue
-		}
-		if top.object {
-			top.atKey = true // tok is a value; a key comes next
-		}
-		switch tok {
-		case json.Delim('{'):
-			isMap := len(stack) == 1 && (top.lastKey == "permissions" || top.lastKey == "flags")
-			stack = append(stack, newObject(!isMap))
-		case json.Delim('['):
-			stack = append(stack, &frame{})
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the policy object")
-	}
-	return nil
 }

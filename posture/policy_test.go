@@ -381,6 +381,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"json-unknown-nested", "json", `{"tools": {"forbid": ["shell"]}}`, `unknown field "forbid"`},
 		{"json-duplicate-key", "json", `{"tools": {"deny": ["shell"], "deny": []}}`, `duplicate key "deny"`},
 		{"json-duplicate-case", "json", `{"tools": {"deny": ["shell"], "Deny": []}}`, `duplicate key "Deny"`},
+		{"json-duplicate-fold", "json", `{"tools": {"deny": ["shell"]}, "toolſ": {}}`, `duplicate key "toolſ"`}, // ſ folds like s, as encoding/json matches it
 		{"json-duplicate-top", "json", `{"flags": {}, "flags": {}}`, `duplicate key "flags"`},
 		{"json-duplicate-map-key", "json", `{"permissions": {"p": ["a"], "p": ["*"]}}`, `duplicate key "p"`},
 		{"json-duplicate-model-field", "json", `{"models": [{"digest": "` + d + `", "DIGEST": "` + d + `"}]}`, `duplicate key "DIGEST"`},
@@ -389,7 +390,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"json-trailing-garbage", "json", `{}x`, "data after the policy"},
 		{"json-array", "json", `[]`, "must be a JSON object"},
 		{"json-null", "json", `null`, "must be a JSON object"},
-		{"json-flag-bool", "json", `{"flags": {"fips_mode": true}}`, "cannot unmarshal bool"},
+		{"json-flag-bool", "json", `{"flags": {"fips_mode": true}}`, "flags: want a string, got a boolean"},
 		{"json-truncated", "json", `{"tools": {`, "EOF"},
 		{"yaml-unknown-field", "yaml", "tool:\n  deny: [shell]\n", "field tool not found"},
 		{"yaml-unknown-nested", "yaml", "models:\n  - digest: " + d + "\n    version: 1\n", "field version not found"},

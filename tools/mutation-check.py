@@ -128,6 +128,14 @@ MUTATIONS = {
     "enroll ek public is the certificate's": ("./postauth/tpm/enroll", "TestChallengeRejects"),
     "enroll activation": ("./postauth/tpm ./postauth/tpm/enroll", "TestIssueRejectsGuesses|TestIssueChecks|TestAttackAKCertificateForAnotherEK"),
     "enroll state expiry": ("./postauth/tpm/enroll", "TestIssueChecks"),
+    # strict policy and rules documents (internal/strictdoc)
+    "strictdoc size bound": ("./internal/strictdoc", "TestDecode"),
+    "strictdoc duplicate keys": ("./internal/strictdoc ./posture", "TestDecode|TestParsePolicyErrors"),
+    "strictdoc folded keys": ("./internal/strictdoc ./posture", "TestDecode|TestParsePolicyErrors"),
+    "strictdoc json depth": ("./internal/strictdoc", "TestDecode"),
+    "strictdoc yaml depth": ("./internal/strictdoc", "TestDecode"),
+    "strictdoc trailing data": ("./internal/strictdoc ./posture", "TestDecode|TestParsePolicyErrors"),
+    "strictdoc second yaml document": ("./internal/strictdoc ./posture", "TestDecode|TestParsePolicyErrors"),
     # posture
     "posture log replay": ("./posture ./postauth ./postauth/softeat ./postauth/tpm", "TestVerify|TestEvidence|TestVerifierRejects|TestPosture"),
     # middleware

@@ -66,10 +66,10 @@ func layer(p string) (name string, may func(dep string) bool, ok bool) {
 		return len(parts) == 3 && parts[0] == "postauth" && parts[2] == parts[1]+"test"
 	}
 	switch {
-	case p == "internal/detcbor":
+	case p == "internal/detcbor", p == "internal/strictdoc":
 		return "internal helper", is(), true
 	case p == "posture":
-		return "posture (ground floor)", is("internal/detcbor"), true
+		return "posture (ground floor)", is("internal/detcbor", "internal/strictdoc"), true
 	case p == "postauth":
 		return "postauth core", is("posture", "internal/detcbor"), true
 	case under(p, "postauth/postauthtest"):
@@ -84,12 +84,12 @@ func layer(p string) (name string, may func(dep string) bool, ok bool) {
 		// but not its test support.
 		own := strings.Join(strings.SplitN(p, "/", 3)[:2], "/")
 		return "Evidence format", func(dep string) bool {
-			return dep == "postauth" || dep == "posture" || under(dep, "internal/detcbor") || (under(dep, own) && !formatTest(dep))
+			return dep == "postauth" || dep == "posture" || under(dep, "internal/detcbor", "internal/strictdoc") || (under(dep, own) && !formatTest(dep))
 		}, true
 	case p == "internal/httpbind":
 		return "HTTP binding helper", is("postauth"), true
 	case p == "middleware":
-		return "server", is("postauth", "posture", "internal/httpbind"), true
+		return "server", is("postauth", "posture", "internal/httpbind", "internal/strictdoc"), true
 	case p == "transports":
 		return "client", is("postauth", "posture", "internal/httpbind"), true
 	case strings.HasPrefix(p, "middleware/"):
@@ -164,7 +164,7 @@ var heavy = []string{
 // TestCoreStaysLean: users of the core packages link none of the heavy
 // dependencies (transitively).
 func TestCoreStaysLean(t *testing.T) {
-	core := []string{"posture", "postauth", "postauth/softeat", "postauth/tpm", "postauth/tpm/enroll", "postauth/ear", "postauth/tdx", "postauth/tdx/tdxguest", "internal/httpbind", "middleware", "transports", "streams"}
+	core := []string{"posture", "internal/strictdoc", "postauth", "postauth/softeat", "postauth/tpm", "postauth/tpm/enroll", "postauth/ear", "postauth/tdx", "postauth/tdx/tdxguest", "internal/httpbind", "middleware", "transports", "streams"}
 	for _, p := range list(t) {
 		if !slices.Contains(core, rel(p.ImportPath)) {
 			continue

@@ -6,16 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/reattest/reattest/internal/strictdoc"
 	"github.com/reattest/reattest/middleware"
 	"github.com/reattest/reattest/postauth"
 	"github.com/reattest/reattest/posture"
@@ -235,28 +233,17 @@ func decodeYAMLStrict(n *yaml.Node, v any) error {
 	return dec.Decode(v)
 }
 
+// rulesFile is the strict JSON/YAML form of a rules document.
+var rulesFile = strictdoc.Doc{Noun: "rules", Max: MaxRulesLen}
+
 // LoadRules reads a rules file, JSON if its name ends in ".json" and YAML
-// if it ends in ".yaml" or ".yml", and parses it with [ParseRules].
+// if it ends in ".yaml" or ".yml", and parses it like [ParseRules].
 func LoadRules(path string) ([]Rule, error) {
-	var format string
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".json":
-		format = "json"
-	case ".yaml", ".yml":
-		format = "yaml"
-	default:
-		return nil, fmt.Errorf("mcpattest: rules file %q: unknown extension (want .json, .yaml or .yml)", path)
+	var doc rulesDoc
+	if err := rulesFile.Load(path, &doc); err != nil {
+		return nil, fmt.Errorf("mcpattest: %w", err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("mcpattest: rules file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxRulesLen+1))
-	if err != nil {
-		return nil, fmt.Errorf("mcpattest: rules file %q: %w", path, err)
-	}
-	rules, err := ParseRules(data, format)
+	rules, err := doc.rules()
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
@@ -268,52 +255,25 @@ func LoadRules(path string) ([]Rule, error) {
 // section 2). Each rule's "posture" is a posture policy, parsed by
 // [posture.ParsePolicy]. Parsing is strict like posture.ParsePolicy's:
 // unknown fields, duplicate keys (in JSON, also keys differing only in
-// case), trailing data, a second YAML document and documents over
-// MaxRulesLen bytes are errors; every rule is checked as [New] checks it.
+// case), trailing data, a second YAML document, nesting more than 16
+// levels deep and documents over MaxRulesLen bytes are errors; every rule
+// is checked as [New] checks it.
 func ParseRules(data []byte, format string) ([]Rule, error) {
-	if len(data) > MaxRulesLen {
-		return nil, fmt.Errorf("mcpattest: rules larger than %d bytes", MaxRulesLen)
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("mcpattest: empty rules document")
-	}
 	var doc rulesDoc
-	switch strings.ToLower(format) {
-	case "json":
-		if err := checkJSONKeys(data); err != nil {
-			return nil, fmt.Errorf("mcpattest: rules JSON: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&doc); err != nil {
-			return nil, fmt.Errorf("mcpattest: rules JSON: %w", err)
-		}
-	case "yaml", "yml":
-		var root yaml.Node
-		if err := yaml.Unmarshal(data, &root); err != nil {
-			return nil, fmt.Errorf("mcpattest: rules YAML: %w", err)
-		}
-		if len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
-			return nil, errors.New("mcpattest: rules YAML: the document must be a mapping")
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&doc); err != nil {
-			return nil, fmt.Errorf("mcpattest: rules YAML: %w", err)
-		}
-		var extra yaml.Node
-		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-			return nil, errors.New("mcpattest: rules YAML: more than one document")
-		}
-	default:
-		return nil, fmt.Errorf("mcpattest: unknown rules format %q (want json or yaml)", format)
+	if err := rulesFile.Decode(data, format, &doc); err != nil {
+		return nil, fmt.Errorf("mcpattest: %w", err)
 	}
+	return doc.rules()
+}
+
+// rules converts and checks the rules of a decoded document.
+func (doc rulesDoc) rules() ([]Rule, error) {
 	if len(doc.Rules) == 0 {
 		return nil, errors.New("mcpattest: no rules")
 	}
 	rules := make([]Rule, 0, len(doc.Rules))
 	for i, d := range doc.Rules {
-		r, err := d.rule(format)
+		r, err := d.rule()
 		if err == nil {
 			r, err = r.check()
 		}
@@ -325,7 +285,7 @@ func ParseRules(data []byte, format string) ([]Rule, error) {
 	return rules, nil
 }
 
-func (d ruleDoc) rule(format string) (Rule, error) {
+func (d ruleDoc) rule() (Rule, error) {
 	r := Rule{Name: d.Name, Method: d.Method, Tools: d.Tools, URIs: d.URIs, PreArm: d.PreArm}
 	switch d.Mode {
 	case "", "connection":
@@ -359,44 +319,4 @@ func (d ruleDoc) rule(format string) (Rule, error) {
 		return r, fmt.Errorf("posture: %w", err)
 	}
 	return r, nil
-}
-
-// checkJSONKeys walks a JSON document and fails on duplicate keys (also
-// keys differing only in case, which encoding/json would merge into one
-// field) and on trailing data. Posture policies are left to
-// posture.ParsePolicy, which knows which of their maps are case-sensitive.
-func checkJSONKeys(data []byte) error {
-	s := &scanner{b: data}
-	if !json.Valid(data) {
-		return errors.New("not valid JSON")
-	}
-	s.ws()
-	return checkObject(s, 0)
-}
-
-// checkObject checks the object at s (depth 0: the document, 1: the rules
-// list's elements).
-func checkObject(s *scanner, depth int) error {
-	if s.peek() != '{' {
-		if depth == 0 {
-			return errors.New("the document must be an object")
-		}
-		return errors.New("a rule must be an object")
-	}
-	var keys []string
-	return s.object(func(key string, start, end int) error {
-		for _, k := range keys {
-			if strings.EqualFold(k, key) {
-				return fmt.Errorf("duplicate key %q", key)
-			}
-		}
-		keys = append(keys, key)
-		if depth == 0 && key == "rules" && s.b[start] == '[' {
-			sub := &scanner{b: s.b[:end], i: start}
-			return sub.array(func(start, end int) error {
-				return checkObject(&scanner{b: s.b[:end], i: start}, 1)
-			})
-		}
-		return nil
-	})
 }

@@ -97,6 +97,28 @@ func TestParseRulesRefuses(t *testing.T) {
 	}
 }
 
+// TestParseRulesPostureKeys: a rule's posture policy is checked as
+// posture.ParsePolicy checks one: permission names are case-sensitive,
+// field names are not.
+func TestParseRulesPostureKeys(t *testing.T) {
+	rules, err := mcpattest.ParseRules([]byte(`{"rules":[{"tools":["x"],"posture":{"permissions":{"Pay":["*"],"pay":[]}}}]}`), "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rules[0].Posture.Permissions; len(p) != 2 {
+		t.Fatalf("permissions %v", p)
+	}
+	for _, doc := range []string{
+		`{"rules":[{"tools":["x"],"posture":{"tools":{"deny":["shell"],"Deny":[]}}}]}`,
+		`{"rules":[{"tools":["x"],"posture":{"tools":{"deny":["shell"]},"toolſ":{}}}]}`,
+		`{"rules":[{"tools":["x"],"posture":{"permissions":{"pay":["*"],"pay":[]}}}]}`,
+	} {
+		if _, err := mcpattest.ParseRules([]byte(doc), "json"); err == nil || !strings.Contains(err.Error(), "duplicate key") {
+			t.Errorf("%s: error %v", doc, err)
+		}
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	_, v := postauthtest.Software(t)
 	g, err := middleware.New(v)

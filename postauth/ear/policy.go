@@ -1,19 +1,14 @@
 package ear
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/reattest/reattest/internal/strictdoc"
 )
 
 // MaxPolicyLen bounds a policy file or document.
@@ -146,82 +141,33 @@ func (c *compiledPolicy) violations(ear *claims) []string {
 	return out
 }
 
-// LoadPolicy reads a policy file: JSON (.json) or YAML (.yaml, .yml),
-// parsed by [ParsePolicy].
+// policyDoc is the strict JSON/YAML form of a Policy.
+var policyDoc = strictdoc.Doc{Noun: "policy", Max: MaxPolicyLen}
+
+// LoadPolicy reads a policy file, JSON if its name ends in ".json" and YAML
+// if it ends in ".yaml" or ".yml", and parses it like [ParsePolicy].
 func LoadPolicy(path string) (*Policy, error) {
-	var format string
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".json":
-		format = "json"
-	case ".yaml", ".yml":
-		format = "yaml"
-	default:
-		return nil, fmt.Errorf("ear: policy file %q: unknown extension (want .json, .yaml or .yml)", path)
+	var p Policy
+	if err := policyDoc.Load(path, &p); err != nil {
+		return nil, fmt.Errorf("ear: %w", err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("ear: policy file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxPolicyLen+1))
-	if err != nil {
-		return nil, fmt.Errorf("ear: policy file %q: %w", path, err)
-	}
-	p, err := ParsePolicy(data, format)
-	if err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
-	return p, nil
+	return &p, nil
 }
 
 // ParsePolicy parses a policy document in format "json" or "yaml" (also
-// "yml") and validates it. Parsing is strict: unknown fields, duplicate
-// keys (in JSON also keys that differ only in case), trailing data, a
-// second YAML document, a document that is not an object and documents
+// "yml") and validates it ([Policy.Validate]). Parsing is strict: unknown
+// fields, duplicate keys (in JSON, also field names differing only in
+// case, which encoding/json would merge; the claim names of trust_vector
+// are case-sensitive), trailing data, a second YAML document, a document
+// that is not an object or nests more than 16 levels deep, and documents
 // over MaxPolicyLen bytes are errors.
 func ParsePolicy(data []byte, format string) (*Policy, error) {
-	if len(data) > MaxPolicyLen {
-		return nil, fmt.Errorf("ear: policy larger than %d bytes", MaxPolicyLen)
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("ear: empty policy")
-	}
 	var p Policy
-	switch strings.ToLower(format) {
-	case "json":
-		fields, err := jsonObject(data)
-		if err != nil {
-			return nil, fmt.Errorf("ear: policy JSON: %w", err)
-		}
-		if tv, ok := fields["trust_vector"]; ok && !bytes.Equal(bytes.TrimSpace(tv), []byte("null")) {
-			if _, err := jsonObject(tv); err != nil {
-				return nil, fmt.Errorf("ear: policy JSON trust_vector: %w", err)
-			}
-		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("ear: policy JSON: %w", err)
-		}
-	case "yaml", "yml":
-		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return nil, fmt.Errorf("ear: policy YAML: %w", err)
-		}
-		if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-			return nil, errors.New("ear: policy YAML: the document must be a mapping")
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("ear: policy YAML: %w", err)
-		}
-		var extra yaml.Node
-		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-			return nil, errors.New("ear: policy YAML: more than one document")
-		}
-	default:
-		return nil, fmt.Errorf("ear: unknown policy format %q (want json or yaml)", trunc(format))
+	if err := policyDoc.Decode(data, format, &p); err != nil {
+		return nil, fmt.Errorf("ear: %w", err)
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err

@@ -3,16 +3,11 @@ package tdx
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/reattest/reattest/internal/strictdoc"
 )
 
 // MaxPolicyLen bounds a policy document.
@@ -196,132 +191,34 @@ func (c *compiledPolicy) measurementViolations(q *Quote) []string {
 	return out
 }
 
+// policyDoc is the strict JSON/YAML form of a Policy.
+var policyDoc = strictdoc.Doc{Noun: "policy", Max: MaxPolicyLen}
+
 // LoadPolicy reads a policy file: .json, or .yaml/.yml.
 func LoadPolicy(path string) (*Policy, error) {
-	var format string
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".json":
-		format = "json"
-	case ".yaml", ".yml":
-		format = "yaml"
-	default:
-		return nil, fmt.Errorf("tdx: policy file %q: unknown extension (want .json, .yaml or .yml)", path)
+	var p Policy
+	if err := policyDoc.Load(path, &p); err != nil {
+		return nil, fmt.Errorf("tdx: %w", err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("tdx: policy file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxPolicyLen+1))
-	if err != nil {
-		return nil, fmt.Errorf("tdx: policy file %q: %w", path, err)
-	}
-	p, err := ParsePolicy(data, format)
-	if err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
-	return p, nil
+	return &p, nil
 }
 
 // ParsePolicy parses a policy document in format "json" or "yaml" (also
 // "yml") and validates it. Parsing is strict: unknown fields, duplicate
 // keys (in JSON also keys differing only in case, which encoding/json
 // would merge), trailing data, more than one YAML document, a document
-// that is not an object, and documents over MaxPolicyLen bytes are errors.
+// that is not an object or nests more than 16 levels deep, and documents
+// over MaxPolicyLen bytes are errors.
 func ParsePolicy(data []byte, format string) (*Policy, error) {
-	if len(data) > MaxPolicyLen {
-		return nil, fmt.Errorf("tdx: policy larger than %d bytes", MaxPolicyLen)
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("tdx: empty policy")
-	}
 	var p Policy
-	switch strings.ToLower(format) {
-	case "json":
-		if err := checkJSONObject(data); err != nil {
-			return nil, fmt.Errorf("tdx: policy JSON: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("tdx: policy JSON: %w", err)
-		}
-	case "yaml", "yml":
-		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return nil, fmt.Errorf("tdx: policy YAML: %w", err)
-		}
-		if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-			return nil, errors.New("tdx: policy YAML: the document must be a mapping")
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("tdx: policy YAML: %w", err)
-		}
-		var extra yaml.Node
-		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-			return nil, errors.New("tdx: policy YAML: more than one document")
-		}
-	default:
-		return nil, fmt.Errorf("tdx: unknown policy format %q (want json or yaml)", format)
+	if err := policyDoc.Decode(data, format, &p); err != nil {
+		return nil, fmt.Errorf("tdx: %w", err)
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	return &p, nil
-}
-
-// checkJSONObject checks that data is one JSON object with no duplicate
-// keys (compared case-insensitively, as encoding/json matches field
-// names) at any depth, and nothing after it.
-func checkJSONObject(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return errors.New("the document must be an object")
-	}
-	if err := checkJSONValue(dec, '{', 1); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the object")
-	}
-	return nil
-}
-
-// checkJSONValue reads the rest of an object or array opened by open.
-func checkJSONValue(dec *json.Decoder, open json.Delim, depth int) error {
-	if depth > 16 {
-		return errors.New("nested too deeply")
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		if open == '{' {
-			tok, err := dec.Token()
-			if err != nil {
-				return err
-			}
-			k := strings.ToLower(tok.(string))
-			if seen[k] {
-				return fmt.Errorf("duplicate key %q", tok)
-			}
-			seen[k] = true
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		if d, ok := tok.(json.Delim); ok {
-			if err := checkJSONValue(dec, d, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	_, err := dec.Token() // the closing delimiter
-	return err
 }

@@ -40,6 +40,7 @@ func TestParsePolicyRejects(t *testing.T) {
 		{"unknown-field", "json", `{"mrtdd": []}`},
 		{"duplicate-key", "json", `{"mrtd": [], "mrtd": []}`},
 		{"duplicate-key-case", "json", `{"mrtd": [], "MRTD": []}`},
+		{"duplicate-key-fold", "json", `{"mrseam": [], "mrſeam": []}`}, // ſ folds like s
 		{"duplicate-nested", "json", `{"tcb": {"allow": [], "allow": []}}`},
 		{"trailing", "json", `{} {}`},
 		{"bad-hex", "json", `{"mrtd": ["zz"]}`},
