@@ -79,6 +79,7 @@ MUTATIONS = {
     "tdx signer bound to collateral": ("./postauth/tdx", "TestKnownSignerBoundToCollateral"),
     "tdx qe vendor": ("./postauth/tdx", "TestVerifierRejects"),
     "tdx binder compare": ("./postauth/tdx", "TestVerifierRejects|TestBinderLayout"),
+    "tdx local binding": ("./postauth/tdx ./postauth/ear", "TestBinding|TestTDXEvidenceBothModels"),
     "tdx pck revocation": ("./postauth/tdx", "TestVerifierRejects|TestKnownSignerRevoked|TestCRLRollbackRefused"),
     "tdx pck ca revocation": ("./postauth/tdx", "TestVerifierRejects|TestKnownSignerRevoked"),
     "tdx crl rollback": ("./postauth/tdx", "TestCRLRollbackRefused"),

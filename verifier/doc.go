@@ -1,8 +1,8 @@
 // Package verifier is reattest's verifier service: an [http.Handler]
 // speaking the Veraison challenge-response API v1, which appraises
 // reattest Evidence with the same format Verifiers a relying party uses
-// locally (softeat.Verifier, tpm.Verifier) and answers with EARs signed by
-// its key (ES256, built with github.com/veraison/ear). Relying parties use
+// locally (softeat.Verifier, tpm.Verifier, tdx.Verifier) and answers with
+// EARs signed by its key (ES256, built with github.com/veraison/ear). Relying parties use
 // it through package postauth/ear (background check and passports); the
 // command reattest-verifier runs it.
 //

@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"github.com/reattest/reattest/postauth/softeat"
+	"github.com/reattest/reattest/postauth/tdx"
 	"github.com/reattest/reattest/postauth/tpm"
 )
 
@@ -16,4 +17,11 @@ func SoftEAT(v *softeat.Verifier) Option {
 // EAR submodule is "tpm2-quote".
 func TPM(v *tpm.Verifier) Option {
 	return WithFormat(tpm.Format, tpm.MediaType, v, tpm.Binding)
+}
+
+// TDX accepts Intel TDX quote Evidence
+// (application/vnd.reattest.tdx-quote+cbor) and appraises it with v. The
+// EAR submodule is "tdx-quote".
+func TDX(v *tdx.Verifier) Option {
+	return WithFormat(tdx.Format, tdx.MediaType, v, tdx.Binding)
 }

@@ -62,9 +62,9 @@
 // a real Veraison scheme (TPM_ENACTTRUST, services v0.0.2506) judged a
 // quote over a different nonce affirming. A [RemoteVerifier] therefore
 // accepts Evidence only for media types with a local binding checker
-// ([BindingFunc]: softeat.Binding, tpm.Binding, [EnactTrustBinding]),
-// which reads the freshness value and key hash from the very bytes it
-// forwards, before anything is sent. [WithInsecureRemoteBinding] opts out,
+// ([BindingFunc]: softeat.Binding, tpm.Binding, tdx.Binding,
+// [EnactTrustBinding]), which reads the freshness value and key hash from
+// the very bytes it forwards, before anything is sent. [WithInsecureRemoteBinding] opts out,
 // per media type. The passport cannot have this check (the relying party
 // never sees the Evidence): choose the verifier accordingly.
 //

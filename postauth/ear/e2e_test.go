@@ -13,6 +13,8 @@ import (
 	"github.com/reattest/reattest/postauth/ear"
 	"github.com/reattest/reattest/postauth/postauthtest"
 	"github.com/reattest/reattest/postauth/softeat"
+	"github.com/reattest/reattest/postauth/tdx"
+	"github.com/reattest/reattest/postauth/tdx/tdxtest"
 	"github.com/reattest/reattest/postauth/tpm"
 	"github.com/reattest/reattest/verifier"
 )
@@ -145,4 +147,78 @@ func TestTPMEvidenceBothModels(t *testing.T) {
 	if !app.HardwareBacked || len(app.MachineID) != 34 || !bytes.Equal(app.KeyHash, ch.KeyHash) {
 		t.Fatalf("passport: %+v", app)
 	}
+}
+
+// TDX quote Evidence (a test-signed quote, verified by go-tdx-guest in the
+// service) through both models, and the local binding check of the
+// background check on the quote's REPORTDATA.
+func TestTDXEvidenceBothModels(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	key, err := verifier.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := verifier.NewService(key, verifier.TDX(env.Verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := start(t, svc)
+	authKey := postauthtest.NewKey(t)
+	binder := bytes.Repeat([]byte{3}, 32)
+	ch := postauth.Challenge{Binder: binder, KeyHash: spkiHash(t, authKey.Public()), Hash: crypto.SHA256, Role: postauth.RoleClient}
+	ctx := context.Background()
+	ev, err := env.Attester.Attest(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rv, err := ear.NewRemoteVerifier(srv.URL(), ear.WithVerifierKeys(svc.PublicKey()), ear.WithLocalBinding(tdx.MediaType, tdx.Binding))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rv.Close()
+	app, err := rv.Verify(ctx, ch, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app.Format != tdx.FormatTestRoot || app.HardwareBacked || !bytes.Equal(app.KeyHash, ch.KeyHash) || len(app.MachineID) == 0 {
+		t.Fatalf("background check: %+v", app)
+	}
+	// The same quote for another connection is refused locally, before
+	// any request to the service.
+	other := ch
+	other.Binder = bytes.Repeat([]byte{7}, 32)
+	_, err = rv.Verify(ctx, other, ev)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonBinderMismatch)
+
+	pass, err := ear.NewAttester(fixedEvidence(ev), srv.URL(), authKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pass.Close()
+	pev, err := pass.Attest(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv, err := ear.NewVerifier([]crypto.PublicKey{svc.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app, err = pv.Verify(ctx, ch, pev); err != nil {
+		t.Fatal(err)
+	}
+	if app.HardwareBacked || !bytes.Equal(app.KeyHash, ch.KeyHash) {
+		t.Fatalf("passport: %+v", app)
+	}
+	// A passport for the quote over another binder: the service's
+	// session nonce is that binder, the quote does not match it, and the
+	// EAR it issues says so: contraindicated, and no key attestation (the
+	// service attests only the key of Evidence it verified); the relying
+	// party refuses it.
+	pev, err = pass.Attest(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pv.Verify(ctx, other, pev)
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonEARKeyAttestationMissing)
 }
