@@ -29,21 +29,68 @@ const MaxEvidenceLen = 60 << 10
 // maxMediaTypeLen bounds an Evidence media type.
 const maxMediaTypeLen = 256
 
+// Kind says which RATS conceptual message an [Evidence] value is; the CMW
+// record's indicator (ind) carries it. The zero value is KindEvidence.
+type Kind uint8
+
+const (
+	// KindEvidence: Evidence produced by an Attester (CMW indicator 4).
+	KindEvidence Kind = iota
+	// KindAttestationResult: an Attestation Result produced by a verifier
+	// about the attester, which the attester passes on (the RATS passport
+	// model, for example an EAR; CMW indicator 8).
+	KindAttestationResult
+)
+
+// String returns "evidence" or "attestation result".
+func (k Kind) String() string {
+	switch k {
+	case KindEvidence:
+		return "evidence"
+	case KindAttestationResult:
+		return "attestation result"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
 // Evidence is one RATS conceptual message carried in a CMW record: Evidence
-// from an Attester, or an Attestation Result (passport model).
+// from an Attester, or an Attestation Result (passport model), as Kind
+// says.
 type Evidence struct {
 	// Type is the media type, for example "application/eat+cwt".
 	Type string
 	// Value is the serialised Evidence.
 	Value []byte
+	// Kind is what Value is: Evidence (the zero value, CMW indicator 4) or
+	// an Attestation Result (CMW indicator 8). An Attester that passes on a
+	// verifier's Attestation Result (postauth/ear's passport Attester) sets
+	// KindAttestationResult; [DecodeCMW] reports the indicator it read.
+	Kind Kind
 }
 
-// EncodeCMW wraps ev in a CMW record with the Evidence indicator.
+// indicator is the CMW indicator of k.
+func (k Kind) indicator() (cmw.Indicator, error) {
+	switch k {
+	case KindEvidence:
+		return cmw.Evidence, nil
+	case KindAttestationResult:
+		return cmw.AttestationResults, nil
+	}
+	return cmw.IndicatorNone, fmt.Errorf("%w: unknown kind %d", ErrUnsupportedCMW, uint8(k))
+}
+
+// EncodeCMW wraps ev in a CMW record with the indicator of ev.Kind: 4
+// (Evidence) by default, 8 (Attestation Results) for
+// KindAttestationResult.
 func EncodeCMW(ev Evidence, enc CMWEncoding) ([]byte, error) {
 	if err := ev.check(); err != nil {
 		return nil, err
 	}
-	rec, err := cmw.NewMonad(ev.Type, ev.Value, cmw.Evidence)
+	ind, err := ev.Kind.indicator()
+	if err != nil {
+		return nil, err
+	}
+	rec, err := cmw.NewMonad(ev.Type, ev.Value, ind)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnsupportedCMW, err)
 	}
@@ -67,7 +114,10 @@ func EncodeCMW(ev Evidence, enc CMWEncoding) ([]byte, error) {
 
 // DecodeCMW decodes a CMW record in CBOR or JSON. CMW collections and CBOR
 // tag encodings are refused in this version of the protocol: one
-// cmw_attestation carries one record.
+// cmw_attestation carries one record. The record's indicator sets Kind:
+// KindAttestationResult if it has the Attestation Results bit (8) and not
+// the Evidence bit (4), KindEvidence otherwise (Evidence, both bits, or a
+// record without an indicator); an indicator with neither bit is refused.
 func DecodeCMW(b []byte) (ev Evidence, err error) {
 	// The CMW parser is third-party code fed with peer input: a panic
 	// there must become an error, not a crashed server. The fuzz target
@@ -110,10 +160,16 @@ func decodeCMW(b []byte) (Evidence, error) {
 	if err != nil {
 		return Evidence{}, fmt.Errorf("%w: %v", ErrUnsupportedCMW, err)
 	}
-	if ind, err := rec.GetMonadIndicator(); err == nil && !ind.Empty() && !ind.Has(cmw.Evidence) && !ind.Has(cmw.AttestationResults) {
-		return Evidence{}, fmt.Errorf("%w: CMW indicator %v is neither evidence nor attestation result", ErrUnsupportedCMW, ind)
+	kind := KindEvidence
+	if ind, err := rec.GetMonadIndicator(); err == nil && !ind.Empty() {
+		if !ind.Has(cmw.Evidence) && !ind.Has(cmw.AttestationResults) {
+			return Evidence{}, fmt.Errorf("%w: CMW indicator %v is neither evidence nor attestation result", ErrUnsupportedCMW, ind)
+		}
+		if ind.Has(cmw.AttestationResults) && !ind.Has(cmw.Evidence) {
+			kind = KindAttestationResult
+		}
 	}
-	ev := Evidence{Type: typ, Value: val}
+	ev := Evidence{Type: typ, Value: val, Kind: kind}
 	if err := ev.check(); err != nil {
 		return Evidence{}, err
 	}

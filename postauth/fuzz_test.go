@@ -76,6 +76,8 @@ func FuzzDecodeCMW(f *testing.F) {
 	for _, enc := range []postauth.CMWEncoding{postauth.CMWCBOR, postauth.CMWJSON} {
 		b, _ := postauth.EncodeCMW(postauth.Evidence{Type: "application/eat+cwt", Value: []byte{0xd2, 0x84}}, enc)
 		f.Add(b)
+		b, _ = postauth.EncodeCMW(postauth.Evidence{Type: "application/eat+jwt", Value: []byte("e30.e30.AA"), Kind: postauth.KindAttestationResult}, enc)
+		f.Add(b)
 	}
 	f.Add([]byte(`{"a":["application/eat+cwt","AAA"]}`))
 	f.Add([]byte{0x82, 0x60, 0x40})
@@ -83,7 +85,7 @@ func FuzzDecodeCMW(f *testing.F) {
 	f.Add([]byte(`["application/eat+cwt",true]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := postauth.DecodeCMWUnrecovered(b)
-		if ev2, err2 := postauth.DecodeCMW(b); (err == nil) != (err2 == nil) || ev2.Type != ev.Type || !bytes.Equal(ev2.Value, ev.Value) {
+		if ev2, err2 := postauth.DecodeCMW(b); (err == nil) != (err2 == nil) || ev2.Type != ev.Type || !bytes.Equal(ev2.Value, ev.Value) || ev2.Kind != ev.Kind {
 			t.Fatalf("DecodeCMW and its unrecovered path disagree: %v / %v", err, err2)
 		}
 		if err != nil {
@@ -98,7 +100,7 @@ func FuzzDecodeCMW(f *testing.F) {
 				continue // a decodable type may not encode (e.g. too long)
 			}
 			back, err := postauth.DecodeCMWUnrecovered(re)
-			if err != nil || back.Type != ev.Type || !bytes.Equal(back.Value, ev.Value) {
+			if err != nil || back.Type != ev.Type || !bytes.Equal(back.Value, ev.Value) || back.Kind != ev.Kind {
 				t.Fatalf("re-encoded CMW does not decode to the same evidence: %v", err)
 			}
 		}

@@ -146,6 +146,40 @@ const (
 	ReasonEventLogInvalid Reason = "event_log_invalid"
 )
 
+// Remote verification (postauth/ear): EAR passports and the background
+// check against a verifier service (docs/verification.md).
+const (
+	// ReasonEARInvalid: a passport that is not a well-formed EAR (not a
+	// compact JWS, a header other than {alg: ES256, typ, kid}, malformed
+	// claims, a wrong eat_profile, no iat or eat_nonce).
+	ReasonEARInvalid Reason = "ear_invalid"
+	// ReasonEARSignatureInvalid: no pinned verifier key verifies the EAR's
+	// signature (an untrusted verifier, or a forged EAR).
+	ReasonEARSignatureInvalid Reason = "ear_signature_invalid"
+	// ReasonEARStale: the EAR is older than the policy's max age, its exp
+	// has passed, or its iat is in the future.
+	ReasonEARStale Reason = "ear_stale"
+	// ReasonEARPolicyDenied: a submodule's status or trust vector fails the
+	// EAR appraisal policy; the error's Violations name the items.
+	ReasonEARPolicyDenied Reason = "ear_policy_denied"
+	// ReasonEARKeyAttestationMissing: the passport attests no key, or two
+	// different keys.
+	ReasonEARKeyAttestationMissing Reason = "ear_key_attestation_missing"
+	// ReasonVerifierUnavailable: the remote verifier is down or answered
+	// with an error status.
+	ReasonVerifierUnavailable Reason = "verifier_unavailable"
+	// ReasonVerifierBusy: too many requests to the remote verifier are in
+	// flight.
+	ReasonVerifierBusy Reason = "verifier_busy"
+	// ReasonVerifierError: the remote verifier's answer is unusable
+	// (garbage, a protocol violation, an EAR that does not verify or is not
+	// bound to the nonce sent).
+	ReasonVerifierError Reason = "verifier_error"
+	// ReasonVerifierCircuitOpen: the circuit breaker is open after repeated
+	// verifier failures; no request was sent.
+	ReasonVerifierCircuitOpen Reason = "verifier_circuit_open"
+)
+
 // Intel TDX quotes and Intel's collateral (postauth/tdx). The collateral
 // reasons are CodeUnavailable: the Evidence may be fine, but no verdict is
 // reached without valid collateral.
@@ -272,70 +306,79 @@ const (
 
 // reasonCodes gives the code each reason is reported with.
 var reasonCodes = map[Reason]Code{
-	ReasonNoTLS:                   CodeInvalid,
-	ReasonTLS13Required:           CodeInvalid,
-	ReasonHandshakeIncomplete:     CodeInvalid,
-	ReasonUnsupportedSuite:        CodeInvalid,
-	ReasonExporterFailed:          CodeInvalid,
-	ReasonMalformed:               CodeInvalid,
-	ReasonWrongRequestType:        CodeInvalid,
-	ReasonContextMismatch:         CodeInvalid,
-	ReasonUnsupportedExtension:    CodeInvalid,
-	ReasonBadFinished:             CodeInvalid,
-	ReasonUnsupportedScheme:       CodeInvalid,
-	ReasonBadCertificate:          CodeInvalid,
-	ReasonBadSignature:            CodeInvalid,
-	ReasonKeyNotTrusted:           CodeInvalid,
-	ReasonAttestationRefused:      CodeRequired,
-	ReasonUnknownContext:          CodeInvalid,
-	ReasonContextReused:           CodeInvalid,
-	ReasonContextExpired:          CodeStale,
-	ReasonOperationMismatch:       CodeInvalid,
-	ReasonAttestationNotOffered:   CodeInvalid,
-	ReasonNoAttestation:           CodeRequired,
-	ReasonUnsupportedCMW:          CodeInvalid,
-	ReasonFormatNotAccepted:       CodeInvalid,
-	ReasonEvidenceInvalid:         CodeInvalid,
-	ReasonBinderMismatch:          CodeInvalid,
-	ReasonKeyHashMismatch:         CodeInvalid,
-	ReasonVerifierTimeout:         CodeUnavailable,
-	ReasonVerifierFailed:          CodeUnavailable,
-	ReasonCanceled:                CodeCanceled,
-	ReasonUntrustedAttester:       CodeInvalid,
-	ReasonBadEvidenceSignature:    CodeInvalid,
-	ReasonUnknownMachine:          CodeInvalid,
-	ReasonEvidenceStale:           CodeStale,
-	ReasonPostureInvalid:          CodeInvalid,
-	ReasonPostureMissing:          CodeInvalid,
-	ReasonPCRSelectionMismatch:    CodeInvalid,
-	ReasonPCRDigestMismatch:       CodeInvalid,
-	ReasonPCRPolicyDenied:         CodePolicyDenied,
-	ReasonCollateralUnavailable:   CodeUnavailable,
-	ReasonCollateralInvalid:       CodeUnavailable,
-	ReasonCollateralExpired:       CodeUnavailable,
-	ReasonPCKRevoked:              CodeInvalid,
-	ReasonTDXModuleMismatch:       CodeInvalid,
-	ReasonQEIdentityMismatch:      CodeInvalid,
-	ReasonTCBNotSupported:         CodeInvalid,
-	ReasonTCBStatusDenied:         CodePolicyDenied,
-	ReasonTDXPolicyDenied:         CodePolicyDenied,
-	ReasonPolicyDenied:            CodePolicyDenied,
-	ReasonPostureDenied:           CodePolicyDenied,
-	ReasonPolicyInvalid:           CodeUnavailable,
-	ReasonAttestationRequired:     CodeRequired,
-	ReasonAttestationStale:        CodeStale,
-	ReasonPostureChanged:          CodeStale,
-	ReasonInvalidAttestation:      CodeInvalid,
-	ReasonMalformedHeader:         CodeInvalid,
-	ReasonEarlyData:               CodeRequired,
-	ReasonBadBody:                 CodeInvalid,
-	ReasonBodyTooLarge:            CodeInvalid,
-	ReasonConnectionClosed:        CodeCanceled,
-	ReasonMisconfigured:           CodeUnavailable,
-	ReasonKeyNotResident:          CodePolicyDenied,
-	ReasonKeyCertificationInvalid: CodeInvalid,
-	ReasonEKInvalid:               CodeInvalid,
-	ReasonEventLogInvalid:         CodeInvalid,
+	ReasonNoTLS:                    CodeInvalid,
+	ReasonTLS13Required:            CodeInvalid,
+	ReasonHandshakeIncomplete:      CodeInvalid,
+	ReasonUnsupportedSuite:         CodeInvalid,
+	ReasonExporterFailed:           CodeInvalid,
+	ReasonMalformed:                CodeInvalid,
+	ReasonWrongRequestType:         CodeInvalid,
+	ReasonContextMismatch:          CodeInvalid,
+	ReasonUnsupportedExtension:     CodeInvalid,
+	ReasonBadFinished:              CodeInvalid,
+	ReasonUnsupportedScheme:        CodeInvalid,
+	ReasonBadCertificate:           CodeInvalid,
+	ReasonBadSignature:             CodeInvalid,
+	ReasonKeyNotTrusted:            CodeInvalid,
+	ReasonAttestationRefused:       CodeRequired,
+	ReasonUnknownContext:           CodeInvalid,
+	ReasonContextReused:            CodeInvalid,
+	ReasonContextExpired:           CodeStale,
+	ReasonOperationMismatch:        CodeInvalid,
+	ReasonAttestationNotOffered:    CodeInvalid,
+	ReasonNoAttestation:            CodeRequired,
+	ReasonUnsupportedCMW:           CodeInvalid,
+	ReasonFormatNotAccepted:        CodeInvalid,
+	ReasonEvidenceInvalid:          CodeInvalid,
+	ReasonBinderMismatch:           CodeInvalid,
+	ReasonKeyHashMismatch:          CodeInvalid,
+	ReasonVerifierTimeout:          CodeUnavailable,
+	ReasonVerifierFailed:           CodeUnavailable,
+	ReasonCanceled:                 CodeCanceled,
+	ReasonUntrustedAttester:        CodeInvalid,
+	ReasonBadEvidenceSignature:     CodeInvalid,
+	ReasonUnknownMachine:           CodeInvalid,
+	ReasonEvidenceStale:            CodeStale,
+	ReasonPostureInvalid:           CodeInvalid,
+	ReasonPostureMissing:           CodeInvalid,
+	ReasonPCRSelectionMismatch:     CodeInvalid,
+	ReasonPCRDigestMismatch:        CodeInvalid,
+	ReasonPCRPolicyDenied:          CodePolicyDenied,
+	ReasonCollateralUnavailable:    CodeUnavailable,
+	ReasonCollateralInvalid:        CodeUnavailable,
+	ReasonCollateralExpired:        CodeUnavailable,
+	ReasonPCKRevoked:               CodeInvalid,
+	ReasonTDXModuleMismatch:        CodeInvalid,
+	ReasonQEIdentityMismatch:       CodeInvalid,
+	ReasonTCBNotSupported:          CodeInvalid,
+	ReasonTCBStatusDenied:          CodePolicyDenied,
+	ReasonTDXPolicyDenied:          CodePolicyDenied,
+	ReasonEARInvalid:               CodeInvalid,
+	ReasonEARSignatureInvalid:      CodeInvalid,
+	ReasonEARStale:                 CodeStale,
+	ReasonEARPolicyDenied:          CodePolicyDenied,
+	ReasonEARKeyAttestationMissing: CodeInvalid,
+	ReasonVerifierUnavailable:      CodeUnavailable,
+	ReasonVerifierBusy:             CodeUnavailable,
+	ReasonVerifierError:            CodeUnavailable,
+	ReasonVerifierCircuitOpen:      CodeUnavailable,
+	ReasonPolicyDenied:             CodePolicyDenied,
+	ReasonPostureDenied:            CodePolicyDenied,
+	ReasonPolicyInvalid:            CodeUnavailable,
+	ReasonAttestationRequired:      CodeRequired,
+	ReasonAttestationStale:         CodeStale,
+	ReasonPostureChanged:           CodeStale,
+	ReasonInvalidAttestation:       CodeInvalid,
+	ReasonMalformedHeader:          CodeInvalid,
+	ReasonEarlyData:                CodeRequired,
+	ReasonBadBody:                  CodeInvalid,
+	ReasonBodyTooLarge:             CodeInvalid,
+	ReasonConnectionClosed:         CodeCanceled,
+	ReasonMisconfigured:            CodeUnavailable,
+	ReasonKeyNotResident:           CodePolicyDenied,
+	ReasonKeyCertificationInvalid:  CodeInvalid,
+	ReasonEKInvalid:                CodeInvalid,
+	ReasonEventLogInvalid:          CodeInvalid,
 
 	// Scale-out.
 	ReasonAttesterRevoked:        CodePolicyDenied,

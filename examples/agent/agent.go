@@ -31,6 +31,8 @@ type agentConfig struct {
 	attKeyFile    string   // the agent's attestation key
 	gatewayAttPub string   // the gateway attestation key the agent trusts
 	evidence      evidence // how the agent attests (nil: software EAT)
+	// verification: who appraises the agent's Evidence (verification.go).
+	verification verificationConfig
 }
 
 // The agent's starting posture (docs/posture.md). The payments policy in
@@ -64,11 +66,13 @@ func measureStartingPosture(ctx context.Context, tr *posture.Tracker) error {
 // agent is an AI agent with a measured posture, a software attester that
 // covers it, and an HTTP client whose transport answers challenges.
 type agent struct {
-	tracker  *posture.Tracker
-	evidence evidence
-	client   *http.Client
-	tr       *transports.Transport
-	base     string
+	tracker     *posture.Tracker
+	evidence    evidence
+	client      *http.Client
+	tr          *transports.Transport
+	base        string
+	attestsWith string // what it attests with, for the transcript
+	stopAtt     func()
 
 	mu     sync.Mutex // guards events
 	events []transports.Activity
@@ -111,10 +115,15 @@ func newAgent(cfg agentConfig) (*agent, error) {
 	if err := measureStartingPosture(ctx, a.tracker); err != nil {
 		return nil, err
 	}
-	attester, err := a.evidence.attester(attKey, a.tracker)
+	inner, err := a.evidence.attester(attKey, a.tracker)
 	if err != nil {
 		return nil, err
 	}
+	attester, stopAtt, err := cfg.verification.agentAttester(inner, cert.PrivateKey.(crypto.Signer).Public())
+	if err != nil {
+		return nil, err
+	}
+	a.attestsWith, a.stopAtt = cfg.verification.evidence(a.evidence.short()), stopAtt
 	id, err := postauth.IdentityFromTLS(&cert)
 	if err != nil {
 		return nil, err
@@ -159,7 +168,10 @@ func (a *agent) takeEvents() []transports.Activity {
 	return ev
 }
 
-func (a *agent) close() { a.tr.Close() }
+func (a *agent) close() {
+	a.tr.Close()
+	a.stopAtt()
+}
 
 // reachable checks, before the story, that a reattest gateway answers at
 // a.base: one clear error instead of a failure per step.
@@ -233,7 +245,7 @@ func story(w io.Writer, a *agent, gw *gateway) error {
 		}
 		fmt.Fprintf(w, "    %s %s -> %d (%s, %s)\n", method, path, r.status, r.proto, fmtDur(r.took))
 		for _, e := range r.events {
-			fmt.Fprintf(w, "      %s\n", describe(e, a.evidence.short()))
+			fmt.Fprintf(w, "      %s\n", describe(e, a.attestsWith))
 		}
 		return r
 	}

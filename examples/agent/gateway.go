@@ -32,6 +32,8 @@ type gatewayConfig struct {
 	configTTL  time.Duration
 	evidence   evidence  // how agents attest (nil: software EAT)
 	log        io.Writer // if set, one line per decision (-mode gateway)
+	// verification: who appraises the agent's Evidence (verification.go).
+	verification verificationConfig
 }
 
 // gateway is a gin API gateway for AI agents with three routes:
@@ -45,6 +47,7 @@ type gatewayConfig struct {
 type gateway struct {
 	srv      *http.Server
 	ln       net.Listener
+	stopV    func() // stops the verifier's client (verification.go)
 	conns    *middleware.Conns
 	payments atomic.Int64
 	configs  atomic.Int64
@@ -91,11 +94,15 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	v, stopV, err := cfg.verification.gatewayVerifier(verifier)
+	if err != nil {
+		return nil, err
+	}
 	opts := []middleware.Option{middleware.WithServerAttestation(serverID, serverAtt, softeat.MediaType)}
 	if cfg.log != nil {
 		opts = append(opts, middleware.WithObserver(decisionLogger(cfg.log)))
 	}
-	guard, err := middleware.New(verifier, opts...)
+	guard, err := middleware.New(v, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +115,7 @@ func newGateway(cfg gatewayConfig) (*gateway, error) {
 		return nil, err
 	}
 
-	g := &gateway{}
+	g := &gateway{stopV: stopV}
 	r := gin.New()
 	r.Use(g.capture, ginattest.Middleware(guard))
 	r.GET("/v1/search", func(c *gin.Context) {
@@ -203,7 +210,10 @@ func (g *gateway) serve() error {
 	return err
 }
 
-func (g *gateway) close() { g.srv.Close() }
+func (g *gateway) close() {
+	g.srv.Close()
+	g.stopV()
+}
 
 // shutdown stops accepting connections and lets requests in flight finish
 // (at most d).
@@ -213,4 +223,5 @@ func (g *gateway) shutdown(d time.Duration) {
 	if g.srv.Shutdown(ctx) != nil {
 		g.srv.Close()
 	}
+	g.stopV()
 }

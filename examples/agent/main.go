@@ -9,6 +9,12 @@
 //	go run ./examples/agent -attester tdx-test  # the story with TDX quotes of a simulated TD (not hardware)
 //	go run ./examples/agent -attester tpm   # the TPM 2.0 trust chain (simulator; -tpm-addr for swtpm or /dev/tpmrm0)
 //	go run ./examples/agent -replicas 2 [-redis host:port]  # scale-out (replicas.go)
+//	go run ./examples/agent -verification background  # the gateway asks a verifier service
+//	go run ./examples/agent -verification passport    # the agent brings the verifier's EAR
+//
+// The verifier service of the two remote models runs in the same process
+// unless -verifier gives the URL of one (go run ./cmd/reattest-verifier);
+// see verification.go.
 //
 // With no flags it uses the embedded demo credentials in assets/ (public:
 // never trust them anywhere else) and exits 0 only if every step of the
@@ -77,6 +83,7 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&ag.gatewayAttPub, "gateway-attestation-pub", "", "agent: trusted gateway attestation public key PEM (default: embedded demo)")
 	attester := fs.String("attester", "software", "the agent's Evidence: software (EAT), tpm (the TPM 2.0 trust chain, tpm.go; demo mode) or tdx-test (TDX quotes of a simulated TD, test PKI, NOT hardware; demo mode)")
 	ca := fs.String("ca", "", "CA certificate PEM for both sides (default: embedded demo)")
+	verificationFlags(fs, &gw.verification)
 	outDir := fs.String("out", "assets", "gen-assets: output directory")
 	var tc tpmConfig
 	fs.StringVar(&tc.addr, "tpm-addr", "", "-attester tpm: swtpm host:port or a TPM device (/dev/tpmrm0); default: the in-process simulator")
@@ -90,6 +97,15 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	gw.caFile, ag.caFile = *ca, *ca
+	if err := gw.verification.check(); err != nil {
+		return err
+	}
+	if gw.verification.remote() && *attester != "software" && *attester != "" {
+		return fmt.Errorf("-verification %s runs with -attester software (the verifier service appraises software EAT)", gw.verification.model)
+	}
+	if gw.verification.remote() && *replicas > 0 {
+		return fmt.Errorf("-verification %s and -replicas are separate stories: run them one at a time", gw.verification.model)
+	}
 	if *attester == "tpm" {
 		if *mode != "demo" {
 			return fmt.Errorf("-attester tpm runs in -mode demo only")
@@ -101,6 +117,19 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	gw.evidence, ag.evidence = ev, ev
+	if *mode != "agent" {
+		v, stop, err := gw.verification.prepare(gw.attPubFile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		defer reportVerifier(out, v)
+	} else if gw.verification.remote() && gw.verification.url != "" {
+		if gw.verification.key, err = loadEARKey(gw.verification.keyFile, gw.verification.url); err != nil {
+			return err
+		}
+	}
+	ag.verification = gw.verification
 
 	switch *mode {
 	case "demo":
@@ -115,6 +144,7 @@ func run(args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		fmt.Fprintln(out, gw.verification.describe())
 		fmt.Fprintf(out, "gateway listening on https://%s (Ctrl-C or SIGTERM to stop); one line per decision:\n", g.addr())
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -163,6 +193,7 @@ func demo(out io.Writer, gc gatewayConfig, ac agentConfig) error {
 	fmt.Fprintf(out, "reattest demo: gin gateway on %s, AI agent \"agent-7\", TLS 1.3 on loopback\n", ac.gatewayURL)
 	fmt.Fprintln(out, "  routes: GET /v1/search (plain), POST /v1/payments (operation mode, posture policy),")
 	fmt.Fprintf(out, "          PUT /v1/config (connection mode, max-age %v); agent evidence: %s\n", gc.configTTL, ac.evidence.label())
+	fmt.Fprintf(out, "  %s\n", gc.verification.describe())
 	if err := story(out, a, g); err != nil {
 		return err
 	}

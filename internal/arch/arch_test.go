@@ -100,6 +100,15 @@ func layer(p string) (name string, may func(dep string) bool, ok bool) {
 		return "client adapter", func(dep string) bool {
 			return !under(dep, "middleware", "internal/e2e", "examples", "bench", "cmd")
 		}, true
+	case p == "verifier":
+		// The verifier service (issue 12): it appraises Evidence with the
+		// formats' Verifiers and answers over its own HTTP API (Veraison
+		// challenge-response), so it stands beside the HTTP binding, never
+		// on it: no server or client package. internal/httpbind gives it
+		// the RFC 9651 byte-sequence parser of its key header.
+		return "verifier service", func(dep string) bool {
+			return dep == "postauth" || dep == "posture" || (format(dep) && !formatTest(dep)) || under(dep, "internal/detcbor", "internal/httpbind")
+		}, true
 	case p == "streams":
 		// The stream binding (raw TLS over TCP) and the attestation state
 		// machine it shares with the QUIC adapter: the core only.
@@ -145,12 +154,17 @@ var heavy = []string{
 	"github.com/redis/go-redis",
 	"github.com/modelcontextprotocol/go-sdk",
 	"go.opentelemetry.io/otel",
+	// The EAR signer and its JOSE library: only the verifier service
+	// signs EARs; relying parties parse them with postauth/ear's own
+	// closed ES256 parser.
+	"github.com/veraison/ear",
+	"github.com/lestrrat-go/jwx",
 }
 
 // TestCoreStaysLean: users of the core packages link none of the heavy
 // dependencies (transitively).
 func TestCoreStaysLean(t *testing.T) {
-	core := []string{"posture", "internal/strictdoc", "postauth", "postauth/softeat", "postauth/tpm", "postauth/tpm/enroll", "postauth/tdx", "postauth/tdx/tdxguest", "internal/httpbind", "middleware", "transports", "streams"}
+	core := []string{"posture", "internal/strictdoc", "postauth", "postauth/softeat", "postauth/tpm", "postauth/tpm/enroll", "postauth/ear", "postauth/tdx", "postauth/tdx/tdxguest", "internal/httpbind", "middleware", "transports", "streams"}
 	for _, p := range list(t) {
 		if !slices.Contains(core, rel(p.ImportPath)) {
 			continue

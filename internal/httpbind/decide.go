@@ -143,6 +143,11 @@ var decisions = map[postauth.Reason]Answer{
 	postauth.ReasonKeyCertificationInvalid: decInvalid,
 	postauth.ReasonEKInvalid:               decInvalid,
 	postauth.ReasonEventLogInvalid:         decInvalid,
+	// Remote verification (postauth/ear): a bad passport.
+	postauth.ReasonEARInvalid:               decInvalid,
+	postauth.ReasonEARSignatureInvalid:      decInvalid,
+	postauth.ReasonEARKeyAttestationMissing: decInvalid,
+	postauth.ReasonEARStale:                 decStaleAnswer,
 	// The connection cannot carry attestation: no challenge to answer.
 	postauth.ReasonNoTLS:               decImpossible,
 	postauth.ReasonTLS13Required:       decImpossible,
@@ -160,6 +165,7 @@ var decisions = map[postauth.Reason]Answer{
 	postauth.ReasonTCBStatusDenied: decDenied,
 	postauth.ReasonTDXPolicyDenied: decDenied,
 	postauth.ReasonKeyNotResident:  decDenied,
+	postauth.ReasonEARPolicyDenied: decDenied,
 	// No verdict.
 	postauth.ReasonVerifierTimeout:       decUnavailable,
 	postauth.ReasonVerifierFailed:        decUnavailable,
@@ -167,9 +173,14 @@ var decisions = map[postauth.Reason]Answer{
 	postauth.ReasonCollateralUnavailable: decUnavailable,
 	postauth.ReasonCollateralInvalid:     decUnavailable,
 	postauth.ReasonCollateralExpired:     decUnavailable,
-	postauth.ReasonCanceled:              decCanceled,
-	postauth.ReasonConnectionClosed:      decCanceled,
-	postauth.ReasonMisconfigured:         decMisconfigured,
+	// The remote verifier (background check, passport attester).
+	postauth.ReasonVerifierUnavailable: decUnavailable,
+	postauth.ReasonVerifierBusy:        decUnavailable,
+	postauth.ReasonVerifierError:       decUnavailable,
+	postauth.ReasonVerifierCircuitOpen: decUnavailable,
+	postauth.ReasonCanceled:            decCanceled,
+	postauth.ReasonConnectionClosed:    decCanceled,
+	postauth.ReasonMisconfigured:       decMisconfigured,
 	// Scale-out: a coordinator shared by replicas, rate limits.
 	postauth.ReasonAttesterRevoked:        decDenied,
 	postauth.ReasonVerdictInvalidated:     decInvalidated,

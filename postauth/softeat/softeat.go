@@ -377,6 +377,30 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 }
 
 func (v *Verifier) verifyToken(tok []byte) (*claims, error) {
+	t, err := parseToken(tok)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := v.keys[string(t.kid)]
+	if !ok {
+		return nil, evidenceErr(postauth.ReasonUntrustedAttester, errors.New("softeat: attestation key not trusted"))
+	}
+	if !verifyES256(pub, t.protected, t.payload, t.sig) {
+		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, errors.New("softeat: signature invalid"))
+	}
+	return decodeClaims(t.payload)
+}
+
+// token is a token of the profile's shape, its signature not yet checked.
+type token struct {
+	kid, protected, payload, sig []byte
+}
+
+// parseToken checks the token's size and shape (a tagged COSE_Sign1 whose
+// protected header is exactly {alg: ES256, kid} and whose unprotected
+// header is empty) without checking its signature: the Verifier does that
+// next, and Binding leaves it to a remote verifier.
+func parseToken(tok []byte) (*token, error) {
 	if len(tok) == 0 || len(tok) > MaxTokenLen {
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: token size out of range"))
 	}
@@ -400,14 +424,7 @@ func (v *Verifier) verifyToken(tok []byte) (*claims, error) {
 	if !bytes.Equal(unprotected, emptyUnprotected) { // mutation: softeat unprotected header empty
 		return nil, evidenceErr(postauth.ReasonEvidenceInvalid, errors.New("softeat: unprotected header is not empty"))
 	}
-	pub, ok := v.keys[string(kid)]
-	if !ok {
-		return nil, evidenceErr(postauth.ReasonUntrustedAttester, errors.New("softeat: attestation key not trusted"))
-	}
-	if !verifyES256(pub, protected, payload, sig) {
-		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, errors.New("softeat: signature invalid"))
-	}
-	return decodeClaims(payload)
+	return &token{kid: kid, protected: protected, payload: payload, sig: sig}, nil
 }
 
 // decodeClaims decodes the signed claims strictly and requires them to be

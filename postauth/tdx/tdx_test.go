@@ -317,3 +317,30 @@ func TestFormatsFromVerifier(t *testing.T) {
 		t.Fatalf("the Verifier saw %d Evidence, want 1 (the TDX one)", n)
 	}
 }
+
+// Binding (the background check's local reader) finds the binder in
+// REPORTDATA without verifying the quote, and reports anything else so
+// that the caller's comparison refuses it.
+func TestBinding(t *testing.T) {
+	env := tdxtest.NewEnv(t, nil)
+	ch := challenge(crypto.SHA256)
+	ev := attest(t, env.Attester, ch)
+	nonce, kh, err := tdx.Binding(ch, ev)
+	if err != nil || !bytes.Equal(nonce, ch.Binder) || !bytes.Equal(kh, ch.KeyHash) {
+		t.Fatalf("Binding = %x, %x, %v", nonce, kh, err)
+	}
+	other := challenge(crypto.SHA256)
+	nonce, kh, err = tdx.Binding(other, ev)
+	if err != nil || bytes.Equal(nonce, other.Binder) || kh != nil {
+		t.Fatalf("Binding for another binder = %x, %x, %v", nonce, kh, err)
+	}
+	longer := challenge(crypto.SHA384) // the binder followed by non-zero bytes
+	copy(longer.Binder, ch.Binder)
+	if nonce, _, _ = tdx.Binding(longer, ev); bytes.Equal(nonce, longer.Binder) {
+		t.Fatal("a binder that REPORTDATA only starts with matched")
+	}
+	_, _, err = tdx.Binding(ch, postauth.Evidence{Type: "application/eat+cwt", Value: ev.Value})
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonFormatNotAccepted)
+	_, _, err = tdx.Binding(ch, postauth.Evidence{Type: tdx.MediaType, Value: []byte{0xa0}})
+	postauthtest.WantError(t, err, postauth.CodeInvalid, postauth.ReasonEvidenceInvalid)
+}

@@ -1,0 +1,5 @@
+package ear
+
+// Hooks for the external tests.
+
+var DecodeSessionForTest = decodeSession
