@@ -81,12 +81,21 @@ func FuzzDecodeCMW(f *testing.F) {
 	}
 	f.Add([]byte(`{"a":["application/eat+cwt","AAA"]}`))
 	f.Add([]byte{0x82, 0x60, 0x40})
-	f.Add([]byte(`["",0]`)) // panics inside veraison/cmw v0.2.0
+	f.Add([]byte{0x83, 0x63, 'a', '/', 'b', 0x41, 1, 0x18, 4})          // indicator not in shortest form
+	f.Add([]byte{0x83, 0x63, 'a', '/', 'b', 0x5f, 0x41, 1, 0xff, 0x04}) // indefinite-length value
+	f.Add([]byte{0x82, 0x63, 'a', '/', 0xff, 0x41, 1})                  // type not UTF-8
+	f.Add([]byte{0x83, 0x63, 'a', '/', 'b', 0x41, 1, 0x04, 0x00})       // data after the record
+	f.Add([]byte{0x83, 0x19, 0x01, 0x0e, 0x41, 1, 0x04})                // CoAP content format 270
+	f.Add([]byte(`["",0]`))                                             // panics inside veraison/cmw v0.2.0
 	f.Add([]byte(`["application/eat+cwt",true]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := postauth.DecodeCMWUnrecovered(b)
 		if ev2, err2 := postauth.DecodeCMW(b); (err == nil) != (err2 == nil) || ev2.Type != ev.Type || !bytes.Equal(ev2.Value, ev.Value) || ev2.Kind != ev.Kind {
 			t.Fatalf("DecodeCMW and its unrecovered path disagree: %v / %v", err, err2)
+		}
+		// The hand-written CBOR path and veraison/cmw agree on every input.
+		if ev3, err3 := postauth.DecodeCMWRecord(b); (err == nil) != (err3 == nil) || ev3.Type != ev.Type || !bytes.Equal(ev3.Value, ev.Value) || ev3.Kind != ev.Kind {
+			t.Fatalf("the CBOR fast path and veraison/cmw disagree: %v / %v", err, err3)
 		}
 		if err != nil {
 			return
