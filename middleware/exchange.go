@@ -249,8 +249,9 @@ func (x *exchange) appraiseHooks(ctx context.Context, res *postauth.Result) erro
 	select {
 	case err := <-done:
 		// Both may be ready at once, and select picks either: a pass whose
-		// context has ended is dropped here too.
-		if err == nil && ctx.Err() != nil {
+		// context has ended, or whose deadline has passed before its timer
+		// fired, is dropped here too.
+		if err == nil && postauth.ContextErr(ctx) != nil {
 			return contextError(ctx)
 		}
 		return err
@@ -261,10 +262,11 @@ func (x *exchange) appraiseHooks(ctx context.Context, res *postauth.Result) erro
 
 // contextError is the error of a verification whose context ended.
 func contextError(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return postauth.NewError(postauth.CodeUnavailable, postauth.ReasonVerifierTimeout, ctx.Err())
+	err := postauth.ContextErr(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return postauth.NewError(postauth.CodeUnavailable, postauth.ReasonVerifierTimeout, err)
 	}
-	return postauth.NewError(postauth.CodeCanceled, postauth.ReasonCanceled, ctx.Err())
+	return postauth.NewError(postauth.CodeCanceled, postauth.ReasonCanceled, err)
 }
 
 // pass runs next with res in the request context.

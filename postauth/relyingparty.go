@@ -205,6 +205,23 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 	return res, nil
 }
 
+// ContextErr is ctx.Err(), except that a context whose deadline has passed
+// by the clock is context.DeadlineExceeded even if its timer has not fired
+// yet. A starved runtime can run timers late, and a context's Err changes
+// only when its timer runs: a verdict that comes after the deadline must
+// be judged by the deadline, not by the timer. Code that accepts a result
+// after a bounded call (a Verifier, an appraisal hook, a remote verifier)
+// checks it with ContextErr.
+func ContextErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) { // mutation: deadline by the clock
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 // callBounded calls f (a Verifier or an Attester) so that ctx bounds it:
 // when ctx ends first, callBounded returns ctx's error at once and a result
 // that f returns later is dropped, so a verdict that arrives after the
@@ -231,8 +248,9 @@ func callBounded[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	select {
 	case o := <-done:
 		// Both may be ready at once, and select picks either: a verdict
-		// whose context has ended is dropped here too.
-		if err := ctx.Err(); err != nil && o.err == nil {
+		// whose context has ended (or whose deadline has passed, its
+		// timer late) is dropped here too.
+		if err := ContextErr(ctx); err != nil && o.err == nil {
 			return zero, err
 		}
 		return o.v, o.err

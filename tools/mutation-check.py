@@ -56,6 +56,7 @@ MUTATIONS = {
     # layer 2: expat
     "attestation offered in request": ("./postauth", "TestAttestationNotOffered"),
     "cmw only in end entity": ("./postauth", "TestAttestationOnlyInEndEntity"),
+    "deadline by the clock": ("./postauth", "TestContextErrJudgesByTheClock"),
     "verify deadline": ("./postauth ./middleware", "TestLateVerdictIsNoPass|TestLatePassNeverRuns",
                         ("case <-ctx.Done():", "case <-make(chan struct{}):")),
     "nil appraisal": ("./postauth", "TestNilAppraisalIsInvalid"),

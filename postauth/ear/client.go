@@ -130,8 +130,8 @@ func (c *apiClient) guard(ctx context.Context, f func(context.Context) error) er
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	err := f(tctx)
-	if err == nil && tctx.Err() != nil { // mutation: background late answer
-		err = tctx.Err()
+	if err == nil && postauth.ContextErr(tctx) != nil { // mutation: background late answer
+		err = postauth.ContextErr(tctx)
 	}
 	if err != nil && ctx.Err() != nil {
 		c.br.cancel() // the caller went away: not the verifier's fault
