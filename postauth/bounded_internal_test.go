@@ -21,6 +21,7 @@ func TestCallBoundedDropsLateResult(t *testing.T) {
 		}
 	}
 }
+
 // lateTimer is a context whose deadline has passed but whose timer has not
 // fired yet (Err nil, Done open): what a starved runtime shows for a while.
 type lateTimer struct {
