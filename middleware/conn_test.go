@@ -22,3 +22,13 @@ func TestConfigureServerHeaderTable(t *testing.T) {
 		t.Fatalf("HTTP2 = %+v: the user's settings changed", srv.HTTP2)
 	}
 }
+
+// The Guard reads its headers from the map by their constant names
+// (headerValue): they must be in canonical form, as net/http stores them.
+func TestHeaderNamesAreCanonical(t *testing.T) {
+	for _, h := range []string{middleware.HeaderAttestation, middleware.HeaderPosture, middleware.HeaderAttestationRequest, middleware.HeaderResult} {
+		if c := http.CanonicalHeaderKey(h); c != h {
+			t.Errorf("%q is not canonical (%q)", h, c)
+		}
+	}
+}

@@ -61,7 +61,7 @@ func (x *exchange) decide(next http.Handler) {
 		}
 		x.binding = httpbind.OperationDigest(r.Method, r.Host, requestTarget(r), body) // mutation: operation authority
 	}
-	if hdr := r.Header.Get(HeaderAttestation); hdr != "" {
+	if hdr := headerValue(r.Header, HeaderAttestation); hdr != "" {
 		x.verify(hdr, next)
 		return
 	}
@@ -73,7 +73,7 @@ func (x *exchange) decide(next http.Handler) {
 			case !c.res.ValidAt(g.cfg.now(), rt.MaxAge): // mutation: max age
 				reason = postauth.ReasonAttestationStale
 				st.drop(rt)
-			case !hintMatches(r.Header.Get(HeaderPosture), c): // mutation: posture hint
+			case !hintMatches(headerValue(r.Header, HeaderPosture), c): // mutation: posture hint
 				reason = postauth.ReasonPostureChanged
 				st.drop(rt)
 			default:
@@ -258,6 +258,17 @@ func (x *exchange) appraiseHooks(ctx context.Context, res *postauth.Result) erro
 	case <-ctx.Done(): // mutation: appraisal deadline
 		return contextError(ctx)
 	}
+}
+
+// headerValue is h.Get(key) for a key already in canonical form (the
+// package's header names, TestHeaderNamesAreCanonical): the map lookup
+// without CanonicalMIMEHeaderKey's scan of the key, on every protected
+// request.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // contextError is the error of a verification whose context ended.

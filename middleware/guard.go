@@ -41,7 +41,10 @@ type Guard struct {
 	// methods, if not nil, holds every method a route pattern names: a
 	// request with another method skips route matching (nil when some
 	// pattern has no method and matches them all).
-	methods  map[string]bool
+	methods map[string]bool
+	// exact indexes the routes whose pattern is a literal path (exactRoutes),
+	// nil if none or if a pattern names a host.
+	exact    map[string]*exactRoute
 	fallback *fallbackCache
 
 	mu       sync.Mutex // guards handlers
@@ -102,6 +105,7 @@ func New(v postauth.Verifier, opts ...Option) (*Guard, error) {
 		g.prefixes = append(g.prefixes, staticPrefix(spec.pattern))
 	}
 	g.methods = routeMethods(cfg.routes)
+	g.exact = exactRoutes(cfg.routes, g.byPattern)
 	g.startCoordination()
 	return g, nil
 }

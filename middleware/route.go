@@ -191,7 +191,97 @@ func (g *Guard) match(r *http.Request) *route {
 	if g.outsideRoutes(r) {
 		return nil
 	}
+	if rt := g.matchExact(r); rt != nil {
+		return rt
+	}
 	return g.matchMux(r)
+}
+
+// exactRoute holds the routes of one literal path, by method.
+type exactRoute struct {
+	byMethod map[string]*route // "POST /pay"
+	any      *route            // "/pay" (no method), nil if none
+}
+
+// exactRoutes indexes the routes whose pattern is a literal path ("POST
+// /pay", "/admin/config": no wildcard, no trailing slash, only unreserved
+// characters, clean), so that a request for exactly such a path finds its
+// route without ServeMux. Without host patterns such a route is the most
+// specific pattern that matches the request (ServeMux refuses to register
+// two patterns that match the same requests with neither more specific),
+// so the index and ServeMux agree (FuzzMatchExact). It returns nil if no
+// pattern is literal or if a pattern names a host (a host pattern can be
+// more specific than a literal path).
+func exactRoutes(specs []routeSpec, byPattern map[string]*route) map[string]*exactRoute {
+	var idx map[string]*exactRoute
+	for _, s := range specs {
+		method, path := "", s.pattern
+		if i := strings.IndexAny(s.pattern, " \t"); i >= 0 {
+			method, path = s.pattern[:i], strings.TrimLeft(s.pattern[i:], " \t")
+		}
+		if !strings.HasPrefix(path, "/") { // mutation: literal index host patterns
+			return nil // a host pattern
+		}
+		if !literalPath(path) {
+			continue
+		}
+		if idx == nil {
+			idx = make(map[string]*exactRoute)
+		}
+		e := idx[path]
+		if e == nil {
+			e = &exactRoute{byMethod: make(map[string]*route)}
+			idx[path] = e
+		}
+		if method == "" {
+			e.any = byPattern[s.pattern]
+		} else {
+			e.byMethod[method] = byPattern[s.pattern]
+		}
+	}
+	return idx
+}
+
+// literalPath reports whether a pattern's path matches one path only, the
+// same string: clean, no wildcard, no trailing slash (a subtree), and made
+// of unreserved characters only, which ServeMux neither escapes nor
+// unescapes.
+func literalPath(p string) bool {
+	if len(p) < 2 || p[len(p)-1] == '/' || !cleanPath(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '/', c == '-', c == '.', c == '_', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// matchExact returns the route of a literal pattern that r's path is
+// exactly, preferring a pattern with r's method (GET patterns also match
+// HEAD, as in ServeMux) to one without a method; nil if there is none, and
+// then ServeMux decides.
+func (g *Guard) matchExact(r *http.Request) *route {
+	if g.exact == nil || r.URL.RawPath != "" {
+		return nil
+	}
+	e := g.exact[r.URL.Path]
+	if e == nil {
+		return nil
+	}
+	if rt := e.byMethod[r.Method]; rt != nil {
+		return rt
+	}
+	if r.Method == http.MethodHead {
+		if rt := e.byMethod[http.MethodGet]; rt != nil {
+			return rt
+		}
+	}
+	return e.any
 }
 
 // outsideRoutes reports that r certainly matches no pattern route: a clean,

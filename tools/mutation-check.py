@@ -149,6 +149,7 @@ MUTATIONS = {
                                    ("ok = g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)", "ok = true || g.serverBudget.take(now, g.cfg.serverRate, g.cfg.serverBurst)")),
     "route posture policy": ("./middleware", "TestForbiddenToolDeniedThenAllowed|TestLyingPostureHintCannotPassOperationMode"),
     "route appraise hook": ("./middleware", "TestPolicyDenial"),
+    "literal index host patterns": ("./middleware", "TestMatchExact"),
     "appraisal deadline": ("./middleware", "TestLatePassNeverRuns",
                            ("case <-ctx.Done():", "case <-make(chan struct{}):")),
     "operation authority": ("./middleware", "TestOperationBindsAuthority",
