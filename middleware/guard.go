@@ -41,7 +41,7 @@ type Guard struct {
 	// methods, if not nil, holds every method a route pattern names: a
 	// request with another method skips route matching (nil when some
 	// pattern has no method and matches them all).
-	methods map[string]bool
+	methods []string
 	// exact indexes the routes whose pattern is a literal path (exactRoutes),
 	// nil if none or if a pattern names a host.
 	exact    map[string]*exactRoute
