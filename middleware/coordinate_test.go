@@ -267,7 +267,7 @@ func TestRevocationKeepsLaterExpiry(t *testing.T) {
 }
 
 // Every identity a Result exposes can be revoked: key, machine, posture
-// digest, subject (the SHA-384 form of the key matches SHA-384 suites
+// digest, subject, attestation key (the SHA-384 form of the key matches SHA-384 suites
 // only); an unrevoke lifts it.
 func TestRevocationByEachIdentity(t *testing.T) {
 	tr := agentTracker(t)
@@ -287,7 +287,11 @@ func TestRevocationByEachIdentity(t *testing.T) {
 	mu.Lock()
 	a := att
 	mu.Unlock()
-	if a.KeyHash != keyIdentity(t, h).Value || a.MachineID == "" || a.Posture != hexOf(tr.Head()) || a.Subject == "" {
+	kid, err := softeat.KeyID(h.AttKey.Key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.KeyHash != keyIdentity(t, h).Value || a.MachineID == "" || a.Posture != hexOf(tr.Head()) || a.Subject == "" || a.AttestationKeyID != hexOf(kid) {
 		t.Fatalf("attester %+v (key identity %s)", a, keyIdentity(t, h).Value)
 	}
 	leaf, _ := x509.ParseCertificate(h.ClientCert.Certificate[0])
@@ -300,6 +304,8 @@ func TestRevocationByEachIdentity(t *testing.T) {
 		{middleware.Identity{Kind: middleware.IdentityMachine, Value: a.MachineID}, http.StatusForbidden},
 		{middleware.Identity{Kind: middleware.IdentityPosture, Value: a.Posture}, http.StatusForbidden},
 		{middleware.Identity{Kind: middleware.IdentitySubject, Value: a.Subject}, http.StatusForbidden},
+		{middleware.Identity{Kind: middleware.IdentityAttestationKey, Value: a.AttestationKeyID}, http.StatusForbidden},
+		{middleware.Identity{Kind: middleware.IdentityAttestationKey, Value: strings.Repeat("00", 16)}, http.StatusOK},
 	} {
 		ctx := context.Background()
 		if err := co.Publish(ctx, middleware.Event{Kind: middleware.EventRevoke, Identity: tc.id, Until: h.Clock.Now().Add(time.Hour), Origin: replicaOrigin}); err != nil {
@@ -751,7 +757,7 @@ func FuzzParsePolicyDocument(f *testing.F) {
 }
 
 func TestIdentity(t *testing.T) {
-	for _, s := range []string{"key:" + strings.Repeat("AB", 32), "machine:0102", "posture:" + strings.Repeat("00", 48), "subject:CN=agent"} {
+	for _, s := range []string{"key:" + strings.Repeat("AB", 32), "machine:0102", "posture:" + strings.Repeat("00", 48), "subject:CN=agent", "kid:" + strings.Repeat("0F", 16)} {
 		id, err := middleware.ParseIdentity(s)
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -760,7 +766,7 @@ func TestIdentity(t *testing.T) {
 			t.Fatalf("%s parsed as %s", s, id)
 		}
 	}
-	for _, s := range []string{"", "key", "key:", "key:abc", "key:zz", "bad:00", "subject:a\nb", "machine:" + strings.Repeat("00", 257)} {
+	for _, s := range []string{"", "key", "key:", "key:abc", "key:zz", "bad:00", "subject:a\nb", "machine:" + strings.Repeat("00", 257), "kid:0g"} {
 		if _, err := middleware.ParseIdentity(s); err == nil {
 			t.Errorf("accepted %.40q", s)
 		}

@@ -36,6 +36,12 @@ const (
 	// postauth.KeyTrustAttestedKeyOnly the peer chooses its subject: revoke
 	// by key or machine instead.
 	IdentitySubject IdentityKind = "subject"
+	// IdentityAttestationKey: the key that signed the Evidence,
+	// [postauth.Result.AttestationKeyID] (the first 16 bytes of SHA-256
+	// over its SubjectPublicKeyInfo: a software EAT kid, a TPM AK's; TDX
+	// quotes and remote verdicts (postauth/ear) have none). Lower case hex. Revoking it revokes
+	// every attester that signs with that key, whatever its TLS key.
+	IdentityAttestationKey IdentityKind = "kid"
 )
 
 // Limits of identity values.
@@ -62,7 +68,7 @@ func (id Identity) String() string { return string(id.Kind) + ":" + id.Value }
 // bytes).
 func (id Identity) Validate() error {
 	switch id.Kind {
-	case IdentityKey, IdentityMachine, IdentityPosture:
+	case IdentityKey, IdentityMachine, IdentityPosture, IdentityAttestationKey:
 		if id.Value == "" || len(id.Value)%2 != 0 || len(id.Value) > 2*maxIdentityBytes {
 			return fmt.Errorf("middleware: identity %s: want 1 to %d bytes of hex", id.Kind, maxIdentityBytes)
 		}
@@ -87,7 +93,7 @@ func (id Identity) Validate() error {
 }
 
 // ParseIdentity parses "kind:value" ("key:9f86d0...", "machine:0a1b...",
-// "posture:...", "subject:CN=agent-7") and validates it. Hex values may be
+// "posture:...", "kid:...", "subject:CN=agent-7") and validates it. Hex values may be
 // given in upper case.
 func ParseIdentity(s string) (Identity, error) {
 	kind, value, ok := strings.Cut(s, ":")
@@ -130,6 +136,9 @@ type Attester struct {
 	Posture string
 	// Subject is [postauth.Result.Subject].
 	Subject string
+	// AttestationKeyID is the hex of [postauth.Result.AttestationKeyID],
+	// "" if the format has none.
+	AttestationKeyID string
 }
 
 // AttesterOf returns the identities of a verified Result (the zero
@@ -143,17 +152,20 @@ func AttesterOf(res *postauth.Result) Attester {
 		MachineID: hex.EncodeToString(res.MachineID()),
 		Posture:   hex.EncodeToString(res.PostureHead()),
 		Subject:   res.Subject(),
+
+		AttestationKeyID: hex.EncodeToString(res.AttestationKeyID()),
 	}
 }
 
 // Identities returns the identities of a: its key, and its machine,
-// posture and subject when it has them. Values over the size limits of
+// posture, subject and attestation key when it has them. Values over the size limits of
 // [Identity.Validate] are left out.
 func (a Attester) Identities() []Identity {
-	out := make([]Identity, 0, 4)
+	out := make([]Identity, 0, 5)
 	for _, id := range []Identity{
 		{IdentityKey, a.KeyHash}, {IdentityMachine, a.MachineID},
 		{IdentityPosture, a.Posture}, {IdentitySubject, a.Subject},
+		{IdentityAttestationKey, a.AttestationKeyID},
 	} {
 		if id.Value != "" && id.Validate() == nil {
 			out = append(out, id)

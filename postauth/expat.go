@@ -120,6 +120,13 @@ type Appraisal struct {
 	// SHA-256 of a TPM's EK public key, TDX MRCONFIGID, ...). The relying
 	// party should check it against the peer it meant to reach.
 	MachineID []byte
+	// AttestationKeyID identifies the key that signed the Evidence (the
+	// attestation key), if the format has one: the first 16 bytes of
+	// SHA-256 over its DER SubjectPublicKeyInfo (software EAT: the COSE
+	// kid; TPM: of the AK). nil if the format has none (TDX) or the
+	// verdict comes from a remote verifier (postauth/ear). Revocation by
+	// "kid" (package middleware) uses it.
+	AttestationKeyID []byte
 	// AttestedAt is when the Evidence was produced (EAT iat). Zero means
 	// unknown; the relying party then uses the verification time.
 	AttestedAt time.Time

@@ -191,6 +191,7 @@ func (rp *RelyingParty) verify(ctx context.Context, ch *Channel, peer Role, req 
 		keyHash:        keyHash,
 		subject:        subject,
 		machineID:      slices.Clone(app.MachineID),
+		attKeyID:       slices.Clone(app.AttestationKeyID),
 		attestedAt:     app.AttestedAt,
 		verifiedAt:     now,
 		expiry:         app.Expiry,

@@ -21,6 +21,7 @@ type Result struct {
 	keyHash        []byte
 	subject        string
 	machineID      []byte
+	attKeyID       []byte
 	attestedAt     time.Time
 	verifiedAt     time.Time
 	expiry         time.Time
@@ -57,6 +58,10 @@ func (r *Result) Subject() string { return r.subject }
 
 // MachineID is the attester's machine or instance identifier, if any.
 func (r *Result) MachineID() []byte { return slices.Clone(r.machineID) }
+
+// AttestationKeyID identifies the key that signed the Evidence (see
+// [Appraisal.AttestationKeyID]), nil if the format has none.
+func (r *Result) AttestationKeyID() []byte { return slices.Clone(r.attKeyID) }
 
 // AttestedAt is when the Evidence was produced.
 func (r *Result) AttestedAt() time.Time { return r.attestedAt }

@@ -28,7 +28,7 @@ func (s *Store) Audit(_ context.Context, d middleware.Decision) {
 	if !s.cfg.audit || (d.Outcome == middleware.OutcomeCacheHit && !s.cfg.auditCacheHits) {
 		return
 	}
-	rec := make([]any, 0, 28)
+	rec := make([]any, 0, 32)
 	rec = append(rec,
 		"at", s.cfg.now().UTC().Format(time.RFC3339Nano),
 		"replica", s.cfg.replica,
@@ -39,7 +39,7 @@ func (s *Store) Audit(_ context.Context, d middleware.Decision) {
 	// Optional fields only when set (a reader takes a missing one as "").
 	for _, f := range [...]struct{ k, v string }{
 		{"reason", string(d.Reason)}, {"format", d.Format}, {"key", d.Attester.KeyHash},
-		{"machine", d.Attester.MachineID}, {"posture", d.Attester.Posture}, {"subject", d.Attester.Subject},
+		{"machine", d.Attester.MachineID}, {"posture", d.Attester.Posture}, {"subject", d.Attester.Subject}, {"kid", d.Attester.AttestationKeyID},
 	} {
 		if f.v != "" {
 			rec = append(rec, f.k, f.v)

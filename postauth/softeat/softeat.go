@@ -323,7 +323,7 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	if postauth.BaseMediaType(ev.Type) != MediaType {
 		return nil, evidenceErr(postauth.ReasonFormatNotAccepted, fmt.Errorf("softeat: media type %q", ev.Type))
 	}
-	c, err := v.verifyToken(ev.Value)
+	c, kid, err := v.verifyToken(ev.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -359,6 +359,8 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		KeyHash:    c.KeyHash.Value,
 		MachineID:  []byte(c.UEID),
 		AttestedAt: iat,
+		// The kid of a trusted key (verifyToken): SHA-256(SPKI)[:16].
+		AttestationKeyID: kid,
 	}
 	switch {
 	case c.Posture != nil:
@@ -376,19 +378,25 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 	return app, nil
 }
 
-func (v *Verifier) verifyToken(tok []byte) (*claims, error) {
+// verifyToken checks the token's signature with the trusted key its kid
+// names and returns its claims and the kid.
+func (v *Verifier) verifyToken(tok []byte) (*claims, []byte, error) {
 	t, err := parseToken(tok)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pub, ok := v.keys[string(t.kid)]
 	if !ok {
-		return nil, evidenceErr(postauth.ReasonUntrustedAttester, errors.New("softeat: attestation key not trusted"))
+		return nil, nil, evidenceErr(postauth.ReasonUntrustedAttester, errors.New("softeat: attestation key not trusted"))
 	}
 	if !verifyES256(pub, t.protected, t.payload, t.sig) {
-		return nil, evidenceErr(postauth.ReasonBadEvidenceSignature, errors.New("softeat: signature invalid"))
+		return nil, nil, evidenceErr(postauth.ReasonBadEvidenceSignature, errors.New("softeat: signature invalid"))
 	}
-	return decodeClaims(t.payload)
+	c, err := decodeClaims(t.payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, slices.Clone(t.kid), nil
 }
 
 // token is a token of the profile's shape, its signature not yet checked.

@@ -180,6 +180,9 @@ func TestAttestVerify(t *testing.T) {
 		!bytes.Equal(app.MachineID, f.att.UEID()) || !app.AttestedAt.Equal(f.clock.Now()) || app.HardwareBacked || app.Format != softeat.Format {
 		t.Fatalf("appraisal %+v", app)
 	}
+	if kid, _ := softeat.KeyID(f.key.Key.Public()); len(kid) != 16 || !bytes.Equal(app.AttestationKeyID, kid) {
+		t.Fatalf("attestation key id %x, want the kid %x", app.AttestationKeyID, kid)
+	}
 	// The handcrafted token of the same claims verifies too.
 	if err := f.verify(f.sign(t, f.claims())); err != nil {
 		t.Fatalf("handcrafted token: %v", err)

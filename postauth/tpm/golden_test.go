@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -114,6 +115,15 @@ func TestGolden(t *testing.T) {
 			if app.HardwareBacked || !bytes.Equal(app.MachineID, append([]byte{0, 0x0b}, name[:]...)) ||
 				!bytes.Equal(app.Nonce, g.ch.Binder) || !bytes.Equal(app.KeyHash, g.ch.KeyHash) {
 				t.Fatalf("appraisal %+v", app)
+			}
+			// The attestation key id: SHA-256 of the AK's SPKI, 16 bytes.
+			akPub, _, err := tpm.ValidateAKPublic(g.ak)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spki, _ := x509.MarshalPKIXPublicKey(akPub)
+			if kid := sha256.Sum256(spki); !bytes.Equal(app.AttestationKeyID, kid[:16]) {
+				t.Fatalf("attestation key id %x, want %x", app.AttestationKeyID, kid[:16])
 			}
 			// Hardware-backed only with a boot-state policy.
 			vb, err := tpm.NewVerifier(append([]tpm.VerifierOption{tpm.WithPinnedAKs(g.ak), tpm.AllowSoftwareKey(),

@@ -157,6 +157,19 @@ func NewVerifier(opts ...VerifierOption) (*Verifier, error) {
 // MediaTypes is the media type the Verifier accepts ([postauth.MediaTyper]).
 func (v *Verifier) MediaTypes() []string { return []string{MediaType} }
 
+// keyID is the attestation key identifier of an AK: the first 16 bytes of
+// SHA-256 over its DER SubjectPublicKeyInfo (postauth.Appraisal's
+// AttestationKeyID; the same form as a software EAT kid). nil if the key
+// does not marshal (it was parsed from a TPM public area, so it does).
+func keyID(ak *ecdsa.PublicKey) []byte {
+	spki, err := x509.MarshalPKIXPublicKey(ak)
+	if err != nil {
+		return nil
+	}
+	sum := sha256.Sum256(spki)
+	return sum[:16]
+}
+
 // evidenceErr is a CodeInvalid error with a wire-safe reason.
 func evidenceErr(reason postauth.Reason, cause error) error {
 	return postauth.NewError(postauth.CodeInvalid, reason, cause)
@@ -217,10 +230,11 @@ func (v *Verifier) Verify(ctx context.Context, ch postauth.Challenge, ev postaut
 		nonce = ch.Binder // the value extraData commits to (docs/tpm.md, section 4)
 	}
 	app := &postauth.Appraisal{
-		Format:    Format,
-		Nonce:     slices.Clone(nonce),
-		KeyHash:   slices.Clone(ch.KeyHash), // implied by the binder; replaced by the certified key's hash below
-		MachineID: slices.Clone(machineID),  // the cache keeps its own
+		Format:           Format,
+		Nonce:            slices.Clone(nonce),
+		KeyHash:          slices.Clone(ch.KeyHash), // implied by the binder; replaced by the certified key's hash below
+		MachineID:        slices.Clone(machineID),  // the cache keeps its own
+		AttestationKeyID: keyID(key),
 	}
 
 	// The authenticator key.
