@@ -105,6 +105,40 @@ func (d Doc) Load(path string, v any) error {
 	return nil
 }
 
+// Validated is a document type whose pointer checks the decoded value.
+type Validated[T any] interface {
+	*T
+	Validate() error
+}
+
+// Parse decodes data into a new T with [Doc.Decode] and validates it.
+// Decoding errors are prefixed with prefix and ": " (the package name:
+// "posture: policy JSON: ..."); validation errors are returned as they
+// are (they name their package already).
+func Parse[T any, P Validated[T]](d Doc, prefix string, data []byte, format string) (*T, error) {
+	v := new(T)
+	if err := d.Decode(data, format, v); err != nil {
+		return nil, fmt.Errorf("%s: %w", prefix, err)
+	}
+	if err := P(v).Validate(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// LoadFile is [Parse] for the file at path ([Doc.Load]); validation
+// errors end in "(in <path>)".
+func LoadFile[T any, P Validated[T]](d Doc, prefix, path string) (*T, error) {
+	v := new(T)
+	if err := d.Load(path, v); err != nil {
+		return nil, fmt.Errorf("%s: %w", prefix, err)
+	}
+	if err := P(v).Validate(); err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return v, nil
+}
+
 // checkJSON walks data, which must be one JSON object and nothing else,
 // and fails on duplicate keys and on nesting deeper than MaxDepth. t is
 // the type data will be decoded into: it says how each object's keys

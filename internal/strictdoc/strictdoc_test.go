@@ -290,3 +290,35 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// limited is a document that validates itself.
+type limited struct {
+	N int `json:"n" yaml:"n"`
+}
+
+func (l *limited) Validate() error {
+	if l.N > 3 {
+		return errors.New("n over 3")
+	}
+	return nil
+}
+
+func TestParseAndLoadFileValidate(t *testing.T) {
+	d := Doc{Noun: "doc", Max: 64}
+	if v, err := Parse[limited](d, "pkg", []byte(`{"n":2}`), "json"); err != nil || v.N != 2 {
+		t.Fatalf("Parse = %+v, %v", v, err)
+	}
+	if _, err := Parse[limited](d, "pkg", []byte("n: 4\n"), "yaml"); err == nil || err.Error() != "n over 3" {
+		t.Fatalf("Parse of an invalid document: %v", err)
+	}
+	if _, err := Parse[limited](d, "pkg", []byte(`{"m":1}`), "json"); err == nil || !strings.HasPrefix(err.Error(), "pkg: doc JSON: ") {
+		t.Fatalf("Parse of an undecodable document: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "d.yaml")
+	if err := os.WriteFile(path, []byte("n: 9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFile[limited](d, "pkg", path); err == nil || err.Error() != "n over 3 (in "+path+")" {
+		t.Fatalf("LoadFile of an invalid document: %v", err)
+	}
+}

@@ -147,14 +147,7 @@ var policyDoc = strictdoc.Doc{Noun: "policy", Max: MaxPolicyLen}
 // LoadPolicy reads a policy file, JSON if its name ends in ".json" and YAML
 // if it ends in ".yaml" or ".yml", and parses it like [ParsePolicy].
 func LoadPolicy(path string) (*Policy, error) {
-	var p Policy
-	if err := policyDoc.Load(path, &p); err != nil {
-		return nil, fmt.Errorf("ear: %w", err)
-	}
-	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, path)
-	}
-	return &p, nil
+	return strictdoc.LoadFile[Policy](policyDoc, "ear", path)
 }
 
 // ParsePolicy parses a policy document in format "json" or "yaml" (also
@@ -165,12 +158,5 @@ func LoadPolicy(path string) (*Policy, error) {
 // that is not an object or nests more than 16 levels deep, and documents
 // over MaxPolicyLen bytes are errors.
 func ParsePolicy(data []byte, format string) (*Policy, error) {
-	var p Policy
-	if err := policyDoc.Decode(data, format, &p); err != nil {
-		return nil, fmt.Errorf("ear: %w", err)
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return strictdoc.Parse[Policy](policyDoc, "ear", data, format)
 }

@@ -196,14 +196,7 @@ var policyDoc = strictdoc.Doc{Noun: "policy", Max: MaxPolicyLen}
 
 // LoadPolicy reads a policy file: .json, or .yaml/.yml.
 func LoadPolicy(path string) (*Policy, error) {
-	var p Policy
-	if err := policyDoc.Load(path, &p); err != nil {
-		return nil, fmt.Errorf("tdx: %w", err)
-	}
-	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, path)
-	}
-	return &p, nil
+	return strictdoc.LoadFile[Policy](policyDoc, "tdx", path)
 }
 
 // ParsePolicy parses a policy document in format "json" or "yaml" (also
@@ -213,12 +206,5 @@ func LoadPolicy(path string) (*Policy, error) {
 // that is not an object or nests more than 16 levels deep, and documents
 // over MaxPolicyLen bytes are errors.
 func ParsePolicy(data []byte, format string) (*Policy, error) {
-	var p Policy
-	if err := policyDoc.Decode(data, format, &p); err != nil {
-		return nil, fmt.Errorf("tdx: %w", err)
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return strictdoc.Parse[Policy](policyDoc, "tdx", data, format)
 }
