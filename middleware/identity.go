@@ -93,8 +93,8 @@ func (id Identity) Validate() error {
 }
 
 // ParseIdentity parses "kind:value" ("key:9f86d0...", "machine:0a1b...",
-// "posture:...", "kid:...", "subject:CN=agent-7") and validates it. Hex values may be
-// given in upper case.
+// "posture:...", "kid:...", "subject:CN=agent-7") and validates it. Hex
+// values may be given in upper case.
 func ParseIdentity(s string) (Identity, error) {
 	kind, value, ok := strings.Cut(s, ":")
 	if !ok {

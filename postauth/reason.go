@@ -283,8 +283,8 @@ const (
 // rate limits through a coordinator (middleware.WithCoordinator,
 // middleware.WithLimits; docs/scale-out.md).
 const (
-	// ReasonAttesterRevoked: the attester (its key, machine, posture or
-	// subject) is revoked: its cached verdicts are dropped and its new
+	// ReasonAttesterRevoked: the attester (its key, machine, posture,
+	// subject or attestation key) is revoked: its cached verdicts are dropped and its new
 	// Evidence is refused until the revocation expires.
 	ReasonAttesterRevoked Reason = "attester_revoked"
 	// ReasonVerdictInvalidated: the cached verdict was dropped because a
