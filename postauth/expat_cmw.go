@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/reattest/reattest/internal/detcbor"
 	"github.com/veraison/cmw"
 )
 
@@ -200,28 +201,11 @@ func evidenceOf(ev Evidence, ind cmw.Indicator) (Evidence, error) {
 func encodeCBORRecord(typ string, val []byte, ind uint64) []byte {
 	out := make([]byte, 0, 1+9+len(typ)+9+len(val)+9)
 	out = append(out, 0x83)
-	out = appendCBORHead(out, 3, uint64(len(typ)))
+	out = detcbor.AppendHead(out, 3, uint64(len(typ)))
 	out = append(out, typ...)
-	out = appendCBORHead(out, 2, uint64(len(val)))
+	out = detcbor.AppendHead(out, 2, uint64(len(val)))
 	out = append(out, val...)
-	return appendCBORHead(out, 0, ind)
-}
-
-// appendCBORHead appends the shortest head of major type major with
-// argument n.
-func appendCBORHead(b []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(b, m|byte(n))
-	case n <= 0xff:
-		return append(b, m|24, byte(n))
-	case n <= 0xffff:
-		return append(b, m|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(b, m|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, m|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return detcbor.AppendHead(out, 0, ind)
 }
 
 // decodeCBORRecord reads the common form of a CBOR CMW record, the one
@@ -270,38 +254,13 @@ func cborItem(b []byte, major byte) (content, rest []byte, ok bool) {
 
 // cborHead reads a head of major type major in its shortest form.
 func cborHead(b []byte, major byte) (n uint64, rest []byte, ok bool) {
-	if len(b) == 0 || b[0]>>5 != major {
-		return 0, nil, false
-	}
-	ai := b[0] & 0x1f
-	b = b[1:]
-	var size int
-	switch {
-	case ai < 24:
-		return uint64(ai), b, true
-	case ai == 24:
-		size = 1
-	case ai == 25:
-		size = 2
-	case ai == 26:
-		size = 4
-	case ai == 27:
-		size = 8
-	default:
-		return 0, nil, false // indefinite length or reserved
-	}
-	if len(b) < size {
-		return 0, nil, false
-	}
-	for _, c := range b[:size] {
-		n = n<<8 | uint64(c)
-	}
+	n, hl, ok := detcbor.ReadArg(b)
 	// Shortest form only: a longer head than needed is left to the
 	// general decoder.
-	if (size == 1 && n < 24) || (size > 1 && n < 1<<(4*size)) {
+	if !ok || b[0]>>5 != major || hl != detcbor.HeadLen(n) {
 		return 0, nil, false
 	}
-	return n, b[size:], true
+	return n, b[hl:], true
 }
 
 // checkJSONRecord refuses a JSON CMW record whose entries do not have the

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"math/big"
+
+	"github.com/reattest/reattest/internal/detcbor"
 )
 
 // The profile's token has one shape (docs/protocol.md section 4.7), so it
@@ -36,7 +38,7 @@ func sigStructure(protected, payload []byte) []byte {
 	out = append(out, "Signature1"...)
 	out = append(out, protected...)
 	out = append(out, 0x40) // external_aad: empty
-	out = appendHead(out, 2, uint64(len(payload)))
+	out = detcbor.AppendHead(out, 2, uint64(len(payload)))
 	return append(out, payload...)
 }
 
@@ -47,9 +49,9 @@ func encodeToken(protected, payload, sig []byte) []byte {
 	out = append(out, cborTag18, array4)
 	out = append(out, protected...)
 	out = append(out, emptyUnprotected...)
-	out = appendHead(out, 2, uint64(len(payload)))
+	out = detcbor.AppendHead(out, 2, uint64(len(payload)))
 	out = append(out, payload...)
-	out = appendHead(out, 2, uint64(len(sig)))
+	out = detcbor.AppendHead(out, 2, uint64(len(sig)))
 	return append(out, sig...)
 }
 
@@ -104,7 +106,7 @@ func skipItem(b []byte, depth int) ([]byte, bool) {
 		return nil, false
 	}
 	major := b[0] >> 5
-	n, hl, ok := readArg(b)
+	n, hl, ok := detcbor.ReadArg(b)
 	if !ok {
 		return nil, false
 	}
@@ -143,7 +145,7 @@ func readBstrItem(b []byte) (item, rest []byte, err error) {
 	if len(b) == 0 || b[0]>>5 != 2 {
 		return nil, nil, errNotToken
 	}
-	n, hl, ok := readArg(b)
+	n, hl, ok := detcbor.ReadArg(b)
 	if !ok || uint64(len(b)-hl) < n {
 		return nil, nil, errNotToken
 	}
@@ -154,31 +156,8 @@ func readBstrItem(b []byte) (item, rest []byte, err error) {
 // bstrContent returns the content of a byte string item read by
 // readBstrItem.
 func bstrContent(item []byte) []byte {
-	_, hl, _ := readArg(item)
+	_, hl, _ := detcbor.ReadArg(item)
 	return item[hl:]
-}
-
-// readArg reads the argument of the CBOR head at the start of b: its value,
-// the head's length, and whether it is a definite, well-formed head.
-func readArg(b []byte) (n uint64, headLen int, ok bool) {
-	ai := b[0] & 0x1f
-	switch {
-	case ai < 24:
-		return uint64(ai), 1, true
-	case ai == 24 && len(b) >= 2:
-		return uint64(b[1]), 2, true
-	case ai == 25 && len(b) >= 3:
-		return uint64(b[1])<<8 | uint64(b[2]), 3, true
-	case ai == 26 && len(b) >= 5:
-		return uint64(b[1])<<24 | uint64(b[2])<<16 | uint64(b[3])<<8 | uint64(b[4]), 5, true
-	case ai == 27 && len(b) >= 9:
-		var v uint64
-		for _, c := range b[1:9] {
-			v = v<<8 | uint64(c)
-		}
-		return v, 9, true
-	}
-	return 0, 0, false
 }
 
 // kidOf returns the kid of a protected header of the profile's form
@@ -230,7 +209,7 @@ func encodeClaims(c *claims) []byte {
 		size += 16 + len(c.Posture.Head.Value) + len(c.Posture.Log)
 	}
 	out := make([]byte, 0, size)
-	out = appendHead(out, 5, uint64(n))
+	out = detcbor.AppendHead(out, 5, uint64(n))
 	out = append(out, 0x06) // iat
 	out = appendInt(out, c.IssuedAt)
 	out = append(out, 0x0a) // eat_nonce
@@ -238,7 +217,7 @@ func encodeClaims(c *claims) []byte {
 	out = append(out, 0x19, 0x01, 0x00) // ueid (256)
 	out = appendBytes(out, c.UEID)
 	out = append(out, 0x19, 0x01, 0x09) // eat_profile (265)
-	out = appendHead(out, 3, uint64(len(c.Profile)))
+	out = detcbor.AppendHead(out, 3, uint64(len(c.Profile)))
 	out = append(out, c.Profile...)
 	out = append(out, 0x3a, 0x00, 0x01, 0x11, 0x6f) // -70000: key hash
 	out = appendDigest(out, c.KeyHash.Alg, c.KeyHash.Value)
@@ -254,13 +233,13 @@ func encodeClaims(c *claims) []byte {
 
 func appendInt(b []byte, v int64) []byte {
 	if v >= 0 {
-		return appendHead(b, 0, uint64(v))
+		return detcbor.AppendHead(b, 0, uint64(v))
 	}
-	return appendHead(b, 1, uint64(-(v + 1)))
+	return detcbor.AppendHead(b, 1, uint64(-(v + 1)))
 }
 
 func appendBytes(b, v []byte) []byte {
-	return append(appendHead(b, 2, uint64(len(v))), v...)
+	return append(detcbor.AppendHead(b, 2, uint64(len(v))), v...)
 }
 
 func appendDigest(b []byte, alg int, v []byte) []byte {

@@ -462,26 +462,9 @@ var emptyUnprotected = []byte{0xa0}
 func protectedHeader(kid []byte) []byte {
 	// {1: -7, 4: h'kid'}: the keys sorted, the shortest forms.
 	m := []byte{0xa2, 0x01, 0x26, 0x04}
-	m = appendHead(m, 2, uint64(len(kid)))
+	m = detcbor.AppendHead(m, 2, uint64(len(kid)))
 	m = append(m, kid...)
-	return append(appendHead(nil, 2, uint64(len(m))), m...)
-}
-
-// appendHead appends a CBOR head of major type major and argument n in its
-// shortest form (RFC 8949 section 4.2.1).
-func appendHead(b []byte, major byte, n uint64) []byte {
-	mt := major << 5
-	switch {
-	case n < 24:
-		return append(b, mt|byte(n))
-	case n <= 0xff:
-		return append(b, mt|24, byte(n))
-	case n <= 0xffff:
-		return append(b, mt|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(b, mt|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, mt|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return append(detcbor.AppendHead(nil, 2, uint64(len(m))), m...)
 }
 
 // KeyID is the COSE kid of an attestation key: the first 16 bytes of
