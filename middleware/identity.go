@@ -38,8 +38,8 @@ const (
 	IdentitySubject IdentityKind = "subject"
 	// IdentityAttestationKey: the key that signed the Evidence,
 	// [postauth.Result.AttestationKeyID] (the first 16 bytes of SHA-256
-	// over its SubjectPublicKeyInfo: a software EAT kid, a TPM AK's; TDX
-	// quotes and remote verdicts (postauth/ear) have none). Lower case hex. Revoking it revokes
+	// over its SubjectPublicKeyInfo: a software EAT kid, a TPM AK's, or
+	// the one an EAR reports; TDX quotes have none). Lower case hex. Revoking it revokes
 	// every attester that signs with that key, whatever its TLS key.
 	IdentityAttestationKey IdentityKind = "kid"
 )

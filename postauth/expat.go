@@ -123,9 +123,9 @@ type Appraisal struct {
 	// AttestationKeyID identifies the key that signed the Evidence (the
 	// attestation key), if the format has one: the first 16 bytes of
 	// SHA-256 over its DER SubjectPublicKeyInfo (software EAT: the COSE
-	// kid; TPM: of the AK). nil if the format has none (TDX) or the
-	// verdict comes from a remote verifier (postauth/ear). Revocation by
-	// "kid" (package middleware) uses it.
+	// kid; TPM: of the AK; an EAR: the one its verifier reports). nil if
+	// the format has none (TDX). Revocation by "kid" (package middleware)
+	// uses it.
 	AttestationKeyID []byte
 	// AttestedAt is when the Evidence was produced (EAT iat). Zero means
 	// unknown; the relying party then uses the verification time.

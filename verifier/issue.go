@@ -181,6 +181,9 @@ func annotate(f *format, h crypto.Hash, app *postauth.Appraisal) map[string]inte
 	if len(app.MachineID) > 0 {
 		ann[ear.AnnotationMachineID] = base64.RawURLEncoding.EncodeToString(app.MachineID)
 	}
+	if len(app.AttestationKeyID) > 0 {
+		ann[ear.AnnotationAttestationKeyID] = base64.RawURLEncoding.EncodeToString(app.AttestationKeyID)
+	}
 	if len(app.PostureHead) > 0 && len(app.PostureLog) > 0 {
 		if id := posture.AlgID(hashBySize(len(app.PostureHead))); id != 0 {
 			ann[ear.AnnotationPostureHead] = posture.Digest{Alg: id, Value: app.PostureHead}.String()

@@ -94,11 +94,12 @@ func (a *appraiser) deny(c *claims) error {
 // reported as the EAR carries them; the relying party replays the log.
 func (a *appraiser) report(c *claims, ann annotations) (*postauth.Appraisal, error) {
 	app := &postauth.Appraisal{
-		Format:         Format,
-		HardwareBacked: hardwareBacked(c),
-		MachineID:      slices.Clone(ann.machineID),
-		AttestedAt:     c.issuedAt,
-		Expiry:         c.issuedAt.Add(a.policy.maxAge),
+		Format:           Format,
+		HardwareBacked:   hardwareBacked(c),
+		MachineID:        slices.Clone(ann.machineID),
+		AttestationKeyID: slices.Clone(ann.attKeyID),
+		AttestedAt:       c.issuedAt,
+		Expiry:           c.issuedAt.Add(a.policy.maxAge),
 	}
 	if !ann.attestedAt.IsZero() && ann.attestedAt.Before(c.issuedAt) {
 		app.AttestedAt = ann.attestedAt

@@ -17,14 +17,15 @@ import (
 
 // Bounds of decoded claims.
 const (
-	maxSubmods     = 16
-	maxAKPubLen    = 4 << 10
-	minNonceLen    = 8
-	maxNonceLen    = 64
-	maxMachineID   = 256
-	maxSubmodName  = 128
-	maxFormatName  = 128
-	maxAnnotations = 64
+	maxSubmods          = 16
+	maxAKPubLen         = 4 << 10
+	minNonceLen         = 8
+	maxNonceLen         = 64
+	maxMachineID        = 256
+	maxAttestationKeyID = 64
+	maxSubmodName       = 128
+	maxFormatName       = 128
+	maxAnnotations      = 64
 )
 
 // claims is a decoded EAR. Nothing in it is verified by decoding.
@@ -52,6 +53,7 @@ type annotations struct {
 	mediaType   string
 	keyHash     *posture.Digest
 	machineID   []byte
+	attKeyID    []byte
 	attestedAt  time.Time
 	postureHead *posture.Digest
 	postureLog  []byte
@@ -253,6 +255,9 @@ func decodeAnnotations(m map[string]json.RawMessage) (annotations, error) {
 		return b, nil
 	}
 	if a.machineID, err = binary(AnnotationMachineID, maxMachineID); err != nil {
+		return a, err
+	}
+	if a.attKeyID, err = binary(AnnotationAttestationKeyID, maxAttestationKeyID); err != nil {
 		return a, err
 	}
 	if a.postureLog, err = binary(AnnotationPostureLog, MaxTokenLen); err != nil {

@@ -33,6 +33,9 @@ func TestPassportEndToEnd(t *testing.T) {
 	if !bytes.Equal(res.KeyHash(), spkiHash(t, clientKey(ep))) {
 		t.Fatal("key hash")
 	}
+	if !bytes.Equal(res.AttestationKeyID(), w.kid) {
+		t.Fatalf("attestation key id %x, want %x", res.AttestationKeyID(), w.kid)
+	}
 }
 
 func TestBackgroundCheckEndToEnd(t *testing.T) {
@@ -42,8 +45,9 @@ func TestBackgroundCheckEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Format() != softeat.Format || !bytes.Equal(res.MachineID(), w.att.UEID()) || !bytes.Equal(res.PostureHead(), w.tracker.Head()) {
-		t.Fatalf("result: format %q machine %x", res.Format(), res.MachineID())
+	if res.Format() != softeat.Format || !bytes.Equal(res.MachineID(), w.att.UEID()) || !bytes.Equal(res.PostureHead(), w.tracker.Head()) ||
+		!bytes.Equal(res.AttestationKeyID(), w.kid) {
+		t.Fatalf("result: format %q machine %x kid %x", res.Format(), res.MachineID(), res.AttestationKeyID())
 	}
 }
 

@@ -81,6 +81,10 @@ const (
 	// AnnotationMachineID: string, base64url (no padding) of the machine
 	// identifier (EAT ueid, TPM AK name).
 	AnnotationMachineID = "reattest.machine-id"
+	// AnnotationAttestationKeyID: string, base64url (no padding) of the
+	// key that signed the Evidence (postauth.Appraisal.AttestationKeyID:
+	// a software EAT kid, a TPM AK's), at most 64 bytes.
+	AnnotationAttestationKeyID = "reattest.attestation-key-id"
 	// AnnotationAttestedAt: integer, Unix seconds when the Evidence was
 	// produced.
 	AnnotationAttestedAt = "reattest.attested-at"

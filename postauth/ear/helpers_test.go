@@ -81,6 +81,7 @@ type world struct {
 	svc     *verifier.Service
 	srv     *verifier.Server
 	att     *softeat.Attester
+	kid     []byte            // att's attestation key id (softeat.KeyID)
 	local   *softeat.Verifier // the same verifier the service uses
 	tracker *posture.Tracker
 }
@@ -102,6 +103,9 @@ func newWorld(tb testing.TB, opts ...verifier.Option) *world {
 	}
 	k := postauthtest.NewSoftwareKey(tb)
 	w.att, w.local = k.Attester(tb, softeat.WithPosture(w.tracker)), k.Verifier(tb)
+	if w.kid, err = softeat.KeyID(k.Key.Public()); err != nil {
+		tb.Fatal(err)
+	}
 	if w.signKey, err = verifier.GenerateKey(); err != nil {
 		tb.Fatal(err)
 	}
