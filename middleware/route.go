@@ -162,16 +162,30 @@ func registerPattern(mux *http.ServeMux, pattern string) (err error) {
 	return nil
 }
 
+// splitPattern splits a ServeMux pattern ("[METHOD ][HOST]/[PATH]") as
+// http.ServeMux does: the method ends at the first space or tab, and the
+// spaces and tabs after it are dropped; the host ends at the first "/".
+// A pattern ServeMux registered always has a "/".
+func splitPattern(pattern string) (method, host, path string) {
+	rest := pattern
+	if i := strings.IndexAny(pattern, " \t"); i >= 0 {
+		method, rest = pattern[:i], strings.TrimLeft(pattern[i+1:], " \t")
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		host, path = rest[:i], rest[i:]
+	}
+	return method, host, path
+}
+
 // routeMethods returns the methods the patterns name ("POST /pay" names
 // POST; GET also matches HEAD in http.ServeMux), or nil if a pattern names
-// none.
-// A short list, scanned: cheaper than a map's hash for the few methods
-// routes name, on every request.
+// none. A short list, scanned: cheaper than a map's hash for the few
+// methods routes name, on every request.
 func routeMethods(specs []routeSpec) []string {
 	m := []string{}
 	for _, s := range specs {
-		method, _, found := strings.Cut(s.pattern, " ")
-		if !found || method == "" || strings.Contains(method, "/") {
+		method, _, _ := splitPattern(s.pattern)
+		if method == "" {
 			return nil
 		}
 		m = append(m, method)
@@ -219,11 +233,8 @@ type exactRoute struct {
 func exactRoutes(specs []routeSpec, byPattern map[string]*route) map[string]*exactRoute {
 	var idx map[string]*exactRoute
 	for _, s := range specs {
-		method, path := "", s.pattern
-		if i := strings.IndexAny(s.pattern, " \t"); i >= 0 {
-			method, path = s.pattern[:i], strings.TrimLeft(s.pattern[i:], " \t")
-		}
-		if !strings.HasPrefix(path, "/") { // mutation: literal index host patterns
+		method, host, path := splitPattern(s.pattern)
+		if host != "" { // mutation: literal index host patterns
 			return nil // a host pattern
 		}
 		if !literalPath(path) {
@@ -316,18 +327,15 @@ func (g *Guard) matchMux(r *http.Request) *route {
 	return nil
 }
 
-// staticPrefix is the part of a pattern's path before its first wildcard,
-// without a trailing slash: every path the pattern matches (or redirects to
+// staticPrefix is the part of a pattern's path before its first wildcard
+// or escape, without a trailing slash: every path the pattern matches (or redirects to
 // it) starts with it.
 func staticPrefix(pattern string) string {
-	_, path, _ := strings.Cut(pattern, " ")
-	if path == "" {
-		path = pattern
-	}
-	if i := strings.IndexByte(path, '/'); i > 0 {
-		path = path[i:] // "host/path": the path
-	}
-	if i := strings.IndexByte(path, '{'); i >= 0 {
+	_, _, path := splitPattern(pattern)
+	// ServeMux unescapes a pattern's segments ("/a%20b" matches the path
+	// "/a b", "/p%61y" the path "/pay"): the prefix ends before the first
+	// escape, as before the first wildcard.
+	if i := strings.IndexAny(path, "{%"); i >= 0 { // mutation: static prefix escapes
 		path = path[:i]
 	}
 	return strings.TrimSuffix(path, "/")

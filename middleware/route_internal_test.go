@@ -25,11 +25,14 @@ func FuzzOutsideRoutes(f *testing.F) {
 		WithRoute("GET /report/{id}", Route{}),
 		WithRoute("PUT example.com/hosted", Route{}),
 		WithRoute("DELETE /tree/{rest...}", Route{}),
-		WithRoute("POST /exact/{$}", Route{}))
+		WithRoute("POST /exact/{$}", Route{}),
+		WithRoute("/a%20b", Route{}),
+		WithRoute("/p%61y", Route{}),
+		WithRoute("GET\t /tabbed", Route{}))
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, s := range []string{"/v1/payments", "/v1//payments", "/admin", "/admin/x", "/report/7", "/hosted", "/tree", "/exact/", "/x/../admin/", "/v1/payments/.", "/v1%2Fpayments"} {
+	for _, s := range []string{"/v1/payments", "/v1//payments", "/admin", "/admin/x", "/report/7", "/hosted", "/tree", "/exact/", "/x/../admin/", "/v1/payments/.", "/v1%2Fpayments", "/a%20b", "/pay", "/tabbed"} {
 		f.Add("POST", "example.com", s)
 		f.Add("GET", "other", s)
 	}
@@ -139,5 +142,33 @@ func TestMatchExact(t *testing.T) {
 	}
 	if h.exact != nil {
 		t.Fatal("index built beside a host pattern")
+	}
+}
+
+// Patterns that ServeMux reads differently from a naive split: a method
+// followed by a tab, and escaped path segments (ServeMux unescapes them).
+// Each was once left unprotected by the prefilters (routeMethods split on
+// a space only; staticPrefix kept the escape while requests are decoded).
+func TestTabbedAndEscapedPatternsProtect(t *testing.T) {
+	for _, tc := range []struct{ pattern, method, path string }{
+		{"GET\t /pay", "GET", "/pay"},
+		{"GET\t/pay", "HEAD", "/pay"},
+		{"POST \t /pay", "POST", "/pay"},
+		{"/a%20b", "GET", "/a%20b"},
+		{"/p%61y", "POST", "/pay"},
+		{"/caf%C3%A9", "GET", "/caf%C3%A9"},
+		{"PUT /v1/%7Euser/{id}", "PUT", "/v1/~user/7"},
+	} {
+		g, err := New(nopVerifier{}, WithRoute(tc.pattern, Route{}))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.pattern, err)
+		}
+		r, _ := requestFor(tc.method, "example.com", tc.path)
+		if g.matchMux(r) == nil {
+			t.Fatalf("%q: ServeMux does not match %s %s (test premise)", tc.pattern, tc.method, tc.path)
+		}
+		if g.match(r) == nil {
+			t.Errorf("%q: %s %s is unprotected", tc.pattern, tc.method, tc.path)
+		}
 	}
 }

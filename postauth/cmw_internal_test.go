@@ -2,6 +2,7 @@ package postauth
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 func TestEncodeCBORRecordMatchesVeraison(t *testing.T) {
 	types := []string{"a/b", "application/eat+cwt", "application/eat+cwt; eat_profile=\"tag:x\"", "application/" + strings.Repeat("x", 250)}
 	sizes := []int{1, 23, 24, 255, 256, 65535, 65536}
-	inds := []cmw.Indicator{cmw.Evidence, cmw.AttestationResults, cmw.Evidence | cmw.AttestationResults, 23, 24, 255, 256, 1 << 20, 1 << 40}
+	inds := []cmw.Indicator{cmw.Evidence, cmw.AttestationResults, cmw.Evidence | cmw.AttestationResults, 23, 24, 255, 256, 1 << 20, ^cmw.Indicator(0)}
 	for _, typ := range types {
 		for _, n := range sizes {
 			for _, ind := range inds {
@@ -71,5 +72,20 @@ func TestDecodeCBORRecordCopiesValue(t *testing.T) {
 	b[len(b)-2] = 9
 	if ev.Value[2] != 3 {
 		t.Fatal("the value aliases the record")
+	}
+}
+
+// An indicator wider than uint is left to veraison/cmw (which refuses it
+// on 32-bit platforms) instead of being truncated.
+func TestDecodeCBORRecordWideIndicator(t *testing.T) {
+	wide := []byte{0x83, 0x63, 'a', '/', 'b', 0x41, 1, 0x1b, 0, 0, 0, 1, 0, 0, 0, 4} // 2^32 + 4
+	_, ind, ok := decodeCBORRecord(wide)
+	if want := strconv.IntSize == 64; ok != want || (ok && uint64(ind) != 1<<32+4) {
+		t.Fatalf("fast path: ok %v, indicator %d on a %d-bit platform", ok, ind, strconv.IntSize)
+	}
+	_, errFast := decodeCMW(wide)
+	_, errLib := decodeCMWRecord(wide)
+	if (errFast == nil) != (errLib == nil) {
+		t.Fatalf("fast path and veraison/cmw disagree: %v / %v", errFast, errLib)
 	}
 }

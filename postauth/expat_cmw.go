@@ -231,8 +231,8 @@ func decodeCBORRecord(b []byte) (ev Evidence, ind cmw.Indicator, ok bool) {
 	}
 	if n == 3 {
 		var v uint64
-		if v, rest, ok = cborHead(rest, 0); !ok {
-			return Evidence{}, 0, false
+		if v, rest, ok = cborHead(rest, 0); !ok || v > uint64(^cmw.Indicator(0)) {
+			return Evidence{}, 0, false // an indicator wider than uint (32-bit): veraison/cmw refuses it
 		}
 		ind = cmw.Indicator(v)
 	}

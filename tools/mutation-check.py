@@ -150,6 +150,7 @@ MUTATIONS = {
     "route posture policy": ("./middleware", "TestForbiddenToolDeniedThenAllowed|TestLyingPostureHintCannotPassOperationMode"),
     "route appraise hook": ("./middleware", "TestPolicyDenial"),
     "literal index host patterns": ("./middleware", "TestMatchExact"),
+    "static prefix escapes": ("./middleware", "TestTabbedAndEscapedPatternsProtect"),
     "appraisal deadline": ("./middleware", "TestLatePassNeverRuns",
                            ("case <-ctx.Done():", "case <-make(chan struct{}):")),
     "operation authority": ("./middleware", "TestOperationBindsAuthority",

@@ -133,11 +133,11 @@ func (c *apiClient) guard(ctx context.Context, f func(context.Context) error) er
 	if err == nil && postauth.ContextErr(tctx) != nil { // mutation: background late answer
 		err = postauth.ContextErr(tctx)
 	}
-	if err != nil && ctx.Err() != nil {
+	if err != nil && postauth.ContextErr(ctx) != nil {
 		c.br.cancel() // the caller went away: not the verifier's fault
-		return ctx.Err()
+		return postauth.ContextErr(ctx)
 	}
-	if err != nil && tctx.Err() != nil {
+	if err != nil && postauth.ContextErr(tctx) != nil {
 		err = unavailable(postauth.ReasonVerifierTimeout, fmt.Errorf("%w: no answer within %v", ErrVerifierUnavailable, c.timeout))
 	}
 	c.br.done(err == nil || errors.Is(err, errClientSide))
