@@ -52,7 +52,17 @@ func FuzzVerify(f *testing.F) {
 		}
 		var c map[int64]any
 		if err := detcbor.DecNoTags.Unmarshal(payload, &c); err != nil {
-			t.Fatalf("accepted claims do not decode: %v", err)
+			// The posture log is kept as raw CBOR (the relying party
+			// replays it, once): only its content can fail a full decode
+			// (invalid UTF-8 in an event name, say), and then the replay
+			// must refuse it.
+			if app.PostureLog == nil {
+				t.Fatalf("accepted claims do not decode: %v", err)
+			}
+			if _, rerr := posture.Verify(app.PostureLog, app.PostureHead); rerr == nil {
+				t.Fatalf("accepted claims do not decode (%v) and their posture log replays", err)
+			}
+			return
 		}
 		if canon, _ := detcbor.Enc.Marshal(c); !bytes.Equal(canon, payload) {
 			t.Fatal("accepted non-canonical claims")
