@@ -65,7 +65,16 @@ func FuzzVerify(f *testing.F) {
 			return
 		}
 		if canon, _ := detcbor.Enc.Marshal(c); !bytes.Equal(canon, payload) {
-			t.Fatal("accepted non-canonical claims")
+			// The claims are re-encoded by the profile's encoder: only the
+			// raw posture log can be non-canonical, and then its replay
+			// must refuse it.
+			if app.PostureLog == nil {
+				t.Fatal("accepted non-canonical claims")
+			}
+			if _, rerr := posture.Verify(app.PostureLog, app.PostureHead); rerr == nil {
+				t.Fatal("accepted non-canonical claims whose posture log replays")
+			}
+			return
 		}
 		if !bytes.Equal(app.Nonce, fx.chal.Binder) || !bytes.Equal(app.KeyHash, fx.chal.KeyHash) {
 			t.Fatal("accepted claims not bound to the Challenge")
