@@ -232,17 +232,24 @@ func h2Only() *http.Protocols {
 // certificate, answering challenges with the software EAT attester.
 func (e *env) newClient() *http.Client {
 	base := &http.Transport{TLSClientConfig: e.pki.ClientConfig(&e.clientCert), Protocols: h2Only()}
-	tr, err := transports.NewTransport(base,
-		transports.WithAttester(e.id, e.attester),
-		transports.WithAttestTo("127.0.0.1"),
-		transports.WithClock(e.clock.now),
-		transports.WithMaxConnsPerHost(1),
-	)
+	tr, err := transports.NewTransport(base, e.clientOptions()...)
 	if err != nil {
 		e.tb.Fatal(err)
 	}
 	e.tb.Cleanup(func() { tr.Close() })
 	return &http.Client{Transport: tr}
+}
+
+// clientOptions are the attesting clients' options, HTTP/2 and HTTP/3
+// alike: the software EAT attester, loopback only, the run's clock, one
+// connection.
+func (e *env) clientOptions() []transports.Option {
+	return []transports.Option{
+		transports.WithAttester(e.id, e.attester),
+		transports.WithAttestTo("127.0.0.1"),
+		transports.WithClock(e.clock.now),
+		transports.WithMaxConnsPerHost(1),
+	}
 }
 
 // post sends one request with requestBody and checks for 200 "ok".

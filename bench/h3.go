@@ -14,7 +14,6 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/reattest/reattest/middleware/h3attest"
-	"github.com/reattest/reattest/transports"
 	"github.com/reattest/reattest/transports/h3"
 )
 
@@ -57,12 +56,7 @@ func newH3Server(e *env) *h3Server {
 // newH3Client is newClient over HTTP/3: transports/h3.NewTransport with
 // the same attester, pinned to one QUIC connection.
 func (e *env) newH3Client() *http.Client {
-	tr, err := h3.NewTransport(e.pki.ClientConfig(&e.clientCert), nil,
-		transports.WithAttester(e.id, e.attester),
-		transports.WithAttestTo("127.0.0.1"),
-		transports.WithClock(e.clock.now),
-		transports.WithMaxConnsPerHost(1),
-	)
+	tr, err := h3.NewTransport(e.pki.ClientConfig(&e.clientCert), nil, e.clientOptions()...)
 	if err != nil {
 		e.tb.Fatal(err)
 	}
