@@ -42,7 +42,8 @@ func TestRedisSection(t *testing.T) {
 		t.Errorf("audit: %d attestations, %d records queued, %d written, %d dropped, stream length %d",
 			a.onAttestations, a.queued, a.written, a.dropped, a.streamLen)
 	}
-	if p.n != 30 || p.lost != 0 || p.p50 <= 0 || p.p99 < p.p50 || p.max < p.p99 {
+	// p.n: as many revocations as the time bound allowed (at least one).
+	if p.n < 1 || p.n > 30 || p.lost != 0 || p.p50 <= 0 || p.p99 < p.p50 || p.max < p.p99 {
 		t.Errorf("propagation: %+v", p)
 	}
 	// The run left nothing behind.

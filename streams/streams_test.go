@@ -188,11 +188,19 @@ func TestPostureChangeForcesReattestation(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	echo(t, client, server, []byte("after search"))
-	<-mu
-	if len(triggers) != 2 || triggers[1] != TriggerPosture {
-		t.Fatalf("triggers %v", triggers)
+	// The observer runs after the verdict is set: wait for its call.
+	var got []Trigger
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		<-mu
+		got = append(got[:0], triggers...)
+		mu <- struct{}{}
+		if len(got) >= 2 || time.Now().After(deadline) {
+			break
+		}
 	}
-	mu <- struct{}{}
+	if len(got) != 2 || got[1] != TriggerPosture {
+		t.Fatalf("triggers %v", got)
+	}
 
 	// A forbidden change: the connection is lost.
 	if err := e.tracker.EnableTool(ctx, posture.Tool{Name: "shell", Digest: posture.DigestOf([]byte("sh"))}); err != nil {

@@ -213,8 +213,11 @@ func (w *arrival) Apply(e middleware.Event) {
 
 func (w *arrival) Synced(bool) {}
 
-// wait returns when an event matching match arrived (at most 5 s).
-func (w *arrival) wait(match func(middleware.Event) bool) (time.Time, bool) {
+// wait returns when an event matching match arrived (at most 5 s) and
+// st, the Store w watches, has delivered it to every watcher (the
+// replica's Guard too: a Store delivers to its watchers in turn, in no
+// set order).
+func (w *arrival) wait(st *redisstate.Store, match func(middleware.Event) bool) (time.Time, bool) {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		w.mu.Lock()
@@ -222,6 +225,7 @@ func (w *arrival) wait(match func(middleware.Event) bool) (time.Time, bool) {
 			if match(e) {
 				at := w.at[i]
 				w.mu.Unlock()
+				st.Stats() // holds the Store's lock: waits for the delivery in progress
 				return at, true
 			}
 		}
@@ -354,7 +358,7 @@ func replicasDemo(out io.Writer, n int, redisAddr string, gc gatewayConfig, ac a
 	t0 := time.Now()
 	s, p, _ := show("It pays on replica A: fresh Evidence, denied by A's posture policy.", A, "POST", "/v1/payments")
 	check(s == 403 && len(p.Violations) > 0 && p.Violations[0] == "tool:shell forbidden", "want 403 naming tool:shell, got %d %v", s, p.Violations)
-	at, ok := seenOnB.wait(func(e middleware.Event) bool {
+	at, ok := seenOnB.wait(B.store, func(e middleware.Event) bool {
 		return e.Kind == middleware.EventInvalidate && e.Posture == "" && e.Origin != ""
 	})
 	check(ok, "replica B never heard of the denial")
@@ -375,7 +379,7 @@ func replicasDemo(out io.Writer, n int, redisAddr string, gc gatewayConfig, ac a
 	if err := A.store.Publish(context.Background(), middleware.Event{Kind: middleware.EventPolicy, Policy: doc, Reason: "demo operator"}); err != nil {
 		return err
 	}
-	_, ok = seenOnB.wait(func(e middleware.Event) bool { return e.Kind == middleware.EventPolicy && e.Policy.Version == 1 })
+	_, ok = seenOnB.wait(B.store, func(e middleware.Event) bool { return e.Kind == middleware.EventPolicy && e.Policy.Version == 1 })
 	check(ok, "replica B never got the policy document")
 	s, p, _ = show("Config on replica B: its cached verdict fails the new document.", B, "PUT", "/v1/config")
 	check(s == 403 && len(p.Violations) > 0, "want 403 under the new policy, got %d", s)
@@ -396,7 +400,7 @@ func replicasDemo(out io.Writer, n int, redisAddr string, gc gatewayConfig, ac a
 	if err := A.guard.Revoke(context.Background(), machine, time.Now().Add(time.Hour), "demo: lost laptop"); err != nil {
 		return err
 	}
-	_, ok = seenOnB.wait(func(e middleware.Event) bool { return e.Kind == middleware.EventRevoke && e.Identity == machine })
+	_, ok = seenOnB.wait(B.store, func(e middleware.Event) bool { return e.Kind == middleware.EventRevoke && e.Identity == machine })
 	check(ok, "replica B never got the revocation")
 	for _, r := range replicas {
 		s, p, _ = show("", r, "PUT", "/v1/config")

@@ -182,11 +182,11 @@ func (f *freezer) pipe(dst, src net.Conn) {
 func TestStoreHeartbeatDetectsSilentLink(t *testing.T) {
 	m := miniredis.RunT(t)
 	p := newFreezer(t, m.Addr())
-	s := newStore(t, p.ln.Addr().String(), "ns", redisstate.WithHeartbeat(250*time.Millisecond))
+	s := newStore(t, p.ln.Addr().String(), "ns", redisstate.WithHeartbeat(400*time.Millisecond))
 	sp := &spy{}
 	s.Watch(sp)
 	waitFor(t, "in sync", sp.isSynced)
-	time.Sleep(750 * time.Millisecond) // heartbeats answered: still in sync
+	time.Sleep(1200 * time.Millisecond) // heartbeats answered: still in sync
 	if !sp.isSynced() {
 		t.Fatal("out of sync on a live link")
 	}
