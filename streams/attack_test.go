@@ -89,7 +89,7 @@ func TestLateAnswer(t *testing.T) {
 // requests, loses the connection at the deadline.
 func TestPeerStopsAnswering(t *testing.T) {
 	e := newEnv(t)
-	raw, server := rawClient(t, e, e.requireClient(t), WithInterval(50*time.Millisecond), WithAnswerDeadline(200*time.Millisecond))
+	raw, server := rawClient(t, e, e.requireClient(t), WithInterval(50*time.Millisecond), WithAnswerDeadline(600*time.Millisecond))
 	raw.send(FrameReady, nil)
 	raw.send(FrameAuthenticator, raw.answer(e.clientResponder(t), raw.next(FrameRequest, 0)))
 	raw.next(FrameReady, 0)

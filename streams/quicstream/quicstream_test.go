@@ -97,11 +97,11 @@ func TestQUICReplay(t *testing.T) {
 // ATTESTATION_TIMEOUT.
 func TestQUICPeerStopsAnswering(t *testing.T) {
 	e := newEnv(t)
-	raw, server := rawClient(t, e, e.requireClient(t), streams.WithInterval(50*time.Millisecond), streams.WithAnswerDeadline(200*time.Millisecond))
+	raw, server := rawClient(t, e, e.requireClient(t), streams.WithInterval(50*time.Millisecond), streams.WithAnswerDeadline(600*time.Millisecond))
 	raw.send(streams.FrameAuthenticator, raw.answer(e.clientResponder(t), raw.next(streams.FrameRequest, 0)))
 	raw.next(streams.FrameReady, 0)
 	late := raw.next(streams.FrameRequest, 1)
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(time.Second)
 	raw.send(streams.FrameAuthenticator, raw.answer(e.clientResponder(t), late))
 	wantClosed(t, server, streams.AttestationTimeout, postauth.ReasonAnswerTimeout, false)
 	wantQUICClose(t, raw.qc, streams.AttestationTimeout, postauth.ReasonAnswerTimeout)
