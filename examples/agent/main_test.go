@@ -9,12 +9,12 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/reattest/reattest/middleware"
+	"github.com/reattest/reattest/postauth/postauthtest"
 )
 
 // TestDemo runs the whole story, as `go run ./examples/agent` does, and
@@ -84,29 +84,11 @@ func TestGatewayDiscovery(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer goroutine and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // -mode gateway and -mode agent as two sides: the gateway logs one line per
 // decision (never Evidence), the agent's story goes as expected against
 // it, and SIGTERM stops the gateway cleanly.
 func TestGatewayAndAgentModes(t *testing.T) {
-	var gwOut syncBuffer
+	var gwOut postauthtest.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run([]string{"-mode", "gateway", "-listen", "127.0.0.1:0"}, &gwOut) }()
 	var addr string
